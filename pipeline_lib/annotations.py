@@ -1,0 +1,209 @@
+"""SageMaker Object Detection annotation formats as typed models.
+
+* image+JSON: one JSON per image, ``{"file", "image_size": [{width,height,depth}],
+  "annotations": [{class_id,left,top,width,height}], "categories": [{class_id,name}]}``
+* augmented manifest line: ``{"source-ref": ..., "<attr>": {"image_size", "annotations"},
+  "<attr>-metadata": {"class-map": {...}, ...}}``
+
+Coordinates are pixels with the SageMaker convention: (left, top, width, height).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CHANNELS = ("train", "validation")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation, naming the file, field, what was expected and what was found."""
+
+    def __init__(self, source: str, field: str, expected: str, actual: object):
+        self.source, self.field, self.expected, self.actual = source, field, expected, actual
+        super().__init__(f"{source}: field '{field}': expected {expected}, got {actual!r}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One object: class id and a pixel box (left, top, width, height)."""
+
+    class_id: int
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @property
+    def corners(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in pixels."""
+        return (self.left, self.top, self.left + self.width, self.top + self.height)
+
+    def to_json(self) -> dict:
+        return {
+            "class_id": self.class_id,
+            "left": _num(self.left),
+            "top": _num(self.top),
+            "width": _num(self.width),
+            "height": _num(self.height),
+        }
+
+
+def _num(x: float) -> int | float:
+    """Write integral floats as ints, as SageMaker examples do."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+@dataclass
+class ImageAnnotation:
+    """Annotations of one image (the SageMaker image+JSON record)."""
+
+    file: str
+    width: int
+    height: int
+    depth: int = 3
+    boxes: list[Box] = field(default_factory=list)
+    categories: dict[int, str] | None = None
+
+    def to_json(self) -> dict:
+        out: dict = {
+            "file": self.file,
+            "image_size": [{"width": self.width, "height": self.height, "depth": self.depth}],
+            "annotations": [b.to_json() for b in self.boxes],
+        }
+        if self.categories is not None:
+            out["categories"] = [
+                {"class_id": k, "name": v} for k, v in sorted(self.categories.items())
+            ]
+        return out
+
+    def label_array(self, normalized: bool = False) -> np.ndarray:
+        """``(N, 5)`` float array of ``[cls, xmin, ymin, xmax, ymax]`` (pixels or [0, 1])."""
+        arr = np.array([[b.class_id, *b.corners] for b in self.boxes], dtype=np.float64)
+        arr = arr.reshape(-1, 5)
+        if normalized:
+            arr[:, (1, 3)] /= self.width
+            arr[:, (2, 4)] /= self.height
+        return arr
+
+    @classmethod
+    def from_json(cls, data: object, source: str = "<json>") -> ImageAnnotation:
+        """Parse one image+JSON record strictly; raises :class:`AnnotationError`."""
+        if not isinstance(data, Mapping):
+            raise AnnotationError(source, "<root>", "a JSON object", type(data).__name__)
+        file = data.get("file")
+        if not isinstance(file, str) or not file:
+            raise AnnotationError(source, "file", "a non-empty string", file)
+        width, height, depth = _parse_image_size(data.get("image_size"), source)
+        boxes = _parse_boxes(data.get("annotations"), source, "annotations")
+        categories = None
+        if "categories" in data:
+            categories = _parse_categories(data["categories"], source)
+        return cls(file, width, height, depth, boxes, categories)
+
+
+def _int_field(value: object, source: str, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AnnotationError(source, name, f"an integer >= {minimum}", value)
+    if float(value) != int(value) or int(value) < minimum:
+        raise AnnotationError(source, name, f"an integer >= {minimum}", value)
+    return int(value)
+
+
+def _parse_image_size(value: object, source: str) -> tuple[int, int, int]:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, Mapping):
+        raise AnnotationError(source, "image_size", "[{width, height, depth}]", value)
+    width = _int_field(value.get("width"), source, "image_size.width", 1)
+    height = _int_field(value.get("height"), source, "image_size.height", 1)
+    depth = _int_field(value.get("depth", 3), source, "image_size.depth", 1)
+    return width, height, depth
+
+
+def _parse_boxes(value: object, source: str, name: str) -> list[Box]:
+    if not isinstance(value, list):
+        raise AnnotationError(source, name, "a list of boxes", value)
+    boxes = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(item, Mapping):
+            raise AnnotationError(source, where, "an object", item)
+        cid = _int_field(item.get("class_id"), source, f"{where}.class_id")
+        coords = []
+        for key in ("left", "top", "width", "height"):
+            v = item.get(key)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise AnnotationError(source, f"{where}.{key}", "a finite number", v)
+            coords.append(float(v))
+        boxes.append(Box(cid, *coords))
+    return boxes
+
+
+def _parse_categories(value: object, source: str) -> dict[int, str]:
+    if not isinstance(value, list):
+        raise AnnotationError(source, "categories", "a list of {class_id, name}", value)
+    out: dict[int, str] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise AnnotationError(source, f"categories[{i}]", "{class_id, name}", item)
+        out[_int_field(item.get("class_id"), source, f"categories[{i}].class_id")] = item["name"]
+    return out
+
+
+# ---------------------------------------------------------------- image+JSON layout
+
+
+def annotation_channel(channel: str) -> str:
+    """``train`` -> ``train_annotation``."""
+    return f"{channel}_annotation"
+
+
+def read_annotation(path: Path) -> ImageAnnotation:
+    """Load one annotation JSON file strictly."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(str(path), "<file>", "valid UTF-8 JSON", str(exc)) from exc
+    return ImageAnnotation.from_json(data, str(path))
+
+
+def write_annotation(path: Path, ann: ImageAnnotation) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ann.to_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def iter_channel(root: Path, channel: str) -> Iterator[tuple[Path, ImageAnnotation]]:
+    """Yield ``(image_path, annotation)`` for every JSON of a channel, in sorted order."""
+    ann_dir = Path(root) / annotation_channel(channel)
+    for json_path in sorted(ann_dir.glob("*.json")):
+        ann = read_annotation(json_path)
+        yield Path(root) / channel / ann.file, ann
+
+
+def class_map(annotations: Iterator[ImageAnnotation] | list[ImageAnnotation]) -> dict[int, str]:
+    """Class id -> name from the ``categories`` of the records; ids without a name get ``class_<id>``."""
+    names: dict[int, str] = {}
+    used: set[int] = set()
+    for ann in annotations:
+        if ann.categories:
+            names.update(ann.categories)
+        used.update(b.class_id for b in ann.boxes)
+    for cid in used:
+        names.setdefault(cid, f"class_{cid}")
+    return dict(sorted(names.items()))
+
+
+def read_class_map(path: Path) -> dict[int, str]:
+    """Load ``class_map.json`` (``{"0": "name", ...}``)."""
+    return {int(k): v for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def write_class_map(path: Path, classes: Mapping[int, str]) -> None:
+    Path(path).write_text(json.dumps({str(k): v for k, v in sorted(classes.items())}, indent=1))
