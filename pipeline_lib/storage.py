@@ -8,11 +8,14 @@ own configuration (``AWS_ENDPOINT_URL`` works for MinIO, moto and other S3-compa
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 S3_PREFIX = "s3://"
@@ -40,10 +43,40 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return str(Path(base, *parts))
 
 
-def _s3_client():
-    import boto3  # deferred: boto3 import costs ~0.3 s
+_CLIENTS: dict[tuple, object] = {}
+_CLIENTS_LOCK = threading.Lock()
 
-    return boto3.client("s3")
+
+def _s3_client():
+    """A boto3 S3 client, cached per process and per endpoint/credential environment.
+
+    boto3 clients are thread-safe but must not cross ``fork``; keying on the pid gives each
+    DataLoader/Pool worker its own. Keying on the environment lets tests point
+    ``AWS_ENDPOINT_URL`` at a fresh server.
+    """
+    env = os.environ
+    key = (
+        os.getpid(),
+        env.get("AWS_ENDPOINT_URL"),
+        env.get("AWS_ENDPOINT_URL_S3"),
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+        env.get("AWS_SESSION_TOKEN"),
+        env.get("AWS_PROFILE"),
+        env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION"),
+    )
+    client = _CLIENTS.get(key)
+    if client is None:
+        import boto3  # deferred: boto3 import costs ~0.3 s
+
+        with _CLIENTS_LOCK:
+            client = _CLIENTS.get(key)
+            if client is None:
+                client = boto3.session.Session().client("s3")
+                if len(_CLIENTS) > 16:
+                    _CLIENTS.clear()
+                _CLIENTS[key] = client
+    return client
 
 
 def exists(uri: str | os.PathLike) -> bool:
@@ -197,3 +230,329 @@ def local_file(uri: str | os.PathLike) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="odp-") as tmpdir:
         yield download(str(uri), Path(tmpdir) / Path(split_s3(str(uri))[1]).name)
+
+
+# ---------------------------------------------------------------- streaming reads and writes
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One file or object: its URI, size in bytes and (S3 only) ETag."""
+
+    uri: str
+    size: int
+    etag: str | None = None
+
+
+def list_objects(uri: str | os.PathLike) -> list[ObjectInfo]:
+    """Like :func:`list_files`, with sizes (and ETags on S3), sorted by URI."""
+    if not is_s3(uri):
+        root = Path(uri)
+        if not root.exists():
+            return []
+        return sorted(
+            (ObjectInfo(str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file()),
+            key=lambda o: o.uri,
+        )
+    bucket, key = split_s3(str(uri))
+    prefix = key.rstrip("/") + "/" if key else ""
+    out: list[ObjectInfo] = []
+    paginator = _s3_client().get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        out.extend(
+            ObjectInfo(f"{S3_PREFIX}{bucket}/{obj['Key']}", obj["Size"], obj.get("ETag"))
+            for obj in page.get("Contents", [])
+        )
+    return sorted(out, key=lambda o: o.uri)
+
+
+def size(uri: str | os.PathLike) -> int:
+    """Size of one file or object in bytes (``FileNotFoundError`` when missing)."""
+    if not is_s3(uri):
+        return Path(uri).stat().st_size
+    bucket, key = split_s3(str(uri))
+    from botocore.exceptions import ClientError
+
+    try:
+        return int(_s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(f"no such object: {uri}") from exc
+        raise
+
+
+def read_range(uri: str | os.PathLike, start: int, length: int) -> bytes:
+    """``length`` bytes from ``start`` (fewer at the end of the file); one ranged GET on S3."""
+    if length <= 0:
+        return b""
+    if not is_s3(uri):
+        with open(uri, "rb") as f:
+            return os.pread(f.fileno(), length, start)
+    bucket, key = split_s3(str(uri))
+    from botocore.exceptions import ClientError
+
+    try:
+        resp = _s3_client().get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+            return b""  # start is at or past the end
+        raise
+    return resp["Body"].read()
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable, read-only raw stream over one S3 object, read with ranged GETs.
+
+    Wrap it in :class:`io.BufferedReader` (as :func:`open_read` does) so that small reads
+    become a few large requests.
+    """
+
+    def __init__(self, uri: str):
+        super().__init__()
+        self.uri = uri
+        self._size = size(uri)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = min(len(b), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = read_range(self.uri, self._pos, n)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def open_read(uri: str | os.PathLike, buffer_size: int = 8 << 20) -> io.BufferedIOBase:
+    """A seekable binary stream: a local file, or an S3 object read in ``buffer_size`` ranges."""
+    if not is_s3(uri):
+        return open(uri, "rb", buffering=min(buffer_size, 1 << 20))  # noqa: SIM115
+    return io.BufferedReader(S3RangeReader(str(uri)), buffer_size=buffer_size)
+
+
+class AtomicWriter:
+    """A file being written under a temporary name; :meth:`commit` publishes it, :meth:`abort`
+    removes every trace. Local files are renamed into place; S3 objects are streamed as a
+    multipart upload that becomes visible only when completed."""
+
+    uri: str
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        raise NotImplementedError
+
+    def append_file(self, path: str | os.PathLike) -> int:
+        """Append the whole content of a local file (kernel-side copy where possible)."""
+        n = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(8 << 20):
+                n += self.write(chunk)
+        return n
+
+    def tell(self) -> int:
+        raise NotImplementedError
+
+    def commit(self) -> str:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalAtomicWriter(AtomicWriter):
+    def __init__(self, path: str | os.PathLike, durable: bool = True):
+        self.uri = str(path)
+        self.dest = Path(path)
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.dest.with_name(f".{self.dest.name}.{uuid.uuid4().hex}.part")
+        self.durable = durable
+        self._f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115  raw: we track the offset
+        self._pos = 0
+        self._done = False
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        total = len(view)
+        while view:
+            n = self._f.write(view)
+            view = view[n:]
+        self._pos += total
+        return total
+
+    def append_file(self, path) -> int:
+        n_total = os.path.getsize(path)
+        with open(path, "rb") as src:
+            left = n_total
+            try:
+                while left > 0:
+                    n = os.copy_file_range(src.fileno(), self._f.fileno(), left)
+                    if n == 0:
+                        break
+                    left -= n
+            except OSError:
+                pass  # e.g. EXDEV or an old kernel: finish with plain reads and writes
+            if left > 0:
+                src.seek(n_total - left)
+                os.lseek(self._f.fileno(), self._pos + (n_total - left), os.SEEK_SET)
+                while left > 0 and (chunk := src.read(min(left, 8 << 20))):
+                    self._f.write(chunk)
+                    left -= len(chunk)
+        if left:
+            raise OSError(f"short copy from {path}: {left} bytes missing")
+        self._pos += n_total
+        return n_total
+
+    def tell(self) -> int:
+        return self._pos
+
+    def commit(self) -> str:
+        if self._done:
+            raise RuntimeError(f"{self.uri}: already committed or aborted")
+        if self.durable:
+            os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.dest)
+        self._done = True
+        if self.durable:
+            _fsync_dir(self.dest.parent)
+        return self.uri
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+MIN_PART_SIZE = 5 << 20  # S3's lower bound for every part but the last
+
+
+class _S3AtomicWriter(AtomicWriter):
+    def __init__(self, uri: str, part_size: int = 16 << 20):
+        self.uri = uri
+        self.bucket, self.key = split_s3(uri)
+        self.part_size = max(int(part_size), MIN_PART_SIZE)
+        self._buf = bytearray()
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self._pos = 0
+        self._done = False
+
+    def write(self, data) -> int:
+        self._buf += data
+        self._pos += len(data)
+        while len(self._buf) >= self.part_size:
+            self._upload_part(bytes(self._buf[: self.part_size]))
+            del self._buf[: self.part_size]
+        return len(data)
+
+    def _upload_part(self, body: bytes) -> None:
+        client = _s3_client()
+        if self._upload_id is None:
+            resp = client.create_multipart_upload(Bucket=self.bucket, Key=self.key)
+            self._upload_id = resp["UploadId"]
+        number = len(self._parts) + 1
+        resp = client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body
+        )
+        self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+
+    def tell(self) -> int:
+        return self._pos
+
+    def commit(self) -> str:
+        if self._done:
+            raise RuntimeError(f"{self.uri}: already committed or aborted")
+        client = _s3_client()
+        if self._upload_id is None:
+            client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buf))
+        else:
+            if self._buf:
+                self._upload_part(bytes(self._buf))
+            client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._buf = bytearray()
+        self._done = True
+        return self.uri
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._buf = bytearray()
+        if self._upload_id is not None:
+            with contextlib.suppress(Exception):
+                _s3_client().abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id
+                )
+
+
+def atomic_writer(
+    uri: str | os.PathLike, *, durable: bool = True, part_size: int = 16 << 20
+) -> AtomicWriter:
+    """A streaming :class:`AtomicWriter` for a local path or an ``s3://`` URI.
+
+    ``durable`` fsyncs local files before the rename; ``part_size`` is the S3 multipart part
+    size (memory held per open S3 writer).
+    """
+    if is_s3(uri):
+        return _S3AtomicWriter(str(uri), part_size=part_size)
+    return _LocalAtomicWriter(uri, durable=durable)
+
+
+@contextlib.contextmanager
+def open_atomic(uri: str | os.PathLike, **kwargs) -> Iterator[AtomicWriter]:
+    """``with open_atomic(uri) as w: w.write(...)``: published on success, removed on error."""
+    writer = atomic_writer(uri, **kwargs)
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+
+
+def commit_all(writers: list[AtomicWriter]) -> list[str]:
+    """Commit several writers in order; if one fails, abort the ones not yet committed."""
+    done: list[str] = []
+    try:
+        for w in writers:
+            done.append(w.commit())
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    return done

@@ -1,0 +1,1 @@
+"""Detection evaluation: VOC07 / VOC / COCO mAP, per-class AP, PR curves and sample plots."""

@@ -1,0 +1,225 @@
+"""The SageMaker Object Detection hyperparameter set: parse strings, validate, defaults.
+
+SageMaker passes every value as a string in ``hyperparameters.json``. :func:`parse` turns
+such a mapping into a typed :class:`Hyperparameters`, naming the key, the value and the
+allowed range on any error. Unknown keys are an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+BASE_NETWORKS = ("vgg-16", "resnet-50", "mobilenet-1.0", "mobilenet-0.25")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
+KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
+
+
+class HyperparameterError(ValueError):
+    """An invalid hyperparameter value: names key, value and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"hyperparameter '{key}'={value!r} is invalid: expected {allowed}")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """SageMaker Object Detection hyperparameters (defaults as documented by AWS)."""
+
+    num_classes: int
+    num_training_samples: int
+    base_network: str = "vgg-16"
+    use_pretrained_model: int = 1
+    epochs: int = 30
+    learning_rate: float = 0.001
+    lr_scheduler_step: tuple[int, ...] = ()
+    lr_scheduler_factor: float = 0.1
+    mini_batch_size: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    optimizer: str = "sgd"
+    image_shape: int = 300
+    label_width: int = 350
+    nms_threshold: float = 0.45
+    overlap_threshold: float = 0.5
+    freeze_layer_pattern: str = ""
+    kv_store: str = "device"
+    early_stopping: bool = False
+    early_stopping_min_epochs: int = 10
+    early_stopping_patience: int = 5
+    early_stopping_tolerance: float = 0.0
+    # Beyond SageMaker
+    seed: int = 0
+    num_workers: int = -1  # -1: one data worker per core
+    max_runtime_seconds: int = 0  # 0: no limit
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_strings(self) -> dict[str, str]:
+        """All values as SageMaker-style strings (for hyperparams.json / hyperparameters.json)."""
+        out = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            out[f.name] = _to_string(getattr(self, f.name))
+        return out
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _int(key: str, minimum: int | None = None, maximum: int | None = None) -> Callable:
+    def conv(raw: str) -> int:
+        try:
+            f = float(raw)
+            if not f.is_integer():
+                raise ValueError
+            v = int(f)
+        except (TypeError, ValueError):
+            raise HyperparameterError(key, raw, _range("an integer", minimum, maximum)) from None
+        if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+            raise HyperparameterError(key, raw, _range("an integer", minimum, maximum))
+        return v
+
+    return conv
+
+
+def _float(key: str, minimum: float | None = None, maximum: float | None = None, open_min=False):
+    def conv(raw: str) -> float:
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            raise HyperparameterError(key, raw, _range("a number", minimum, maximum)) from None
+        bad_min = minimum is not None and (v <= minimum if open_min else v < minimum)
+        if not math.isfinite(v) or bad_min or (maximum is not None and v > maximum):
+            lo = f"> {minimum}" if open_min else None
+            raise HyperparameterError(key, raw, lo or _range("a number", minimum, maximum))
+        return v
+
+    return conv
+
+
+def _range(kind: str, lo: object, hi: object) -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} in [{lo}, {hi}]"
+    if lo is not None:
+        return f"{kind} >= {lo}"
+    return kind
+
+
+def _choice(key: str, choices: tuple[str, ...]) -> Callable:
+    def conv(raw: str) -> str:
+        v = str(raw).strip().lower()
+        if v not in choices:
+            raise HyperparameterError(key, raw, f"one of {', '.join(choices)}")
+        return v
+
+    return conv
+
+
+def _bool(key: str) -> Callable:
+    def conv(raw: str) -> bool:
+        v = str(raw).strip().lower()
+        if v in ("true", "1", "yes"):
+            return True
+        if v in ("false", "0", "no", ""):
+            return False
+        raise HyperparameterError(key, raw, "true or false")
+
+    return conv
+
+
+def _steps(raw: str) -> tuple[int, ...]:
+    text = str(raw).strip()
+    if text.lower() in ("", "none"):
+        return ()
+    try:
+        steps = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise HyperparameterError(
+            "lr_scheduler_step", raw, "comma-separated epoch numbers, e.g. '10,20'"
+        ) from None
+    if any(s <= 0 for s in steps) or list(steps) != sorted(set(steps)):
+        raise HyperparameterError(
+            "lr_scheduler_step", raw, "strictly increasing positive epoch numbers"
+        )
+    return steps
+
+
+def _pattern(raw: str) -> str:
+    text = str(raw).strip()
+    if text.lower() in ("", "false", "none"):
+        return ""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise HyperparameterError("freeze_layer_pattern", raw, f"a valid regex ({exc})") from None
+    return text
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "num_classes": _int("num_classes", 1),
+    "num_training_samples": _int("num_training_samples", 1),
+    "base_network": _choice("base_network", BASE_NETWORKS),
+    "use_pretrained_model": _int("use_pretrained_model", 0, 1),
+    "epochs": _int("epochs", 1),
+    "learning_rate": _float("learning_rate", 0, 1, open_min=True),
+    "lr_scheduler_step": _steps,
+    "lr_scheduler_factor": _float("lr_scheduler_factor", 0, 1, open_min=True),
+    "mini_batch_size": _int("mini_batch_size", 1),
+    "momentum": _float("momentum", 0, 0.999),
+    "weight_decay": _float("weight_decay", 0, 0.999),
+    "optimizer": _choice("optimizer", OPTIMIZERS),
+    "image_shape": _int("image_shape", 300),
+    "label_width": _int("label_width", 7),
+    "nms_threshold": _float("nms_threshold", 0, 0.999, open_min=True),
+    "overlap_threshold": _float("overlap_threshold", 0, 0.999, open_min=True),
+    "freeze_layer_pattern": _pattern,
+    "kv_store": _choice("kv_store", KV_STORES),
+    "early_stopping": _bool("early_stopping"),
+    "early_stopping_min_epochs": _int("early_stopping_min_epochs", 1),
+    "early_stopping_patience": _int("early_stopping_patience", 1),
+    "early_stopping_tolerance": _float("early_stopping_tolerance", 0, 1),
+    "seed": _int("seed", 0),
+    "num_workers": _int("num_workers", -1, 64),
+    "max_runtime_seconds": _int("max_runtime_seconds", 0),
+}
+REQUIRED = ("num_classes", "num_training_samples")
+
+
+def parse(raw: Mapping[str, object]) -> Hyperparameters:
+    """Parse a SageMaker hyperparameter mapping (string values) into typed values."""
+    unknown = sorted(set(raw) - set(_CONVERTERS))
+    if unknown:
+        raise HyperparameterError(
+            unknown[0], raw[unknown[0]], f"a known hyperparameter (unknown keys: {unknown})"
+        )
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise HyperparameterError(missing[0], None, "a value: it is required")
+    values = {k: _CONVERTERS[k](v if isinstance(v, str) else _to_string(v)) for k, v in raw.items()}
+    return Hyperparameters(**values)
+
+
+def load(path: str) -> Hyperparameters:
+    """Parse ``hyperparameters.json``."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise HyperparameterError("<file>", type(data).__name__, "a JSON object")
+    return parse(data)
+
+
+def replace(hp: Hyperparameters, **changes: Any) -> Hyperparameters:
+    """A copy with some values changed."""
+    return dataclasses.replace(hp, **changes)

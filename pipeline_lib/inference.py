@@ -1,0 +1,127 @@
+"""Load a trained model artifact and run detection, SageMaker-style.
+
+Uses only the exported inference graph (``model_algo_1-symbol.json`` + ``-0000.params``):
+no training code is needed. Images are resized to ``image_shape`` squared and normalised
+as in training; boxes come back in the pixels of the original image.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from .training.artifacts import PARAMS, SYMBOL, model_files, read_artifact_config
+from .training.data import decode_image
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+
+
+@dataclass
+class Predictor:
+    """A loaded detection model: ``predict_arrays`` for numpy images, ``predict_file`` for files."""
+
+    net: mx.gluon.SymbolBlock
+    image_shape: int
+    classes: dict[int, str]
+    hyperparameters: dict[str, str]
+    ctx: mx.Context
+
+    @classmethod
+    def load(cls, path: str | Path, ctx: mx.Context | None = None) -> Predictor:
+        """Load from ``model.tar.gz``, a folder holding it, or an unpacked artifact folder."""
+        from . import storage
+
+        ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() else mx.cpu())
+        scratch = Path(tempfile.mkdtemp(prefix="odp-model-"))
+        with storage.local_file(path) if storage.is_s3(path) else _nullpath(path) as local:
+            model_dir = model_files(local, scratch)
+            hp, classes = read_artifact_config(model_dir)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                net = mx.gluon.SymbolBlock.imports(
+                    str(model_dir / SYMBOL), ["data"], str(model_dir / PARAMS), ctx=ctx
+                )
+        net.hybridize(static_alloc=True, static_shape=True)
+        return cls(net, int(hp.get("image_shape", 300)), classes, hp, ctx)
+
+    def _preprocess(self, images: list[np.ndarray]) -> mx.nd.NDArray:
+        size = self.image_shape
+        batch = np.empty((len(images), 3, size, size), dtype=np.float32)
+        for i, img in enumerate(images):
+            resized = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+            batch[i] = ((resized.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
+        return mx.nd.array(batch, ctx=self.ctx)
+
+    def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """Detections per image: ``(N, 6)`` ``[class_id, score, xmin, ymin, xmax, ymax]`` pixels."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            ids, scores, boxes = self.net(self._preprocess(chunk))
+            ids, scores, boxes = ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
+            for i, img in enumerate(chunk):
+                keep = ids[i, :, 0] >= 0
+                h, w = img.shape[:2]
+                b = boxes[i, keep].copy()
+                b[:, (0, 2)] = np.clip(b[:, (0, 2)] * w / self.image_shape, 0, w)
+                b[:, (1, 3)] = np.clip(b[:, (1, 3)] * h / self.image_shape, 0, h)
+                out.append(np.column_stack([ids[i, keep, 0], scores[i, keep, 0], b]))
+        return out
+
+    def predict_bytes(self, data: bytes, verbose: bool = False, threshold: float = 0.0) -> dict:
+        """SageMaker response JSON for one encoded image.
+
+        ``application/json``: ``{"prediction": [[class, score, xmin, ymin, xmax, ymax], ...]}``
+        with coordinates normalised to [0, 1]; ``verbose`` (``annotation=1``) gives the
+        image+JSON layout with pixel ``left/top/width/height`` and a ``score`` per box.
+        """
+        img = decode_image(data)
+        det = self.predict_arrays([img])[0]
+        det = det[det[:, 1] >= threshold]
+        h, w = img.shape[:2]
+        if not verbose:
+            norm = det.copy()
+            norm[:, (2, 4)] /= w
+            norm[:, (3, 5)] /= h
+            return {"prediction": [[float(v) for v in row] for row in norm]}
+        return {
+            "image_size": [{"width": w, "height": h, "depth": 3}],
+            "annotations": [
+                {
+                    "class_id": int(r[0]),
+                    "score": float(r[1]),
+                    "left": float(r[2]),
+                    "top": float(r[3]),
+                    "width": float(r[4] - r[2]),
+                    "height": float(r[5] - r[3]),
+                }
+                for r in det
+            ],
+            "categories": [{"class_id": k, "name": v} for k, v in sorted(self.classes.items())],
+        }
+
+    def predict_file(self, path: str, verbose: bool = False, threshold: float = 0.0) -> dict:
+        """Like :meth:`predict_bytes` for a file, with ``file`` set."""
+        from . import storage
+
+        result = self.predict_bytes(storage.read_bytes(path), verbose, threshold)
+        return {"file": Path(path).name, **result}
+
+
+class _nullpath:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        return None

@@ -1,0 +1,64 @@
+"""Resumable checkpoints: weights, optimizer state and loop state, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+
+from ..storage import atomic_write
+
+
+@dataclass
+class LoopState:
+    """Everything besides weights/optimizer that a resumed job needs."""
+
+    epoch: int = -1  # last completed epoch
+    best_map: float = -1.0
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    learning_rate: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Checkpointer:
+    """``checkpoints/last.*`` (resume point) and ``checkpoints/best.params`` (best mAP weights)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.params = self.folder / "last.params"
+        self.states = self.folder / "last.states"
+        self.state = self.folder / "state.json"
+        self.best = self.folder / "best.params"
+
+    def save(self, net, trainer: mx.gluon.Trainer, state: LoopState) -> None:
+        """Write weights, optimizer state, then loop state (the commit point) atomically."""
+        with atomic_write(self.params) as tmp:
+            net.save_parameters(str(tmp))
+        with atomic_write(self.states) as tmp:
+            trainer.save_states(str(tmp))
+        with atomic_write(self.state) as tmp:
+            tmp.write_text(json.dumps(asdict(state), indent=1))
+
+    def save_best(self, net) -> None:
+        with atomic_write(self.best) as tmp:
+            net.save_parameters(str(tmp))
+
+    def load(self, net, trainer: mx.gluon.Trainer, ctx) -> LoopState | None:
+        """Restore the last checkpoint into ``net``/``trainer``; None when there is none."""
+        if not (self.state.exists() and self.params.exists() and self.states.exists()):
+            return None
+        state = LoopState(**json.loads(self.state.read_text()))
+        net.load_parameters(str(self.params), ctx=ctx)
+        trainer.load_states(str(self.states))
+        return state
+
+    def clear(self) -> None:
+        for p in (self.params, self.states, self.state, self.best):
+            if p.exists():
+                os.remove(p)

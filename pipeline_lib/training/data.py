@@ -1,0 +1,133 @@
+"""Training/validation data: one dataset interface over the three SageMaker input formats.
+
+Every source yields ``(image HWC uint8 RGB numpy, label float32 (N, 5) [xmin, ymin, xmax,
+ymax, cls] in pixels)``. Images are decoded as MXNet/OpenCV decode them (EXIF orientation
+applied), which is what the validator checks ``image_size`` against.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import mxnet as mx
+import numpy as np
+
+from ..annotations import annotation_channel, class_map, read_annotation
+
+RECORDIO_TYPES = ("application/x-recordio", "application/x-recordio-protobuf")
+IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "application/jpeg")
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes to HWC uint8 RGB (EXIF orientation applied, as MXNet does)."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"{source}: image bytes could not be decoded")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class ImageJsonDetection:
+    """The image+JSON layout: ``<root>/<channel>/`` images, ``<root>/<channel>_annotation/`` JSON."""
+
+    def __init__(self, image_dir: str | Path, annotation_dir: str | Path):
+        self.image_dir = Path(image_dir)
+        self.items: list[tuple[Path, np.ndarray]] = []
+        anns = []
+        for json_path in sorted(Path(annotation_dir).glob("*.json")):
+            ann = read_annotation(json_path)
+            anns.append(ann)
+            label = ann.label_array()[:, [1, 2, 3, 4, 0]].astype(np.float32)
+            self.items.append((self.image_dir / ann.file, label))
+        if not self.items:
+            raise FileNotFoundError(f"no annotation JSON files in {annotation_dir}")
+        self.classes = class_map(anns)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        path, label = self.items[idx]
+        return decode_image(path.read_bytes(), str(path)), label.copy()
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """Where a channel's data is and which format it has."""
+
+    name: str
+    path: Path
+    content_type: str
+    attribute_names: tuple[str, ...] = ()
+
+
+def open_channel(spec: ChannelSpec, annotation_path: Path | None = None):
+    """A detection dataset for one channel (RecordIO, image+JSON or augmented manifest)."""
+    files = sorted(p for p in spec.path.iterdir() if p.is_file()) if spec.path.is_dir() else []
+    manifests = [p for p in files if p.suffix in (".jsonl", ".manifest", ".json")]
+    if spec.attribute_names or (manifests and not annotation_path):
+        from ..manifest import ManifestDetection
+
+        if len(manifests) != 1:
+            raise FileNotFoundError(
+                f"channel '{spec.name}': expected one manifest file in {spec.path}, "
+                f"found {[p.name for p in manifests]}"
+            )
+        attribute = spec.attribute_names[1] if len(spec.attribute_names) > 1 else "bounding-box"
+        return ManifestDetection(str(manifests[0]), attribute=attribute, base_dir=str(spec.path))
+    if spec.content_type in RECORDIO_TYPES:
+        from ..recordio import RecordIODetection
+
+        recs = [p for p in files if p.suffix == ".rec"]
+        if len(recs) != 1:
+            raise FileNotFoundError(
+                f"channel '{spec.name}': expected exactly one .rec file in {spec.path}, "
+                f"found {[p.name for p in recs]}"
+            )
+        return RecordIODetection(str(recs[0]))
+    if annotation_path is None or not annotation_path.is_dir():
+        raise FileNotFoundError(
+            f"channel '{spec.name}' has content type {spec.content_type} (image files) and "
+            f"needs a '{annotation_channel(spec.name)}' channel with JSON annotations"
+        )
+    return ImageJsonDetection(spec.path, annotation_path)
+
+
+def dataset_classes(dataset) -> dict[int, str]:
+    """Class map of a dataset: names from its annotations where known, else ``class_<id>``."""
+    classes = getattr(dataset, "classes", None)
+    if isinstance(classes, dict) and classes:
+        return dict(classes)
+    ids: set[int] = set()
+    for i in range(len(dataset)):
+        ids.update(int(c) for c in _label_of(dataset, i)[:, 4])
+    return {c: f"class_{c}" for c in sorted(ids)}
+
+
+def _label_of(dataset, idx: int) -> np.ndarray:
+    if hasattr(dataset, "label"):
+        return dataset.label(idx)
+    if hasattr(dataset, "items"):
+        return dataset.items[idx][1]
+    return dataset[idx][1]
+
+
+class TransformDataset(mx.gluon.data.Dataset):
+    """Apply a GluonCV SSD transform to a numpy detection dataset (runs in data workers)."""
+
+    def __init__(self, dataset, transform):
+        self._dataset, self._transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, idx: int):
+        img, label = self._dataset[idx]
+        return self._transform(mx.nd.array(img, dtype="uint8"), label)
+
+
+def read_json(path: Path) -> dict:
+    """Load a small JSON config file (empty dict when missing)."""
+    return json.loads(path.read_text()) if path.exists() else {}

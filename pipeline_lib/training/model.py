@@ -1,0 +1,118 @@
+"""SSD networks for each base network and input size, built with GluonCV.
+
+Anchor sizes and steps follow GluonCV's presets for 300 and 512 and scale linearly for
+other sizes. Pretrained ImageNet weights are only ever read from a local cache folder
+(``MXNET_HOME/models``, the MXNet model-store layout); there is no hidden download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+
+RATIOS_6 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
+SIZES_300 = [21, 45, 99, 153, 207, 261, 315]
+STEPS_300 = [8, 16, 32, 64, 100, 300]
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """How GluonCV builds SSD on one base network."""
+
+    gluon_name: str  # name in the GluonCV model store (pretrained base file prefix)
+    features: object  # output layer names, or "vgg" for the atrous VGG feature blocks
+    filters: list[int] | None
+
+
+BASES: dict[str, BaseSpec] = {
+    "vgg-16": BaseSpec("vgg16_atrous", "vgg", None),
+    "resnet-50": BaseSpec(
+        "resnet50_v1", ["stage3_activation5", "stage4_activation2"], [512, 512, 256, 256]
+    ),
+    "mobilenet-1.0": BaseSpec("mobilenet1.0", ["relu22_fwd", "relu26_fwd"], [512, 512, 256, 256]),
+    "mobilenet-0.25": BaseSpec("mobilenet0.25", ["relu22_fwd", "relu26_fwd"], [256, 256, 128, 128]),
+}
+
+
+class PretrainedWeightsMissing(FileNotFoundError):
+    """ImageNet weights were asked for but are not in the local cache."""
+
+
+def pretrained_root(mxnet_home: str | Path) -> Path:
+    """Folder holding ``<name>-<hash>.params`` files (the MXNet model-store layout)."""
+    return Path(mxnet_home) / "models"
+
+
+def find_pretrained(base_network: str, mxnet_home: str | Path) -> Path:
+    """The cached ImageNet weights file for a base network, or a clear error."""
+    root = pretrained_root(mxnet_home)
+    name = BASES[base_network].gluon_name
+    found = sorted(root.glob(f"{name}-*.params"))
+    if not found:
+        raise PretrainedWeightsMissing(
+            f"use_pretrained_model=1 but no ImageNet weights for {base_network} were found: "
+            f"looked for {root}/{name}-<hash>.params (MXNET_HOME={mxnet_home}). Put the "
+            f"GluonCV model-store file there (or set ODP_PRETRAINED_URI to an s3:// folder "
+            f"holding it), or train from scratch with use_pretrained_model=0."
+        )
+    return found[0]
+
+
+def build_ssd(
+    base_network: str,
+    classes: list[str],
+    image_shape: int = 300,
+    pretrained_base: bool = False,
+    mxnet_home: str | Path | None = None,
+    nms_thresh: float = 0.45,
+) -> mx.gluon.HybridBlock:
+    """An untrained (or ImageNet-based) SSD for ``classes`` at ``image_shape``."""
+    from gluoncv.model_zoo.ssd.ssd import get_ssd
+    from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
+
+    spec = BASES[base_network]
+    kwargs: dict = {}
+    if pretrained_base:
+        if mxnet_home is None:
+            raise ValueError("pretrained_base needs mxnet_home")
+        find_pretrained(base_network, mxnet_home)  # fail before GluonCV would download
+        kwargs["root"] = str(pretrained_root(mxnet_home))
+    if spec.features == "vgg":
+        if image_shape >= 512:
+            features = vgg16_atrous_512
+            sizes = [51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6]
+            steps = [8, 16, 32, 64, 128, 256, 512]
+            ratios = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 4 + [[1, 2, 0.5]] * 2
+            scale = image_shape / 512
+        else:
+            features, sizes, steps, ratios = vgg16_atrous_300, SIZES_300, STEPS_300, RATIOS_6
+            scale = image_shape / 300
+        name, filters = None, None  # SSD calls features(pretrained=, ctx=, root=) itself
+    else:
+        name, features, filters, ratios = spec.gluon_name, spec.features, spec.filters, RATIOS_6
+        sizes, steps, scale = SIZES_300, STEPS_300, image_shape / 300
+    net = get_ssd(
+        name,
+        image_shape,
+        features=features,
+        filters=filters,
+        sizes=[s * scale for s in sizes],
+        ratios=ratios,
+        steps=[s * scale for s in steps],
+        classes=classes,
+        dataset="custom",
+        pretrained=False,
+        pretrained_base=pretrained_base,
+        nms_thresh=nms_thresh,
+        **kwargs,
+    )
+    return net
+
+
+def anchors_for(net: mx.gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:
+    """The network's anchors ``(1, N, 4)``, computed on a dummy input in training mode."""
+    with mx.autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, image_shape, image_shape)))
+    return anchors

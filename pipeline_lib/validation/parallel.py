@@ -1,0 +1,43 @@
+"""Ordered, streaming map over worker processes (inline for small inputs or one worker)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable, Iterable, Iterator, Sized
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+INLINE_BELOW = 48  # items; starting processes costs more than checking this many inline
+
+_state: dict[str, Any] = {}
+
+
+def worker_state() -> dict[str, Any]:
+    """Per-process context set by :func:`pmap` (options, roots)."""
+    return _state
+
+
+def _init(state: dict[str, Any]) -> None:
+    _state.clear()
+    _state.update(state)
+
+
+def pmap(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, state: dict[str, Any]
+) -> Iterator[R]:
+    """``map(fn, items)`` in order, over ``workers`` forked processes.
+
+    Results stream back in input order (``imap``), so the caller folds them one at a time and
+    the report is the same whatever the worker count.
+    """
+    n = len(items) if isinstance(items, Sized) else None
+    if workers <= 1 or (n is not None and n < INLINE_BELOW):
+        _init(state)
+        yield from map(fn, items)
+        return
+    ctx = mp.get_context("fork")
+    chunk = 16 if n is None else max(1, min(64, n // (workers * 16)))
+    with ctx.Pool(workers, initializer=_init, initargs=(state,)) as pool:
+        yield from pool.imap(fn, items, chunksize=chunk)

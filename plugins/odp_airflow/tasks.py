@@ -1,0 +1,217 @@
+"""The pipeline stages as plain functions the DAG's tasks call (no Airflow objects inside).
+
+Each takes and returns small JSON-able dicts (XCom); large things travel as URIs under
+the run root. Every stage is idempotent: a retry overwrites its own outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .runs import RunRoot
+
+log = logging.getLogger(__name__)
+
+# DAG Params that are SageMaker hyperparameters (the rest configure the pipeline).
+HYPERPARAMETER_PARAMS = (
+    "base_network",
+    "epochs",
+    "mini_batch_size",
+    "learning_rate",
+    "image_shape",
+    "use_pretrained_model",
+    "optimizer",
+)
+
+
+class StageFailed(Exception):
+    """A stage failed for a reason that a retry cannot fix (bad data, bad configuration)."""
+
+
+def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
+    """Normalise the run's Params into the inputs every later stage reads."""
+    from pipeline_lib import storage
+    from pipeline_lib.settings import load_settings
+
+    dataset = str(params.get("dataset_uri") or "").strip()
+    if not dataset:
+        raise StageFailed("Param 'dataset_uri' is empty: give an image+JSON dataset root")
+    if not storage.is_s3(dataset):
+        dataset = str(Path(dataset).expanduser().resolve())
+        if not Path(dataset).is_dir():
+            raise StageFailed(f"dataset_uri {dataset} is not a folder")
+    settings = load_settings()
+    root = RunRoot(params.get("artifact_root") or settings.artifact_root, dag_id, run_id)
+    hyper = {k: params[k] for k in HYPERPARAMETER_PARAMS if params.get(k) is not None}
+    hyper["use_pretrained_model"] = int(bool(hyper.get("use_pretrained_model", 0)))
+    hyper.update(params.get("hyperparameters") or {})
+    inputs = {
+        "dataset_uri": dataset,
+        "artifact_root": root.artifact_root,
+        "run_root": root.uri,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "model_name": params["model_name"],
+        "compute": params.get("compute", "local"),
+        "empty_images": params.get("empty_images", "reject"),
+        "promotion_margin": float(params.get("promotion_margin", 0.0)),
+        "hyperparameters": {k: str(v) for k, v in hyper.items()},
+    }
+    log.info("run root: %s", root.uri)
+    return inputs
+
+
+def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Validate every image and annotation; fail with the first findings when invalid."""
+    from pipeline_lib import storage
+    from pipeline_lib.validation import ValidationOptions, validate
+
+    report_uri = storage.join(inputs["run_root"], "validate", "report")
+    with storage.atomic_dir(report_uri) as report_dir:
+        report = validate(
+            inputs["dataset_uri"],
+            options=ValidationOptions(empty_policy=inputs["empty_images"]),
+            report_dir=str(report_dir),
+        )
+    summary = report.summary_dict()
+    summary["report_uri"] = report_uri
+    log.info("%s", report.human_summary())
+    if not report.ok:
+        raise StageFailed(
+            f"dataset {inputs['dataset_uri']} is invalid:\n{report.human_summary()}\n"
+            f"full report: {report_uri}/report.json"
+        )
+    return summary
+
+
+def convert_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
+    """image+JSON -> RecordIO per channel, cached by a content hash of the dataset."""
+    from pipeline_lib import storage
+    from pipeline_lib.recordio import convert_to_recordio, dataset_content_hash
+
+    options = {"format": "recordio", "version": 1}
+    key = dataset_content_hash(inputs["dataset_uri"], options)
+    cache = storage.join(inputs["artifact_root"], "cache", "recordio", key)
+    marker = storage.join(cache, "_SUCCESS")
+    channels = {c: storage.join(cache, c) for c in ("train", "validation")}
+    if storage.exists(marker):
+        log.info("dataset unchanged (content hash %s): reusing RecordIO in %s", key, cache)
+        meta = json.loads(storage.read_bytes(marker))
+        return {**meta, "cache_hit": True}
+    label_width = 0
+    for channel, uri in channels.items():
+        result = convert_to_recordio(
+            inputs["dataset_uri"], storage.join(uri, channel), channel=channel
+        )
+        label_width = max(label_width, result.label_width)
+        log.info("converted %s: %s", channel, ", ".join(result.files))
+    meta = {"content_hash": key, "channels": channels, "label_width": label_width}
+    with storage.atomic_write(marker) as tmp:
+        tmp.write_text(json.dumps(meta))
+    return {**meta, "cache_hit": False}
+
+
+def training_hyperparameters(
+    inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
+) -> dict[str, str]:
+    """User hyperparameters plus the values the data dictates."""
+    hyper = dict(inputs["hyperparameters"])
+    hyper.setdefault("num_classes", str(validation["num_classes"]))
+    hyper.setdefault("num_training_samples", str(validation["images"]["train"]))
+    hyper.setdefault("label_width", str(max(converted["label_width"], 7)))
+    return hyper
+
+
+def train_local(
+    inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``odp train`` as a local subprocess on the container layout; package the model."""
+    from pipeline_lib import storage
+    from pipeline_lib.training.artifacts import package
+    from pipeline_lib.training.contract import prepare_ml_root
+
+    hyper = training_hyperparameters(inputs, validation, converted)
+    task_uri = storage.join(inputs["run_root"], "train")
+    local_root = not storage.is_s3(task_uri)
+    # A local run root keeps checkpoints across retries, so a retry resumes.
+    ml_root = Path(task_uri, "ml") if local_root else Path(tempfile.mkdtemp(prefix="odp-ml-"))
+    with (
+        storage.local_dir(converted["channels"]["train"]) as train_dir,
+        storage.local_dir(converted["channels"]["validation"]) as val_dir,
+    ):
+        paths = prepare_ml_root(
+            ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
+        )
+        _run_streaming([sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)], paths.output)
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
+    return {
+        "model_uri": model_uri,
+        "hyperparameters": hyper,
+        "training_metrics": metrics,
+    }
+
+
+def _run_streaming(cmd: list[str], output_dir: Path) -> None:
+    """Run a command, copying each output line into the task log as it arrives."""
+    log.info("running: %s", " ".join(cmd))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.info("%s", line.rstrip())
+    if proc.returncode != 0:
+        failure = output_dir / "failure"
+        reason = failure.read_text().strip() if failure.exists() else "no failure file written"
+        raise RuntimeError(f"odp train exited with {proc.returncode}: {reason}")
+
+
+def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """VOC07 mAP@0.5 of the trained model on the validation channel, with plots."""
+    from pipeline_lib import storage
+    from pipeline_lib.evaluation.evaluate import evaluate_model
+
+    out = storage.join(inputs["run_root"], "evaluate")
+    result = evaluate_model(trained["model_uri"], inputs["dataset_uri"], out, metric="voc07")
+    log.info("validation mAP (VOC07, IoU 0.5): %.4f", result["metrics"]["mAP"])
+    return {"metrics": result["metrics"], "output_uri": out}
+
+
+def register_trained(
+    inputs: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]
+) -> dict[str, Any]:
+    """Register the model version (alias ``candidate``); promote to ``champion`` if better."""
+    from pipeline_lib import storage
+    from pipeline_lib.registry import promote_if_better, register_model
+
+    metrics = {k: v for k, v in evaluated["metrics"].items() if isinstance(v, int | float)}
+    with tempfile.TemporaryDirectory(prefix="odp-reg-") as tmp:
+        metrics_path = Path(tmp, "metrics.json")
+        metrics_path.write_text(json.dumps(metrics))
+        with storage.local_file(trained["model_uri"]) as model_tar:
+            info = register_model(
+                str(model_tar),
+                name=inputs["model_name"],
+                metrics_path=str(metrics_path),
+                run_name=f"{inputs['dag_id']}/{inputs['run_id']}",
+                params=trained["hyperparameters"],
+                epoch_metrics=trained["training_metrics"].get("epochs", []),
+                tags={
+                    "odp.idempotency_key": f"{inputs['dag_id']}/{inputs['run_id']}",
+                    "odp.dataset_uri": inputs["dataset_uri"],
+                },
+            )
+    promotion = promote_if_better(
+        inputs["model_name"], info["version"], metric="mAP", margin=inputs["promotion_margin"]
+    )
+    log.info("registered %s version %s; promotion: %s", info["name"], info["version"], promotion)
+    return {**info, "promotion": promotion, "mAP": metrics.get("mAP")}
