@@ -45,15 +45,15 @@ DEMO_SEED ?= 0
 DEMO_EPOCHS ?= 8
 DEMO_BATCH ?= 16
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
-  "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": 0, \
-  "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "learning_rate": 0.01, \
-  "compute": "local"}
+  "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
+  "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "compute": "local"}
 
 # ---- tests ----------------------------------------------------------------------------------
 # `make test` runs everything, integration tests included (so does CI, with CI=true);
 # `make test-unit` leaves out the slow tests marked `integration`.
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 1500
+PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT)
 
 .PHONY: help venv airflow-init demo test test-unit ui urls lint format clean-local FORCE
 
@@ -101,10 +101,10 @@ demo: airflow-init $(DEMO_DATA)/.odp-synth-done  ## run the whole DAG on a synth
 # ---- tests ------------------------------------------------------------------------------------
 # pytest exit code 5 ("no tests collected") counts as a failure here.
 test: airflow-init  ## run the test suite (CI=true also runs integration tests)
-	cd $(REPO) && $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS) tests
+	cd $(REPO) && $(PYTEST) $(PYTEST_ARGS) tests
 
 test-unit: airflow-init  ## only the fast tests
-	cd $(REPO) && $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) -m "not integration" $(PYTEST_ARGS) tests
+	cd $(REPO) && $(PYTEST) -m "not integration" $(PYTEST_ARGS) tests
 
 # ---- UIs --------------------------------------------------------------------------------------
 ui: airflow-init  ## Airflow + MLflow UIs on localhost (Ctrl-C stops both)

@@ -115,10 +115,10 @@ def object_detection_training():
         return _guard(tasks.validate_dataset, inputs)
 
     @task
-    def convert(inputs: dict) -> dict:
+    def convert(inputs: dict, validation: dict) -> dict:
         from odp_airflow import tasks
 
-        return tasks.convert_dataset(inputs)
+        return tasks.convert_dataset(inputs, validation)
 
     @task
     def train(inputs: dict, validation: dict, converted: dict) -> dict:
@@ -140,8 +140,7 @@ def object_detection_training():
 
     inputs = resolve_inputs()
     validation = validate(inputs)
-    converted = convert(inputs)
-    validation >> converted
+    converted = convert(inputs, validation)
     trained = train(inputs, validation, converted)
     evaluated = evaluate(inputs, trained)
     register(inputs, trained, evaluated)

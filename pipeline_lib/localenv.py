@@ -307,12 +307,39 @@ def _mlflow_server_command(env: LocalEnv) -> list[str] | None:
     ]
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop_all(procs: dict[str, subprocess.Popen], grace: float = 30) -> None:
+    """SIGINT each process group, then SIGTERM, then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        alive = [p for p in procs.values() if p.poll() is None]
+        if not alive:
+            break
+        for proc in alive:
+            _signal_group(proc, sig)
+        deadline = time.monotonic() + wait
+        for proc in alive:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    for proc in procs.values():  # grandchildren left behind in a group whose leader exited
+        _signal_group(proc, signal.SIGKILL)
+
+
 def run_ui() -> int:
     """Run ``airflow standalone`` and ``mlflow server`` until Ctrl-C; print URLs when ready."""
     env = local_env()
     bin_dir = Path(sys.executable).parent
     proc_env = dict(os.environ)
     proc_env["PATH"] = f"{bin_dir}{os.pathsep}{proc_env.get('PATH', '')}"
+    # MLflow's background job runner (GenAI features) is not used here: fewer processes.
+    proc_env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if load_settings().mlflow_tracking_uri.startswith("sqlite:"):
         from .registry import get_client
 
@@ -320,22 +347,32 @@ def run_ui() -> int:
     commands = {"airflow": [str(bin_dir / "airflow"), "standalone"]}
     if (mlflow_cmd := _mlflow_server_command(env)) is not None:
         commands["mlflow"] = mlflow_cmd
-    procs = {name: subprocess.Popen(cmd, env=proc_env) for name, cmd in commands.items()}
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    # Each service runs in its own process group, so that stopping it reaches its children
+    # (Airflow's scheduler/api-server/..., MLflow's uvicorn workers) too.
+    procs: dict[str, subprocess.Popen] = {}
     stop = threading.Event()
-
-    def banner() -> None:
-        checks = [f"http://127.0.0.1:{env.airflow_port}/api/v2/monitor/health"]
-        if "mlflow" in procs:
-            checks.append(f"http://127.0.0.1:{env.mlflow_port}/health")
-        while not stop.is_set():
-            if all(_http_up(u) for u in checks):
-                print("\n" + "=" * 72 + "\n" + urls_text() + "\n" + "=" * 72, flush=True)
-                return
-            stop.wait(2)
-
-    threading.Thread(target=banner, daemon=True).start()
     code = 0
     try:
+        for name, cmd in commands.items():
+            procs[name] = subprocess.Popen(cmd, env=proc_env, start_new_session=True)
+
+        def banner() -> None:
+            checks = [f"http://127.0.0.1:{env.airflow_port}/api/v2/monitor/health"]
+            if "mlflow" in procs:
+                checks.append(f"http://127.0.0.1:{env.mlflow_port}/health")
+            while not stop.is_set():
+                if all(_http_up(u) for u in checks):
+                    line = "=" * 72
+                    print(f"\n{line}\n{urls_text()}\n  Ctrl-C stops both.\n{line}", flush=True)
+                    return
+                stop.wait(2)
+
+        threading.Thread(target=banner, daemon=True).start()
         while not stop.is_set():
             for name, proc in procs.items():
                 if proc.poll() is not None:
@@ -344,18 +381,10 @@ def run_ui() -> int:
                     stop.set()
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        print("\nlocalenv ui: stopping Airflow and MLflow ...", file=sys.stderr, flush=True)
     finally:
         stop.set()
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 30
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_all(procs)
     return code
 
 

@@ -271,7 +271,10 @@ def _find_version_by_key(client: MlflowClient, name: str, key: str) -> ModelVers
     except MlflowException:
         return None  # no such registered model yet
     ready = [v for v in versions if v.status != "FAILED_REGISTRATION"]
-    return min(ready, key=lambda v: int(v.version)) if ready else None
+    if not ready:
+        return None
+    first = min(ready, key=lambda v: int(v.version))
+    return client.get_model_version(name, first.version)  # search results carry no aliases
 
 
 def _find_finished_run(client: MlflowClient, experiment_id: str, key: str) -> str | None:

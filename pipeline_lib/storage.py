@@ -356,6 +356,10 @@ class AtomicWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         raise NotImplementedError
 
+    def writev(self, pieces: list) -> int:
+        """Write several buffers in order (one system call for local files)."""
+        return sum(self.write(p) for p in pieces)
+
     def append_file(self, path: str | os.PathLike) -> int:
         """Append the whole content of a local file (kernel-side copy where possible)."""
         n = 0
@@ -391,6 +395,16 @@ class _LocalAtomicWriter(AtomicWriter):
         while view:
             n = self._f.write(view)
             view = view[n:]
+        self._pos += total
+        return total
+
+    def writev(self, pieces: list) -> int:
+        total = sum(len(p) for p in pieces)
+        n = os.writev(self._f.fileno(), pieces)
+        if n < total:  # short write (rare): finish it piece by piece
+            rest = memoryview(b"".join(bytes(p) for p in pieces))[n:]
+            while rest:
+                rest = rest[self._f.write(rest) :]
         self._pos += total
         return total
 

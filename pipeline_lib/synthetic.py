@@ -124,8 +124,14 @@ def make_image(
 
 
 def generate(out: str | Path, cfg: SynthConfig) -> dict[str, int]:
-    """Write the dataset under ``out``; returns image counts per channel."""
-    out = Path(out)
+    """Write the dataset to ``out`` (replacing it as a whole, atomically); image counts."""
+    from .storage import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        return _generate(tmp, cfg)
+
+
+def _generate(out: Path, cfg: SynthConfig) -> dict[str, int]:
     rng = np.random.default_rng(cfg.seed)
     n_val = max(1, int(round(cfg.images * cfg.val_fraction)))
     counts = {"train": cfg.images - n_val, "validation": n_val}

@@ -1,15 +1,19 @@
 """COCO detection metrics (AP@[.5:.95], AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
 
-The numbers are pycocotools' ``COCOeval`` (bbox) numbers: the evaluation itself is run by
-``faster-coco-eval`` (a C++ reimplementation of ``evaluate()`` + ``accumulate()`` with
-identical results, proven against pycocotools in ``tests/unit/evaluation``); this module
-adapts our per-image arrays to it without files or printing.
+The numbers are pycocotools' ``COCOeval`` (bbox) numbers, computed from per-image arrays
+without files, COCO objects or printing.
 
 Conventions are pycocotools': continuous pixel coordinates (no +1), IoU ``>=`` threshold,
 ``iscrowd`` boxes match any number of detections with IoU = intersection / detection area
 and never count as ground truth, area ranges use the ground-truth ``area`` (box area unless
 given) and the detection box area, at most 100 detections per image and class by score.
-Ties in score keep input order (pycocotools' stable mergesort).
+Ties in score keep input order (pycocotools' stable mergesort). VOC ``difficult`` flags
+have no COCO meaning and are not used here.
+
+The evaluator is a vectorised numpy reimplementation of ``COCOeval.evaluate()`` +
+``accumulate()`` for bounding boxes with the default parameters (proven equal, array for
+array, in the tests); ``backend="faster_coco_eval"`` runs the same evaluation through
+faster-coco-eval's ``COCOeval_faster`` instead.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ MAX_DETS = (1, 10, 100)
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 COCOBackend = Literal["numpy", "faster_coco_eval"]
+MATCH_CHUNK = 8192  # (detection, ground truth) pairs matched at once: bounds memory
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class COCOResult:
             per_class.append(d)
         return {
             "metric": "coco",
+            "iou": "0.50:0.95",
             "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
             "num_images": self.num_images,
             "per_class": per_class,
@@ -232,33 +238,20 @@ def _evaluate_numpy(cols: DetectionColumns, cids: list[int]) -> tuple[np.ndarray
     p_iou = bbox_iou_coco(d_box[p_det], g_box[p_gt], g_crowd[p_gt])
     p_rank = rank[p_det]
     step_bounds = np.searchsorted(p_rank, np.arange(MAX_DETS[-1] + 1))
+    det_start = np.ones(len(p_det), dtype=bool)  # first pair of each detection
+    det_start[1:] = p_det[1:] != p_det[:-1]
     for r in range(MAX_DETS[-1]):
-        s, e = step_bounds[r], step_bounds[r + 1]
+        s, e = int(step_bounds[r]), int(step_bounds[r + 1])
         if s == e:
             continue
-        det, gt, iou = p_det[s:e], p_gt[s:e], p_iou[s:e]
-        newdet = np.ones(e - s, dtype=bool)
-        newdet[1:] = det[1:] != det[:-1]
-        starts = np.flatnonzero(newdet)
-        local = np.cumsum(newdet) - 1
-        elig = (iou[:, None] >= thr)[:, :, None] & (~gtm[gt] | g_crowd[gt, None, None])
-        nonign = ~g_ign[gt][:, None, :]  # (P, 1, A)
-        has_pref = np.logical_or.reduceat(elig & nonign, starts, axis=0)
-        allowed = elig & (nonign | ~has_pref[local])
-        val = np.where(allowed, iou[:, None, None], -1.0)
-        best = np.maximum.reduceat(val, starts, axis=0)
-        pos = np.arange(e - s)[:, None, None]
-        last = np.maximum.reduceat(
-            np.where(allowed & (val == best[local]), pos, -1), starts, axis=0
-        )  # (D_r, T, A): the last gt of highest IoU (pycocotools' tie rule)
-        hit = last >= 0
-        dets = det[starts]
-        chosen = gt[np.where(hit, last, 0)]
-        dtm[dets] = hit
-        ai = np.broadcast_to(np.arange(n_a), hit.shape)
-        dtig[dets] = hit & g_ign[chosen, ai]
-        ti = np.broadcast_to(np.arange(n_t)[:, None], hit.shape)
-        gtm[chosen[hit], ti[hit], ai[hit]] = True
+        # the detections of one rank are in different groups: independent, so they can be
+        # matched in chunks (bounded memory), cut at detection boundaries
+        starts = np.flatnonzero(det_start[s:e]) + s
+        cuts = np.unique(starts[np.searchsorted(starts, np.arange(s, e, MATCH_CHUNK))])
+        for c0, c1 in zip(cuts.tolist(), [*cuts[1:].tolist(), e], strict=True):
+            _match_step(
+                p_det[c0:c1], p_gt[c0:c1], p_iou[c0:c1], thr, g_ign, g_crowd, gtm, dtm, dtig
+            )
     d_out = (d_area[:, None] < lo) | (d_area[:, None] > hi)  # (D, A)
     dtig |= ~dtm & d_out[:, None, :]
 
@@ -271,12 +264,53 @@ def _evaluate_numpy(cols: DetectionColumns, cids: list[int]) -> tuple[np.ndarray
         idx = order[bounds[cid] : bounds[cid + 1]]
         for m, max_det in enumerate(MAX_DETS):
             sel = idx[rank[idx] < max_det]
-            tps = (dtm[sel] & ~dtig[sel]).reshape(len(sel), -1).T  # (T*A, n)
-            fps = (~dtm[sel] & ~dtig[sel]).reshape(len(sel), -1).T
+            tps = (dtm[sel] & ~dtig[sel]).reshape(len(sel), n_t * n_a).T  # (T*A, n)
+            fps = (~dtm[sel] & ~dtig[sel]).reshape(len(sel), n_t * n_a).T
             q, rc = _interpolate(tps, fps, np.repeat(npig[cid][None, :], n_t, 0).ravel())
             precision[:, :, k, :, m] = q.reshape(n_t, n_a, -1).transpose(0, 2, 1)
             recall[:, k, :, m] = rc.reshape(n_t, n_a)
     return precision, recall
+
+
+def _match_step(
+    det: np.ndarray,
+    gt: np.ndarray,
+    iou: np.ndarray,
+    thr: np.ndarray,
+    g_ign: np.ndarray,
+    g_crowd: np.ndarray,
+    gtm: np.ndarray,
+    dtm: np.ndarray,
+    dtig: np.ndarray,
+) -> None:
+    """Match detections of one rank (pairs grouped by detection) at every threshold and area.
+
+    As ``evaluateImg``: among ground truths not yet matched (crowd ones always available)
+    with IoU >= threshold, prefer ones not ignored in this area range; take the highest IoU,
+    the last such box on ties. Updates ``gtm``, ``dtm``, ``dtig`` in place.
+    """
+    n = len(det)
+    newdet = np.ones(n, dtype=bool)
+    newdet[1:] = det[1:] != det[:-1]
+    starts = np.flatnonzero(newdet)
+    local = np.cumsum(newdet) - 1
+    elig = (iou[:, None] >= thr)[:, :, None] & (~gtm[gt] | g_crowd[gt, None, None])  # (P,T,A)
+    nonign = ~g_ign[gt][:, None, :]  # (P, 1, A)
+    has_pref = np.logical_or.reduceat(elig & nonign, starts, axis=0)
+    allowed = elig & (nonign | ~has_pref[local])
+    val = np.where(allowed, iou[:, None, None], -1.0)
+    best = np.maximum.reduceat(val, starts, axis=0)
+    pos = np.arange(n, dtype=np.int32)[:, None, None]
+    last = np.maximum.reduceat(np.where(allowed & (val == best[local]), pos, -1), starts, axis=0)
+    hit = last >= 0  # (D, T, A)
+    dets = det[starts]
+    chosen = gt[np.where(hit, last, 0)]
+    n_t, n_a = hit.shape[1:]
+    ai = np.broadcast_to(np.arange(n_a), hit.shape)
+    ti = np.broadcast_to(np.arange(n_t)[:, None], hit.shape)
+    dtm[dets] = hit
+    dtig[dets] = hit & g_ign[chosen, ai]
+    gtm[chosen[hit], ti[hit], ai[hit]] = True
 
 
 def _interpolate(
@@ -298,14 +332,16 @@ def _interpolate(
         with np.errstate(divide="ignore", invalid="ignore"):
             rc_last = tpf[:, -1] / npig
         # first index with tp/npig >= recall level == first index with tp >= k_min (exact)
-        stride = n + 2
-        flat = (tp + (np.arange(rows) * stride)[:, None]).ravel()
-        for row in np.flatnonzero(npig > 0):
-            levels = np.arange(npig[row] + 1) / npig[row]
-            k_min = np.searchsorted(levels, REC_THRESHOLDS, side="left")
-            pos = np.searchsorted(flat, k_min + row * stride, side="left") - row * n
-            ok = pos < n
-            q[row, ok] = env[row, pos[ok]]
+        k_min = np.zeros((rows, len(REC_THRESHOLDS)), dtype=np.int64)
+        for v in np.unique(npig[npig > 0]).tolist():
+            levels = np.arange(v + 1) / v  # the values tp / npig can take, as accumulate()
+            k_min[npig == v] = np.searchsorted(levels, REC_THRESHOLDS, side="left")
+        stride = n + 2  # rows laid end to end, each row's cumsum shifted above the previous
+        offset = np.arange(rows)[:, None]
+        flat = (tp + offset * stride).ravel()
+        pos = np.searchsorted(flat, k_min + offset * stride, side="left") - offset * n
+        ok = (pos < n) & (npig > 0)[:, None]
+        q[ok] = env[np.nonzero(ok)[0], pos[ok]]
     bad = npig == 0
     q[bad] = -1.0
     rc_last[bad] = -1.0

@@ -11,7 +11,8 @@ Conventions, chosen to reproduce the reference implementations exactly:
 * **Matching** is VOC's: each detection, in descending score order within its image and
   class, takes the ground-truth box of highest IoU (first one on ties); IoU ``>= iou`` with
   an unmatched box is a true positive, anything else a false positive (no fall back to the
-  second-best box). A detection whose best box is ``difficult`` is ignored (neither).
+  second-best box). A detection whose best box is ``difficult`` is ignored (neither);
+  COCO ``crowd`` boxes, if any, are treated as difficult.
 * **Ties in score** are broken by input order (image order, then the detection's position
   in the image), with stable sorts, so results are reproducible. GluonCV uses an unstable
   ``argsort()[::-1]`` instead, so the two agree exactly whenever scores are distinct.
@@ -27,13 +28,19 @@ Conventions, chosen to reproduce the reference implementations exactly:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .coco import COCOResult
+
 VOCMetricName = Literal["voc07", "voc"]
+MetricName = Literal["voc07", "voc", "coco"]
+METRICS: tuple[str, ...] = ("voc07", "voc", "coco")
 VOC07_RECALL_LEVELS = np.arange(0.0, 1.1, 0.1)  # exactly GluonCV's / voc_eval.py's 11 levels
 
 
@@ -73,30 +80,48 @@ def to_pixels(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     return out
 
 
-def _as_boxes(value: object, what: str) -> np.ndarray:
+def _numpy(value: object) -> object:
+    """MXNet NDArrays (or lists of them) to numpy; anything else unchanged."""
+    if hasattr(value, "asnumpy"):
+        return value.asnumpy()  # type: ignore[union-attr]
+    if isinstance(value, list | tuple) and value and hasattr(value[0], "asnumpy"):
+        return np.concatenate([v.asnumpy() for v in value], axis=0)
+    return value
+
+
+def _as_boxes(value: object, lead: tuple[int, ...], what: str) -> np.ndarray:
+    """Boxes as floats, extra columns dropped: ``(N, 4)`` for one image (``lead=()``; an
+    empty input of any shape means no boxes), else exactly ``(*lead, 4)``."""
     arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] < 4:
-        raise ValueError(f"{what}: expected an (N, 4) array of boxes, got shape {arr.shape}")
-    arr = arr[:, :4]
+    if not lead:
+        if arr.size == 0:
+            return np.zeros((0, 4))
+        if arr.ndim != 2 or arr.shape[1] < 4:
+            raise ValueError(f"{what}: expected an (N, 4) array of boxes, got shape {arr.shape}")
+        return arr[:, :4]
+    if arr.ndim != len(lead) + 1 or arr.shape[:-1] != lead or arr.shape[-1] < 4:
+        raise ValueError(f"{what}: expected boxes of shape {(*lead, 4)}, got {arr.shape}")
+    return arr[..., :4]
+
+
+def _as_values(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Float values, one per box: any array with ``prod(shape)`` elements, reshaped."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(
+            f"{what}: expected {int(np.prod(shape))} values (one per box), got {arr.size}"
+        )
+    return arr.reshape(shape)
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
     if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: boxes must be finite numbers")
-    return arr
+        raise ValueError(f"{what}: must be finite numbers")
 
 
-def _as_vector(value: object, n: int, what: str, dtype: type = np.float64) -> np.ndarray:
-    arr = np.asarray(value).reshape(-1)
-    if arr.size != n:
-        raise ValueError(f"{what}: expected {n} values (one per box), got {arr.size}")
-    return arr.astype(dtype, copy=False)
-
-
-def _as_classes(value: object, n: int, what: str) -> np.ndarray:
-    arr = _as_vector(value, n, what, np.float64)
-    if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+def _check_integers(arr: np.ndarray, what: str) -> None:
+    if (arr != np.floor(arr)).any():  # NaN compares unequal: rejected too
         raise ValueError(f"{what}: class ids must be integers")
-    return arr.astype(np.int64)
 
 
 # ------------------------------------------------------------------ accumulated columns
@@ -129,11 +154,14 @@ class DetectionStore:
     def __init__(self) -> None:
         self.reset()
 
+    def __len__(self) -> int:
+        return self._num_images
+
     def reset(self) -> None:
         """Forget everything seen so far."""
         self._num_images = 0
-        self._gt: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._det: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._gt: list[tuple[np.ndarray, ...]] = []
+        self._det: list[tuple[np.ndarray, ...]] = []
 
     @property
     def num_images(self) -> int:
@@ -150,58 +178,97 @@ class DetectionStore:
         gt_crowd: object | None = None,
         gt_area: object | None = None,
     ) -> None:
-        """Add one image. Entries with a negative class id (padding) are dropped."""
-        i = self._num_images
-        where = f"image {i}"
-        pb = _as_boxes(pred_boxes, f"{where} predictions")
-        pc = _as_classes(pred_classes, len(pb), f"{where} prediction classes")
-        ps = _as_vector(pred_scores, len(pb), f"{where} prediction scores")
-        if not np.isfinite(ps).all():
-            raise ValueError(f"{where} prediction scores: must be finite numbers")
-        gb = _as_boxes(gt_boxes, f"{where} ground truth")
-        gc = _as_classes(gt_classes, len(gb), f"{where} ground-truth classes")
-        n = len(gb)
-        gd = (
-            np.zeros(n, bool)
-            if gt_difficult is None
-            else _as_vector(gt_difficult, n, f"{where} difficult", np.float64) != 0
+        """Add one image: ``(N, 4)`` boxes and ``N`` classes / scores / flags.
+
+        Entries with a negative class id (padding) are dropped.
+        """
+        pb = _as_boxes(pred_boxes, (), f"image {self._num_images} predictions")
+        gb = _as_boxes(gt_boxes, (), f"image {self._num_images} ground truth")
+        self._add(
+            pb[None],
+            pred_classes,
+            pred_scores,
+            gb[None],
+            gt_classes,
+            gt_difficult,
+            gt_crowd,
+            gt_area,
         )
-        gcr = (
-            np.zeros(n, bool)
-            if gt_crowd is None
-            else _as_vector(gt_crowd, n, f"{where} crowd", np.float64) != 0
-        )
-        ga = (
-            np.full(n, np.nan)
-            if gt_area is None
-            else _as_vector(gt_area, n, f"{where} area", np.float64)
-        )
+
+    def add_batch(
+        self,
+        pred_boxes: object,
+        pred_classes: object,
+        pred_scores: object,
+        gt_boxes: object,
+        gt_classes: object,
+        gt_difficult: object | None = None,
+        gt_crowd: object | None = None,
+        gt_area: object | None = None,
+    ) -> None:
+        """Add a padded batch, GluonCV style: boxes ``(B, N, 4)``, classes / scores ``(B, N)``
+        or ``(B, N, 1)``; class -1 marks padding."""
+        pb = np.asarray(pred_boxes, dtype=np.float64)
+        gb = np.asarray(gt_boxes, dtype=np.float64)
+        if pb.ndim != 3 or gb.ndim != 3 or len(pb) != len(gb):
+            raise ValueError(
+                f"batch: expected (B, N, 4) prediction and (B, M, 4) ground-truth boxes, got "
+                f"shapes {pb.shape} and {gb.shape}"
+            )
+        self._add(pb, pred_classes, pred_scores, gb, gt_classes, gt_difficult, gt_crowd, gt_area)
+
+    def _add(
+        self,
+        pb: np.ndarray,
+        pred_classes: object,
+        pred_scores: object,
+        gb: np.ndarray,
+        gt_classes: object,
+        gt_difficult: object | None,
+        gt_crowd: object | None,
+        gt_area: object | None,
+    ) -> None:
+        first = self._num_images
+        n_img = len(pb)
+        where = f"image {first}" if n_img == 1 else f"images {first}..{first + n_img - 1}"
+        pb = _as_boxes(pb, pb.shape[:2], f"{where} predictions")
+        gb = _as_boxes(gb, gb.shape[:2], f"{where} ground truth")
+        pc = _as_values(pred_classes, pb.shape[:2], f"{where} prediction classes")
+        ps = _as_values(pred_scores, pb.shape[:2], f"{where} prediction scores")
+        gc = _as_values(gt_classes, gb.shape[:2], f"{where} ground-truth classes")
         keep_p = pc >= 0
         keep_g = gc >= 0
-        self._det.append((i, pb[keep_p], pc[keep_p], ps[keep_p]))
-        self._gt.append((i, gb[keep_g], gc[keep_g], gd[keep_g], gcr[keep_g], ga[keep_g]))
-        self._num_images += 1
+        p_img = np.broadcast_to(np.arange(first, first + n_img)[:, None], pc.shape)[keep_p]
+        g_img = np.broadcast_to(np.arange(first, first + n_img)[:, None], gc.shape)[keep_g]
+        pb, pc, ps = pb[keep_p], pc[keep_p], ps[keep_p]
+        gb, gc = gb[keep_g], gc[keep_g]
+        _check_finite(pb, f"{where} prediction boxes")
+        _check_finite(ps, f"{where} prediction scores")
+        _check_finite(gb, f"{where} ground-truth boxes")
+        _check_integers(pc, f"{where} prediction classes")
+        _check_integers(gc, f"{where} ground-truth classes")
+
+        def flags(value: object | None, what: str, default: float) -> np.ndarray:
+            if value is None:
+                return np.full(len(gc), default)
+            return _as_values(value, keep_g.shape, f"{where} {what}")[keep_g]
+
+        gd = flags(gt_difficult, "difficult", 0.0) != 0
+        gcr = flags(gt_crowd, "crowd", 0.0) != 0
+        ga = flags(gt_area, "area", np.nan)
+        self._det.append((p_img.astype(np.int64), pb, pc.astype(np.int64), ps))
+        self._gt.append((g_img.astype(np.int64), gb, gc.astype(np.int64), gd, gcr, ga))
+        self._num_images += n_img
 
     def add(self, *args: object, **kwargs: object) -> None:
-        """Add one image (2-D boxes) or a padded batch (3-D boxes ``(B, N, 4)``, GluonCV style)."""
+        """Add one image (2-D boxes) or a padded batch (3-D boxes); MXNet NDArrays accepted."""
+        args = tuple(_numpy(a) for a in args)
+        kwargs = {k: _numpy(v) for k, v in kwargs.items()}
         first = np.asarray(args[0] if args else kwargs["pred_boxes"])
-        if first.ndim != 3:
+        if first.ndim == 3:
+            self.add_batch(*args, **kwargs)  # type: ignore[arg-type]
+        else:
             self.add_image(*args, **kwargs)  # type: ignore[arg-type]
-            return
-        names = (
-            "pred_boxes",
-            "pred_classes",
-            "pred_scores",
-            "gt_boxes",
-            "gt_classes",
-            "gt_difficult",
-            "gt_crowd",
-            "gt_area",
-        )
-        values = dict(zip(names, args, strict=False)) | kwargs
-        batch = {k: (None if v is None else np.asarray(v)) for k, v in values.items()}
-        for b in range(len(first)):
-            self.add_image(**{k: (None if v is None else v[b]) for k, v in batch.items()})
 
     def columns(self) -> DetectionColumns:
         """Concatenate everything added so far."""
@@ -212,13 +279,13 @@ class DetectionStore:
         gt, det = self._gt, self._det
         return DetectionColumns(
             num_images=self._num_images,
-            gt_image=cat([np.full(len(g[1]), g[0], np.int64) for g in gt], (0,), np.int64),
+            gt_image=cat([g[0] for g in gt], (0,), np.int64),
             gt_boxes=cat([g[1] for g in gt], (0, 4), np.float64),
             gt_class=cat([g[2] for g in gt], (0,), np.int64),
             gt_difficult=cat([g[3] for g in gt], (0,), bool),
             gt_crowd=cat([g[4] for g in gt], (0,), bool),
             gt_area=cat([g[5] for g in gt], (0,), np.float64),
-            det_image=cat([np.full(len(d[1]), d[0], np.int64) for d in det], (0,), np.int64),
+            det_image=cat([d[0] for d in det], (0,), np.int64),
             det_boxes=cat([d[1] for d in det], (0, 4), np.float64),
             det_class=cat([d[2] for d in det], (0,), np.int64),
             det_score=cat([d[3] for d in det], (0,), np.float64),
@@ -404,7 +471,8 @@ def _voc_match(
     match = np.zeros(len(best_iou), dtype=np.int8)
     hit = best_iou >= iou_threshold
     g = np.where(hit, best_gt, 0)
-    difficult = hit & cols.gt_difficult[g] if len(cols.gt_difficult) else np.zeros_like(hit)
+    ignore = cols.gt_difficult | cols.gt_crowd
+    difficult = hit & ignore[g] if len(ignore) else np.zeros_like(hit)
     match[difficult] = -1
     cand = np.flatnonzero(hit & ~difficult)
     if len(cand):
@@ -445,6 +513,13 @@ def voc_from_columns(
     """VOC AP at each IoU threshold from concatenated columns (IoUs computed once)."""
     n_det = len(cols.det_score)
     names = class_names_map(class_names, np.concatenate([cols.gt_class, cols.det_class]))
+    if pixel_offset and len(cols.gt_boxes) and np.abs(cols.gt_boxes).max() <= 1.0:
+        warnings.warn(
+            "VOC metric: every ground-truth box lies within [0, 1] -- normalized coordinates? "
+            "They must be converted to pixels (to_pixels) before a metric with the +1 pixel "
+            "convention, or evaluated with pixel_offset=0.",
+            stacklevel=3,
+        )
     pairs = _voc_pairs(cols, pixel_offset)
     best_iou, best_gt = _best_gt(pairs, n_det)
     # ranking within an image and class: score descending, ties in input order
@@ -456,7 +531,7 @@ def voc_from_columns(
     order = np.lexsort((-cols.det_score, cols.det_class))
     cls_sorted = cols.det_class[order]
     bounds = np.searchsorted(cls_sorted, np.arange(n_cls + 1))
-    counted = ~cols.gt_difficult
+    counted = ~(cols.gt_difficult | cols.gt_crowd)
     num_gt = np.bincount(cols.gt_class[counted], minlength=n_cls)
     num_det = np.bincount(cols.det_class, minlength=n_cls)
     metric = "voc07" if eleven_point else "voc"
@@ -568,3 +643,28 @@ def compute_voc(
     for gt, pred in zip(ground_truth, predictions, strict=True):
         m.update(pred.boxes, pred.classes, pred.scores, gt.boxes, gt.classes, gt.difficult)
     return m.get()
+
+
+def evaluate_store(
+    store: DetectionStore,
+    metric: MetricName = "voc07",
+    iou: float = 0.5,
+    class_names: Mapping[int, str] | Sequence[str] | None = None,
+    pixel_offset: float = 1.0,
+) -> VOCResult | COCOResult:
+    """Run ``voc07`` / ``voc`` (at IoU ``iou``) or ``coco`` (IoU .50:.95) on a store.
+
+    Returns a :class:`VOCResult` or :class:`~pipeline_lib.evaluation.coco.COCOResult`; both
+    have ``metrics`` (with ``mAP``), ``per_class`` and ``to_dict()``.
+    """
+    if metric == "coco":
+        from .coco import coco_from_columns
+
+        return coco_from_columns(store.columns(), class_names)
+    if metric not in ("voc07", "voc"):
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if not 0.0 < float(iou) <= 1.0:
+        raise ValueError(f"iou must be in (0, 1], got {iou}")
+    return voc_from_columns(
+        store.columns(), [float(iou)], metric == "voc07", class_names, pixel_offset
+    )[0]

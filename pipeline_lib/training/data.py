@@ -7,7 +7,6 @@ applied), which is what the validator checks ``image_size`` against.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from ..annotations import annotation_channel, class_map, read_annotation
+from ..annotations import annotation_channel, class_map, read_annotation, read_class_map
 
 RECORDIO_TYPES = ("application/x-recordio", "application/x-recordio-protobuf")
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "application/jpeg")
@@ -95,23 +94,15 @@ def open_channel(spec: ChannelSpec, annotation_path: Path | None = None):
     return ImageJsonDetection(spec.path, annotation_path)
 
 
-def dataset_classes(dataset) -> dict[int, str]:
-    """Class map of a dataset: names from its annotations where known, else ``class_<id>``."""
+def dataset_classes(dataset, channel_dir: Path | None = None) -> dict[int, str]:
+    """Class map of a dataset: a ``class_map.json`` beside the data wins, then the names in
+    its annotations, then ``class_<id>`` for every id the labels use."""
+    if channel_dir is not None and (Path(channel_dir) / "class_map.json").is_file():
+        return read_class_map(Path(channel_dir) / "class_map.json")
     classes = getattr(dataset, "classes", None)
     if isinstance(classes, dict) and classes:
         return dict(classes)
-    ids: set[int] = set()
-    for i in range(len(dataset)):
-        ids.update(int(c) for c in _label_of(dataset, i)[:, 4])
-    return {c: f"class_{c}" for c in sorted(ids)}
-
-
-def _label_of(dataset, idx: int) -> np.ndarray:
-    if hasattr(dataset, "label"):
-        return dataset.label(idx)
-    if hasattr(dataset, "items"):
-        return dataset.items[idx][1]
-    return dataset[idx][1]
+    return {c: f"class_{c}" for c in dataset.class_ids}
 
 
 class TransformDataset(mx.gluon.data.Dataset):
@@ -128,6 +119,3 @@ class TransformDataset(mx.gluon.data.Dataset):
         return self._transform(mx.nd.array(img, dtype="uint8"), label)
 
 
-def read_json(path: Path) -> dict:
-    """Load a small JSON config file (empty dict when missing)."""
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -124,8 +124,8 @@ def train_one_epoch(
             autograd.backward(sum_loss)
         # SSDMultiBoxLoss already normalises by the number of positives: step(1)
         trainer.step(1)
-        ce_metric.update(0, [loss * batch[0].shape[0] for loss in cls_loss])
-        l1_metric.update(0, [loss * batch[0].shape[0] for loss in box_loss])
+        ce_metric.update(0, cls_loss)
+        l1_metric.update(0, box_loss)
         samples += batch[0].shape[0]
         ce, l1 = ce_metric.get()[1], l1_metric.get()[1]
         if not (math.isfinite(ce) and math.isfinite(l1)):
@@ -145,17 +145,22 @@ def train_one_epoch(
 
 def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[float, dict]:
     """VOC07 mAP@0.5 (the SageMaker ``validation:mAP``) and per-class AP on a loader."""
-    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+    from ..evaluation.metrics import VOCMetric
 
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=classes)
-    net.hybridize(static_alloc=True, static_shape=True)
+    metric = VOCMetric(iou_threshold=0.5, metric="voc07", class_names=classes)
+    net.hybridize(static_alloc=True, static_shape=True)  # also drops the training graph
     for batch in loader:
         data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0, even_split=False)
         labels = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0, even_split=False)
         for x, y in zip(data, labels, strict=True):
             ids, scores, bboxes = net(x)
-            metric.update(bboxes, ids, scores, y.slice_axis(axis=-1, begin=0, end=4),
-                          y.slice_axis(axis=-1, begin=4, end=5))
-    names, values = metric.get()
-    per_class = {n: float(v) for n, v in zip(names[:-1], values[:-1], strict=True)}
-    return float(values[-1]), per_class
+            metric.update(
+                bboxes,
+                ids,
+                scores,
+                y.slice_axis(axis=-1, begin=0, end=4),
+                y.slice_axis(axis=-1, begin=4, end=5),
+            )
+    result = metric.get()
+    per_class = {c.name: c.ap for c in result.per_class.values()}
+    return float(result.mAP), per_class

@@ -151,8 +151,8 @@ class _Trainer:
         mx.random.seed(hp.seed)
 
         train_ds, val_ds = self._datasets(data_cfg)
-        classes = dataset_classes(train_ds)
-        for cid, name in dataset_classes(val_ds).items():
+        classes = dataset_classes(train_ds, self.paths.channel("train"))
+        for cid, name in dataset_classes(val_ds, self.paths.channel("validation")).items():
             classes.setdefault(cid, name)
         classes = dict(sorted(classes.items()))
         if max(classes) >= hp.num_classes:

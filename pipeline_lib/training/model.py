@@ -7,6 +7,7 @@ other sizes. Pretrained ImageNet weights are only ever read from a local cache f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +94,34 @@ def build_ssd(
     else:
         name, features, filters, ratios = spec.gluon_name, spec.features, spec.filters, RATIOS_6
         sizes, steps, scale = SIZES_300, STEPS_300, image_shape / 300
-    net = get_ssd(
-        name,
-        image_shape,
-        features=features,
-        filters=filters,
-        sizes=[s * scale for s in sizes],
-        ratios=ratios,
-        steps=[s * scale for s in steps],
-        classes=classes,
-        dataset="custom",
-        pretrained=False,
-        pretrained_base=pretrained_base,
-        nms_thresh=nms_thresh,
-        **kwargs,
-    )
-    return net
+    def make(steps: list[float], pretrained: bool):
+        return get_ssd(
+            name,
+            image_shape,
+            features=features,
+            filters=filters,
+            sizes=[s * scale for s in sizes],
+            ratios=ratios,
+            steps=steps,
+            classes=classes,
+            dataset="custom",
+            pretrained=False,
+            pretrained_base=pretrained,
+            nms_thresh=nms_thresh,
+            **kwargs,
+        )
+
+    # Anchor centres must tile the whole image: the step of each layer is the input size
+    # over that layer's feature-map size. (GluonCV's 300 presets reuse VGG's steps for the
+    # stride-16 mobilenet/resnet bases, which leaves the lower right of the image without
+    # small anchors.)
+    probe = make([s * scale for s in steps], False)
+    probe.initialize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        maps = probe.features(mx.nd.zeros((1, 3, image_shape, image_shape)))
+    steps = [image_shape / m.shape[-1] for m in maps]
+    return make(steps, pretrained_base)
 
 
 def anchors_for(net: mx.gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:

@@ -39,7 +39,7 @@ def to_rgb(data: bytes) -> Image.Image:
     if im.mode in _SIXTEEN_BIT_MODES:
         arr = np.asarray(im).astype(np.uint32)
         arr = np.clip(arr >> 8 if arr.max() > 255 else arr, 0, 255).astype(np.uint8)
-        im = Image.fromarray(arr, "L")
+        im = Image.fromarray(arr)
     elif im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     return im.convert("RGB")

@@ -43,6 +43,7 @@ BOX_COLUMNS = (
     "image_height",
 )
 _EXAMPLES = 3
+_MAX_LISTED = 100
 
 
 @dataclass
@@ -56,12 +57,13 @@ class ItemResult:
     parsed: ParsedRecord | None = None
     info: ImageInfo | None = None
     converted: bool = False
+    record: str | None = None
 
 
 @dataclass
 class _ClassUse:
     per_channel: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    files: list[str] = field(default_factory=list)
+    files: list[tuple[str, str | None]] = field(default_factory=list)
     n_files: int = 0
 
 
@@ -77,8 +79,9 @@ class Aggregator:
         self.max_objects = 0
         self.converted = 0
         self._classes: dict[int, _ClassUse] = defaultdict(_ClassUse)
-        self._names: dict[int, tuple[str, str]] = {}  # id -> (name, first source)
-        self._name_ids: dict[str, int] = {}
+        self._names: dict[int, tuple[str, tuple]] = {}  # id -> (name, (file, record))
+        # id -> name -> [files naming it so, the first few of them]
+        self._cat_votes: dict[int, dict[str, list]] = defaultdict(dict)
         self._digests: dict[bytes, tuple[str, str]] = {}
         self.tables = tables
         self.image_rows: list[tuple] = []
@@ -100,47 +103,64 @@ class Aggregator:
                 use = self._classes[cid]
                 use.n_files += 1
                 if len(use.files) < _EXAMPLES:
-                    use.files.append(r.source)
+                    use.files.append((r.source, r.record))
             for b in p.boxes:
                 self._classes[b[0]].per_channel[ch] += 1
             if p.categories:
-                self._add_categories(p.categories, r.source)
+                self._add_categories(p.categories, (r.source, r.record))
         if r.info is not None and r.image is not None:
             self._add_digest(r.info.digest, ch, r.image)
         if self.tables:
             self._add_rows(r)
 
-    def _add_categories(self, cats: dict[int, str], source: str) -> None:
+    def _add_categories(self, cats: dict[int, str], source: tuple[str, str | None]) -> None:
         for cid, name in cats.items():
-            if cid in self._names and self._names[cid][0] != name:
-                first_name, first_src = self._names[cid]
-                self.findings.append(
-                    finding(
-                        "class.categories_inconsistent",
-                        source,
-                        f"{source}: class_id {cid} is named {name!r} here but {first_name!r} "
-                        f"in {first_src}",
-                        field="categories",
-                        expected=first_name,
-                        actual=name,
-                    )
-                )
-                continue
-            if name in self._name_ids and self._name_ids[name] != cid:
-                self.findings.append(
-                    finding(
-                        "class.categories_inconsistent",
-                        source,
-                        f"{source}: name {name!r} has class_id {cid} here but "
-                        f"{self._name_ids[name]} elsewhere",
-                        field="categories",
-                        expected=self._name_ids[name],
-                        actual=cid,
-                    )
-                )
-                continue
+            votes = self._cat_votes[cid].setdefault(name, [0, []])
+            votes[0] += 1
+            if len(votes[1]) < _MAX_LISTED:
+                votes[1].append(source)
             self._names.setdefault(cid, (name, source))
-            self._name_ids.setdefault(name, cid)
+
+    def _category_findings(self) -> list[Finding]:
+        """Every file whose categories disagree with the majority (per id, then per name)."""
+        out: list[Finding] = []
+        canonical: dict[int, str] = {}
+        for cid, by_name in sorted(self._cat_votes.items()):
+            ranked = sorted(by_name.items(), key=lambda kv: -kv[1][0])  # stable: first seen wins
+            canonical[cid] = ranked[0][0]
+            self._names[cid] = (ranked[0][0], ranked[0][1][1][0])
+            for name, (_count, sources) in ranked[1:]:
+                for src in sources:
+                    out.append(
+                        finding(
+                            "class.categories_inconsistent",
+                            src[0],
+                            f"{_show(src)}: class_id {cid} is named {name!r} here but "
+                            f"{canonical[cid]!r} in {ranked[0][1][0]} other files",
+                            record=src[1],
+                            field="categories",
+                            expected=canonical[cid],
+                            actual=name,
+                        )
+                    )
+        by_name: dict[str, list[int]] = defaultdict(list)
+        for cid, name in canonical.items():
+            by_name[name].append(cid)
+        for name, ids in sorted(by_name.items()):
+            if len(ids) > 1:
+                src = self._cat_votes[ids[1]][name][1][0]
+                out.append(
+                    finding(
+                        "class.categories_inconsistent",
+                        src[0],
+                        f"name {name!r} is used for class ids {ids}; each class needs one id",
+                        record=src[1],
+                        field="categories",
+                        expected="one id per name",
+                        actual=ids,
+                    )
+                )
+        return out
 
     def _add_digest(self, digest: bytes, channel: str, image: str) -> None:
         first = self._digests.get(digest)
@@ -217,23 +237,34 @@ class Aggregator:
 
     def finish(self) -> list[Finding]:
         """Dataset-level findings (class ids, categories); call once after the last add."""
-        out: list[Finding] = []
+        out: list[Finding] = self._category_findings()
         used = sorted(self._classes)
-        if used:
-            missing = sorted(set(range(used[-1] + 1)) - set(used))
+        known = sorted(set(used) | set(self._names))  # used or declared in categories
+        if known:
+            missing = sorted(set(range(known[-1] + 1)) - set(known))
             if missing:
                 shown = _ranges(missing)
-                for cid in (c for c in used if c > missing[0]):
-                    use = self._classes[cid]
+                for cid in (c for c in known if c > missing[0]):
+                    if cid in self._classes:
+                        use = self._classes[cid]
+                        where, what = (
+                            use.files[0],
+                            (
+                                f"used ({sum(use.per_channel.values())} boxes in {use.n_files} "
+                                f"files, e.g. {_examples(use.files)})"
+                            ),
+                        )
+                    else:
+                        where, what = self._names[cid][1], "declared in categories"
                     out.append(
                         finding(
                             "class.not_contiguous",
-                            use.files[0],
-                            f"class_id {cid} is used ({sum(use.per_channel.values())} boxes in "
-                            f"{use.n_files} files, e.g. {', '.join(use.files)}) but class ids "
-                            f"{shown} never appear; ids must be 0..K-1 across train+validation",
+                            where[0],
+                            f"class_id {cid} is {what} but class ids {shown} never appear; "
+                            "ids must be 0..K-1 across train+validation",
+                            record=where[1],
                             field="annotations[].class_id",
-                            expected=f"ids 0..{len(used) - 1}",
+                            expected=f"ids 0..{len(known) - 1}",
                             actual=cid,
                         )
                     )
@@ -244,9 +275,10 @@ class Aggregator:
                     out.append(
                         finding(
                             "class.unnamed",
-                            use.files[0],
-                            f"class_id {cid} is used (e.g. {', '.join(use.files)}) but no "
+                            use.files[0][0],
+                            f"class_id {cid} is used (e.g. {_examples(use.files)}) but no "
                             "file's categories name it",
+                            record=use.files[0][1],
                             field="categories",
                             expected=f"a category for class_id {cid}",
                             actual=None,
@@ -257,8 +289,9 @@ class Aggregator:
                     out.append(
                         finding(
                             "class.unused_category",
-                            src,
+                            src[0],
                             f"category {cid} {name!r} is declared but no box uses it",
+                            record=src[1],
                             field="categories",
                             expected="at least one box",
                             actual=0,
@@ -272,9 +305,10 @@ class Aggregator:
                     out.append(
                         finding(
                             "class.validation_only",
-                            self._classes[cid].files[0],
+                            self._classes[cid].files[0][0],
                             f"class_id {cid} ({name}) appears in validation "
                             f"({pc['validation']} boxes) but never in train: it cannot be learnt",
+                            record=self._classes[cid].files[0][1],
                             field="annotations[].class_id",
                             expected="present in train",
                             actual=cid,
@@ -282,6 +316,14 @@ class Aggregator:
                     )
         self.findings.extend(out)
         return out
+
+
+def _show(where: tuple[str, str | None]) -> str:
+    return where[0] if where[1] is None else f"{where[0]} {where[1]}"
+
+
+def _examples(files: list[tuple[str, str | None]]) -> str:
+    return ", ".join(_show(w) for w in files)
 
 
 def _ranges(ids: list[int]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 from ..annotations import CHANNELS, annotation_channel
@@ -44,6 +45,13 @@ def _list_files(folder: Path) -> list[str]:
     return sorted(out)
 
 
+def _stem(rel: str) -> str:
+    """``a/b/c.jpg`` -> ``c`` (fast ``PurePosixPath(rel).stem``)."""
+    name = rel.rsplit("/", 1)[-1]
+    i = name.rfind(".")
+    return name[:i] if i > 0 else name
+
+
 def _escapes(channel_root: str, file: str) -> str | None:
     """Why ``file`` leaves the channel root (absolute, ``..``, symlink), or None."""
     if file.startswith(("/", "\\")) or os.path.isabs(file) or (len(file) > 1 and file[1] == ":"):
@@ -51,6 +59,8 @@ def _escapes(channel_root: str, file: str) -> str | None:
     joined = os.path.normpath(os.path.join(channel_root, file))
     if not joined.startswith(channel_root + os.sep):
         return "a path outside the channel folder ('..')"
+    if os.sep not in joined[len(channel_root) + 1 :] and not os.path.islink(joined):
+        return None  # a plain file directly in the channel folder: nothing to resolve
     real_root = os.path.realpath(channel_root)
     real = os.path.realpath(joined)
     if not real.startswith(real_root + os.sep):
@@ -69,7 +79,8 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
     source = f"{ann_dir}/{rel_json}"
     result = ItemResult(channel, source)
     try:
-        raw = Path(root, ann_dir, rel_json).read_bytes()
+        with open(os.path.join(root, ann_dir, rel_json), "rb") as fh:
+            raw = fh.read()
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         result.findings.append(
@@ -104,23 +115,25 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
             )
         )
         return result
-    image_rel = PurePosixPath(os.path.normpath(file).replace(os.sep, "/")).as_posix()
+    image_rel = os.path.normpath(file).replace(os.sep, "/")
     image_name = f"{channel}/{image_rel}"
     result.image = image_name
-    if PurePosixPath(image_rel).stem != PurePosixPath(rel_json).stem:
+    json_stem = _stem(rel_json)
+    if _stem(image_rel) != json_stem:
         result.findings.append(
             finding(
                 "pairing.name_mismatch",
                 source,
                 f"{source} describes {image_name}: the JSON and the image must share a base name",
                 field="file",
-                expected=f"{PurePosixPath(rel_json).stem}.<ext>",
+                expected=f"{json_stem}.<ext>",
                 actual=file,
             )
         )
-    image_path = Path(channel_root, image_rel)
+    image_path = os.path.join(channel_root, image_rel)
     try:
-        img_bytes = image_path.read_bytes()
+        with open(image_path, "rb") as fh:
+            img_bytes = fh.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         result.findings.append(
             finding(
@@ -148,11 +161,13 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
         result.converted = any(f.rule == "image.channels" for f in img_findings) and not any(
             f.rule == "image.channels" and f.severity == "error" for f in img_findings
         )
+        if result.converted and info is not None:  # the tables describe the copy to train on
+            result.info = replace(info, mode="RGB", channels=3, bits=8)
     result.findings.extend(img_findings)
     if convert_dir is not None:
         dest = Path(convert_dir)
         if not result.converted:
-            link_or_copy(image_path, dest / channel / image_rel)
+            link_or_copy(Path(image_path), dest / channel / image_rel)
             link_or_copy(Path(root, ann_dir, rel_json), dest / ann_dir / rel_json)
     return result
 

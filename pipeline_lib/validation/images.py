@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from .jpeg import read_jpeg_header
 from .report import Finding, finding
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
@@ -74,7 +75,7 @@ class ImageInfo:
 
 def content_digest(data: bytes) -> bytes:
     """Content hash used for duplicate and train/validation overlap detection."""
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.sha256(data).digest()[:16]
 
 
 def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
@@ -83,6 +84,46 @@ def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
         return None
     width, height, depth, color = struct.unpack(">IIBB", data[16:26])
     return width, height, depth, color
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation from the header only (1 when absent or unreadable).
+
+    JPEG EXIF sits in APP1, parsed on open. PNG's ``getexif()`` would decode the whole image
+    to look for an eXIf chunk after IDAT, so only an eXIf chunk before IDAT is read.
+    """
+    try:
+        if im.format in ("JPEG", "MPO"):
+            return int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
+        raw = im.info.get("exif")
+        if raw:
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # invalid EXIF must not hide the other checks
+        return 1
+    return 1
+
+
+def _pil_header(data: bytes) -> tuple[str, int, int, str, int, int, int]:
+    """(format, width, height, mode, bits, channels, orientation) from Pillow's header parse."""
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a precise finding
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            return (
+                im.format or "unknown",
+                im.width,
+                im.height,
+                im.mode,
+                int(getattr(im, "bits", 8) or 8),
+                len(im.getbands()),
+                _orientation(im),
+            )
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
 def _has_end_marker(fmt: str, data: bytes) -> bool:
@@ -105,45 +146,34 @@ def inspect_image(
     out: list[Finding] = []
     if not data:
         return None, [finding("image.decode", name, f"{name} is an empty file", actual="0 bytes")]
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with a precise finding
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
-            fmt_raw = im.format or "unknown"
-            width, height = im.size
-            mode = im.mode
-            bits = int(getattr(im, "bits", 8) or 8)
-            channels = len(im.getbands())
-            try:
-                orientation = int(im.getexif().get(ORIENTATION_TAG, 1) or 1)
-            except Exception:  # invalid EXIF must not hide the other checks
-                orientation = 1
-    except UnidentifiedImageError:
-        Image.MAX_IMAGE_PIXELS = old_limit
-        return None, [
-            finding(
-                "image.decode",
-                name,
-                f"{name} is not a readable image (no known format matches its header)",
-                expected="a JPEG or PNG file",
-                actual=data[:8].hex(),
-            )
-        ]
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
-        Image.MAX_IMAGE_PIXELS = old_limit
-        return None, [
-            finding(
-                "image.decode",
-                name,
-                f"{name} cannot be read: {type(exc).__name__}: {exc}",
-                expected="a decodable JPEG or PNG",
-                actual=f"{type(exc).__name__}: {exc}",
-            )
-        ]
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+    fast = read_jpeg_header(data)
+    if fast is not None:
+        fmt_raw, width, height = "JPEG", fast.width, fast.height
+        mode, bits, channels = fast.mode, fast.precision, fast.components
+        orientation = fast.orientation
+    else:
+        try:
+            fmt_raw, width, height, mode, bits, channels, orientation = _pil_header(data)
+        except UnidentifiedImageError:
+            return None, [
+                finding(
+                    "image.decode",
+                    name,
+                    f"{name} is not a readable image (no known format matches its header)",
+                    expected="a JPEG or PNG file",
+                    actual=data[:8].hex(),
+                )
+            ]
+        except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...
+            return None, [
+                finding(
+                    "image.decode",
+                    name,
+                    f"{name} cannot be read: {type(exc).__name__}: {exc}",
+                    expected="a decodable JPEG or PNG",
+                    actual=f"{type(exc).__name__}: {exc}",
+                )
+            ]
 
     ihdr = _png_ihdr(data) if fmt_raw == "PNG" else None
     if ihdr is not None:
@@ -186,7 +216,7 @@ def inspect_image(
                 f"{bits}-bit); training needs 8-bit RGB (3 channels)",
                 field="image_size.depth",
                 expected="RGB, 3 channels, 8-bit",
-                actual=f"{info.describe_mode}, {channels} channels",
+                actual=f"{info.describe_mode}, {channels} channel{'s' * (channels != 1)}",
             )
         )
     if not _has_end_marker(fmt, data):
@@ -263,8 +293,7 @@ def check_against_annotation(
             finding(
                 "image.size_mismatch",
                 json_name,
-                f"{json_name}: image_size says {width}x{height} but {name} is "
-                f"{raw[0]}x{raw[1]}",
+                f"{json_name}: image_size says {width}x{height} but {name} is {raw[0]}x{raw[1]}",
                 field="image_size",
                 expected=f"{raw[0]}x{raw[1]}",
                 actual=f"{width}x{height}",

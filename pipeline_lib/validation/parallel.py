@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator, Sized
+from itertools import islice
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 INLINE_BELOW = 48  # items; starting processes costs more than checking this many inline
+WINDOW = 4096  # items handed to the pool at a time
 
 _state: dict[str, Any] = {}
 
@@ -30,7 +32,7 @@ def pmap(
     """``map(fn, items)`` in order, over ``workers`` forked processes.
 
     Results stream back in input order (``imap``), so the caller folds them one at a time and
-    the report is the same whatever the worker count.
+    the report is the same whatever the worker count. At most ``WINDOW`` items are in flight.
     """
     n = len(items) if isinstance(items, Sized) else None
     if workers <= 1 or (n is not None and n < INLINE_BELOW):
@@ -39,5 +41,10 @@ def pmap(
         return
     ctx = mp.get_context("fork")
     chunk = 16 if n is None else max(1, min(64, n // (workers * 16)))
+    window = max(WINDOW, workers * chunk * 4)
+    it = iter(items)
     with ctx.Pool(workers, initializer=_init, initargs=(state,)) as pool:
-        yield from pool.imap(fn, items, chunksize=chunk)
+        # Pool.imap would pull the whole input at once; feeding it in windows keeps memory
+        # flat however long the input stream (manifest lines, RecordIO records) is.
+        while window_items := list(islice(it, window)):
+            yield from pool.imap(fn, window_items, chunksize=chunk)

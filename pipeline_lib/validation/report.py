@@ -173,7 +173,9 @@ class ValidationReport:
                 f"{cid} {c['name']} ({'/'.join(str(c.get(ch, 0)) for ch in sorted(self.images))})"
                 for cid, c in sorted(self.class_counts.items())
             ]
-            lines.append(f"  boxes per class ({'/'.join(sorted(self.images))}): " + ", ".join(parts))
+            lines.append(
+                f"  boxes per class ({'/'.join(sorted(self.images))}): " + ", ".join(parts)
+            )
         lines.append(
             f"  max objects per image {self.max_objects_per_image} -> label_width {self.label_width}"
         )
@@ -185,8 +187,12 @@ class ValidationReport:
             if len(self.findings) > FIRST_FINDINGS:
                 lines.append(f"    ... and {len(self.findings) - FIRST_FINDINGS} more")
         if self.converted:
+            c = self.converted
             lines.append(
-                f"  RGB copies of {self.converted['images']} images: {self.converted['dir']}"
+                f"  {c['note']}"
+                if c.get("note")
+                else f"  RGB copies of {c['images']} images in "
+                f"{c['dir']} (a complete dataset: train from there)"
             )
         if self.great_expectations is not None:
             gx = self.great_expectations

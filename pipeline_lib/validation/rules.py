@@ -62,7 +62,7 @@ _RULES = [
     Rule("dataset.train_validation_overlap", "D001", ERROR, "the same image in train and val"),
     # augmented manifest
     Rule("manifest.malformed_line", "M001", ERROR, "a line that is not a JSON object"),
-    Rule("manifest.source_ref", "M002", ERROR, "`source-ref` missing, not first, or not a path"),
+    Rule("manifest.source_ref", "M002", ERROR, "`source-ref` missing or not a string"),
     Rule("manifest.label_attribute", "M003", ERROR, "the label attribute is missing or misplaced"),
     Rule("manifest.video", "M004", ERROR, "a video-frame manifest (not supported)"),
     Rule("manifest.class_map", "M005", ERROR, "`-metadata.class-map` is malformed"),

@@ -100,16 +100,28 @@ def validate(
         class_counts=agg.class_counts(),
         max_objects_per_image=agg.max_objects,
         report_dir=str(report_dir) if report_dir else None,
-        converted={"dir": str(convert_dir), "images": agg.converted} if convert_dir else None,
+        converted=_converted(fmt, convert_dir, agg.converted),
     )
     if opts.great_expectations:
         from .gx_suite import run_great_expectations
 
-        report.great_expectations = run_great_expectations(agg, report, report_dir)
+        report.great_expectations = run_great_expectations(agg, report, report_dir, opts)
     report.seconds = time.perf_counter() - start
     if report_dir:
         report.write(report_dir)
     return report
+
+
+def _converted(fmt: str, convert_dir: Path | None, n: int) -> dict | None:
+    if convert_dir is None:
+        return None
+    if fmt != "image+json":
+        return {
+            "dir": None,
+            "images": 0,
+            "note": f"--convert-to-rgb applies to image+JSON, not {fmt}",
+        }
+    return {"dir": str(convert_dir), "images": n}
 
 
 def _convert_dir(opts: ValidationOptions, report_dir: str | None) -> Path | None:

@@ -91,8 +91,11 @@ def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def convert_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
-    """image+JSON -> RecordIO per channel, cached by a content hash of the dataset."""
+def convert_dataset(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    """image+JSON -> RecordIO per channel, cached by a content hash of the dataset.
+
+    Each channel folder also gets ``class_map.json`` (RecordIO labels carry no names).
+    """
     from pipeline_lib import storage
     from pipeline_lib.recordio import convert_to_recordio, dataset_content_hash
 
@@ -105,12 +108,15 @@ def convert_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
         log.info("dataset unchanged (content hash %s): reusing RecordIO in %s", key, cache)
         meta = json.loads(storage.read_bytes(marker))
         return {**meta, "cache_hit": True}
+    class_names = {k: v["name"] for k, v in validation["class_counts"].items()}
     label_width = 0
     for channel, uri in channels.items():
         result = convert_to_recordio(
             inputs["dataset_uri"], storage.join(uri, channel), channel=channel
         )
         label_width = max(label_width, result.label_width)
+        with storage.atomic_write(storage.join(uri, "class_map.json")) as tmp:
+            tmp.write_text(json.dumps(class_names))
         log.info("converted %s: %s", channel, ", ".join(result.files))
     meta = {"content_hash": key, "channels": channels, "label_width": label_width}
     with storage.atomic_write(marker) as tmp:
@@ -123,9 +129,9 @@ def training_hyperparameters(
 ) -> dict[str, str]:
     """User hyperparameters plus the values the data dictates."""
     hyper = dict(inputs["hyperparameters"])
-    hyper.setdefault("num_classes", str(validation["num_classes"]))
-    hyper.setdefault("num_training_samples", str(validation["images"]["train"]))
-    hyper.setdefault("label_width", str(max(converted["label_width"], 7)))
+    hyper.setdefault("num_classes", str(len(validation["class_counts"])))
+    hyper.setdefault("num_training_samples", str(validation["counts"]["images"]["train"]))
+    hyper.setdefault("label_width", str(max(validation["label_width"], converted["label_width"])))
     return hyper
 
 

@@ -1,0 +1,346 @@
+"""``odp evaluate``: run a trained model over a validation set and write metrics and pictures.
+
+Output folder (written atomically; a retry replaces it as a whole)::
+
+    OUT/metrics.json        metric, overall numbers, per-class AP / ground-truth counts, images
+    OUT/detections/*.json   one verbose-layout JSON per image (what ``odp map`` reads)
+    OUT/pr_curves.png       precision-recall curve per class
+    OUT/samples.png         sample images, predicted (with score) and true boxes
+
+DATA is any of the three input formats: an image+JSON dataset root (its ``validation``
+channel) or a folder of annotation JSONs beside images, a RecordIO ``.rec``, or an
+augmented manifest (``.jsonl`` / ``.manifest``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .. import storage
+from .files import GroundTruthFile, read_ground_truth_file
+from .metrics import DetectionStore, MetricName, evaluate_store, voc_from_columns
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+DETECTIONS_DIR = "detections"
+PR_CURVES_FILE = "pr_curves.png"
+SAMPLES_FILE = "samples.png"
+
+
+class DetectionPredictor(Protocol):
+    """What evaluation needs from a model (``pipeline_lib.inference.Predictor``)."""
+
+    def predict_arrays(self, images: list[np.ndarray], batch_size: int = ...) -> list[np.ndarray]:
+        """Per image ``(N, 6)`` ``[class_id, score, xmin, ymin, xmax, ymax]`` in pixels."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One validation image: a name (for its detection file) and a loader.
+
+    ``load()`` returns ``(image HWC uint8 RGB, gt boxes (N, 4) pixel xmin..ymax, gt classes)``.
+    """
+
+    name: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    difficult: np.ndarray | None = None
+    crowd: np.ndarray | None = None
+    size: tuple[int, int] | None = None  # (width, height) the annotation claims
+
+
+@dataclass
+class EvalData:
+    """A validation set as evaluation items plus the class names it declares."""
+
+    items: list[EvalItem]
+    class_names: dict[int, str]
+    source: str
+
+
+# ------------------------------------------------------------------ data
+
+
+def _image_json_data(ann_dir: Path, image_dir: Path) -> EvalData:
+    from ..annotations import class_map
+    from ..recordio import decode_rgb  # OpenCV, as MXNet's readers and the predictor
+
+    truths = [read_ground_truth_file(p) for p in sorted(ann_dir.glob("*.json"))]
+    if not truths:
+        raise FileNotFoundError(f"{ann_dir}: no annotation JSON files")
+    items = []
+    for t in truths:
+
+        def load(t: GroundTruthFile = t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            path = image_dir / t.annotation.file
+            if not path.is_file():
+                raise FileNotFoundError(f"{t.path}: image not found: {path}")
+            return (decode_rgb(path.read_bytes(), str(path)), *t.boxes())
+
+        size = (t.annotation.width, t.annotation.height)
+        items.append(EvalItem(t.stem, load, t.difficult, t.crowd, size))
+    return EvalData(items, class_map([t.annotation for t in truths]), str(ann_dir))
+
+
+def _pixel_dataset_data(ds, names: list[str], class_names: dict[int, str], source: str) -> EvalData:
+    """Items of a ``RecordIODetection`` / ``ManifestDetection`` (``ds[i] -> (image, label)``,
+    label ``(N, 5)`` ``[xmin, ymin, xmax, ymax, cls]`` in pixels)."""
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        img, label = ds[i]
+        label = np.asarray(label, dtype=np.float64).reshape(-1, 5)
+        return img, label[:, :4], label[:, 4].astype(np.int64)
+
+    items = [EvalItem(n, lambda i=i: load(i)) for i, n in enumerate(names)]
+    ids = getattr(ds, "class_ids", ())
+    names_map = dict(class_names)
+    for c in ids:
+        names_map.setdefault(int(c), f"class_{c}")
+    return EvalData(items, dict(sorted(names_map.items())), source)
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}_{k}")
+    return out
+
+
+def _open_file(path: str) -> EvalData:
+    name = Path(storage.split_s3(path)[1] if storage.is_s3(path) else path)
+    if name.suffix == ".rec":
+        from ..recordio import RecordIODetection
+
+        ds = RecordIODetection(path)
+        names = [f"{name.stem}_{i:06d}" for i in range(len(ds))]
+        return _pixel_dataset_data(ds, names, {}, path)
+    if name.suffix in (".jsonl", ".manifest"):
+        from ..manifest import ManifestDetection
+
+        ds = ManifestDetection(path)
+        names = _unique([Path(s).stem for s in ds.sources])
+        return _pixel_dataset_data(ds, names, dict(ds.class_map), path)
+    raise ValueError(f"{path}: not an evaluation dataset (image+JSON folder, .rec or .jsonl)")
+
+
+def open_eval_data(data: str | Path, channel: str = "validation") -> EvalData:
+    """Evaluation items of a local DATA path: an image+JSON root (``channel``), a folder of
+    annotation JSONs beside their images, a ``.rec`` or a manifest (``.jsonl``/``.manifest``,
+    also ``s3://`` for these two)."""
+    if storage.is_s3(data) or not Path(data).is_dir():
+        if not storage.is_s3(data) and not Path(data).exists():
+            raise FileNotFoundError(f"evaluation data not found: {data}")
+        return _open_file(str(data))
+    path = Path(data)
+    ann_dir = path / f"{channel}_annotation"
+    if ann_dir.is_dir():
+        return _image_json_data(ann_dir, path / channel)
+    if any(path.glob("*.json")):
+        return _image_json_data(path, path)
+    found = sorted([*path.glob("*.rec"), *path.glob("*.jsonl"), *path.glob("*.manifest")])
+    if len(found) == 1:
+        return _open_file(str(found[0]))
+    raise FileNotFoundError(
+        f"{data}: expected an image+JSON dataset ({channel}/ and {channel}_annotation/, or "
+        f"annotation JSONs beside images), one .rec, or one manifest; found {len(found)} of those"
+    )
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _detection_json(item: EvalItem, det: np.ndarray, width: int, height: int) -> dict:
+    return {
+        "file": item.name,
+        "image_size": [{"width": width, "height": height, "depth": 3}],
+        "annotations": [
+            {
+                "class_id": int(r[0]),
+                "score": float(r[1]),
+                "left": float(r[2]),
+                "top": float(r[3]),
+                "width": float(r[4] - r[2]),
+                "height": float(r[5] - r[3]),
+            }
+            for r in det
+        ],
+    }
+
+
+def _check_detections(det: object, name: str) -> np.ndarray:
+    arr = np.asarray(det, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 6))
+    if arr.ndim != 2 or arr.shape[1] != 6:
+        raise ValueError(
+            f"{name}: the predictor returned shape {arr.shape}, expected (N, 6) "
+            f"[class_id, score, xmin, ymin, xmax, ymax]"
+        )
+    return arr
+
+
+def _json_clean(obj: object) -> object:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_clean(v) for v in obj]
+    return obj
+
+
+def evaluate_model(
+    model: str | Path | None,
+    data: str | Path,
+    out: str | Path,
+    metric: MetricName = "voc07",
+    iou: float = 0.5,
+    *,
+    predictor: DetectionPredictor | None = None,
+    batch_size: int = 16,
+    num_samples: int = 16,
+    sample_score_threshold: float = 0.3,
+    channel: str = "validation",
+) -> dict:
+    """Evaluate ``model`` (``model.tar.gz`` or artifact folder, local or s3) on ``data``.
+
+    Writes ``metrics.json``, ``detections/``, ``pr_curves.png`` and ``samples.png`` under
+    ``out`` and returns the ``metrics.json`` content (``metrics`` holds ``mAP`` and, for
+    ``coco``, the 12 COCO numbers). ``predictor`` replaces loading ``model`` (tests, or a
+    model already in memory).
+    """
+    from .plots import Sample, plot_pr_curves, plot_samples
+
+    started = time.monotonic()
+    if predictor is None:
+        if model is None:
+            raise ValueError("evaluate_model needs a model path or a predictor")
+        from ..inference import Predictor
+
+        predictor = Predictor.load(model)
+    model_classes = dict(getattr(predictor, "classes", None) or {})
+
+    single_file = str(data).endswith((".rec", ".jsonl", ".manifest"))
+    with (
+        storage.local_dir(data) if storage.is_s3(data) and not single_file else _as_path(data)
+    ) as local_data:
+        ds = open_eval_data(local_data, channel)
+        n = len(ds.items)
+        sample_idx = set(np.unique(np.linspace(0, n - 1, min(num_samples, n)).astype(int)).tolist())
+        store = DetectionStore()
+        samples: list[Sample] = []
+        with storage.atomic_dir(out) as tmp:
+            det_dir = tmp / DETECTIONS_DIR
+            det_dir.mkdir(parents=True, exist_ok=True)
+            done = 0
+            for batch in _batches(list(enumerate(ds.items)), batch_size):
+                loaded = [it.load() for _, it in batch]
+                images = [x[0] for x in loaded]
+                dets = predictor.predict_arrays(images, batch_size=batch_size)
+                if len(dets) != len(images):
+                    raise ValueError(
+                        f"the predictor returned {len(dets)} results for {len(images)} images"
+                    )
+                for (i, item), (img, gt_boxes, gt_classes), det in zip(
+                    batch, loaded, dets, strict=True
+                ):
+                    h, w = img.shape[:2]
+                    if item.size is not None and tuple(item.size) != (w, h):
+                        raise ValueError(
+                            f"{item.name}: annotation image_size {item.size[0]}x{item.size[1]} "
+                            f"does not match the image {w}x{h}"
+                        )
+                    det = _check_detections(det, item.name)
+                    store.add_image(
+                        det[:, 2:6],
+                        det[:, 0],
+                        det[:, 1],
+                        gt_boxes,
+                        gt_classes,
+                        gt_difficult=item.difficult,
+                        gt_crowd=item.crowd,
+                    )
+                    (det_dir / f"{item.name}.json").write_text(
+                        json.dumps(_detection_json(item, det, w, h))
+                    )
+                    if i in sample_idx:
+                        samples.append(
+                            Sample(
+                                img,
+                                gt_boxes,
+                                gt_classes,
+                                det[:, 2:6],
+                                det[:, 0].astype(np.int64),
+                                det[:, 1],
+                                item.name,
+                            )
+                        )
+                done += len(batch)
+                log.info("evaluated %d/%d images", done, n)
+
+            names = {**ds.class_names, **model_classes}
+            result = evaluate_store(store, metric, iou, names)
+            if metric == "coco":  # curves for the picture: VOC area AP at IoU 0.5
+                curves = voc_from_columns(store.columns(), [0.5], False, names, 1.0)[0]
+                title = "Precision-recall per class (IoU 0.5; AP = COCO AP@[.5:.95])"
+                per_class = {
+                    c: replace(v, ap=result.per_class[c].ap) for c, v in curves.per_class.items()
+                }
+            else:
+                title = f"Precision-recall per class ({metric}, IoU {iou:g})"
+                per_class = result.per_class
+            plot_pr_curves(per_class, tmp / PR_CURVES_FILE, title)
+            plot_samples(samples, tmp / SAMPLES_FILE, names, sample_score_threshold)
+
+            summary = result.to_dict()
+            summary.update(
+                {
+                    "model": None if model is None else str(model),
+                    "data": str(data),
+                    "num_detections": int(sum(c.num_detections for c in result.per_class.values())),
+                    "classes_without_ground_truth": [
+                        c.name for c in result.per_class.values() if c.ap is None
+                    ],
+                    "seconds": round(time.monotonic() - started, 3),
+                    "files": {
+                        "detections": DETECTIONS_DIR,
+                        "pr_curves": PR_CURVES_FILE,
+                        "samples": SAMPLES_FILE,
+                    },
+                }
+            )
+            summary = _json_clean(summary)
+            (tmp / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary  # type: ignore[return-value]
+
+
+class _as_path:
+    def __init__(self, path: str | Path):
+        self.path = path
+
+    def __enter__(self) -> str | Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+__all__ = ["evaluate_model", "open_eval_data", "EvalItem", "EvalData", "DetectionPredictor"]

@@ -1,0 +1,139 @@
+"""What both importers share: the output record, the split, and writing the SageMaker layout.
+
+Output layout (ready for ``odp validate``)::
+
+    OUT/train/<image>                 copies of the source images (names kept)
+    OUT/train_annotation/<stem>.json  {"file", "image_size", "annotations", "categories"}
+    OUT/validation/...                and the same for validation
+
+Extra per-box fields, which training ignores and the validator accepts:
+
+* ``"difficult": 1`` on Pascal VOC boxes marked difficult (absent means 0), so evaluation can
+  skip them the VOC way; ``--difficult drop`` leaves such boxes out instead.
+* ``"iscrowd": 1`` on COCO crowd boxes kept with ``--crowd keep`` (absent means 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .. import storage
+from ..annotations import Box, annotation_channel
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class ImportedImage:
+    """One image to write: where it comes from, its channel, size and boxes."""
+
+    src: Path
+    channel: str
+    width: int
+    height: int
+    depth: int
+    boxes: list[tuple[Box, dict]] = field(default_factory=list)  # box, extra fields
+
+    @property
+    def file(self) -> str:
+        return self.src.name
+
+
+def image_header(path: Path) -> tuple[int, int, int]:
+    """(width, height, channels) from the image header (no pixel decoding)."""
+    with Image.open(path) as im:
+        return im.width, im.height, len(im.getbands())
+
+
+def split(
+    ids: list[str], val_fraction: float, seed: int, groups: dict[str, str] | None = None
+) -> set[str]:
+    """The ids that go to validation: a seeded shuffle of the sorted ids.
+
+    ``groups`` maps an id to a group key (its image's content hash): ids of one group always
+    land in the same channel, so byte-identical images never straddle train and validation.
+    At least one image lands in each channel when there are two or more groups and the
+    fraction is strictly between 0 and 1.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1): {val_fraction}")
+    groups = groups or {}
+    members: dict[str, list[str]] = {}
+    for i in sorted(ids):
+        members.setdefault(groups.get(i, i), []).append(i)
+    keys = sorted(members, key=lambda k: members[k][0])
+    random.Random(seed).shuffle(keys)
+    target = int(round(len(ids) * val_fraction))
+    if val_fraction > 0 and len(keys) >= 2:
+        target = max(target, 1)
+    out: set[str] = set()
+    for key in keys[:-1] if len(keys) >= 2 else keys:
+        if len(out) >= target:
+            break
+        out.update(members[key])
+    return out
+
+
+def content_key(path: Path) -> str:
+    """A content hash of a file (groups byte-identical images in the split)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def output_dir(out: str) -> Iterator[Path]:
+    """A local folder to write into; for s3:// it is uploaded when the import completes."""
+    if not storage.is_s3(out):
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="odp-import-") as tmp:
+        yield Path(tmp)
+        storage.upload_dir(tmp, out)
+
+
+def write_dataset(out: Path, images: list[ImportedImage], categories: dict[int, str]) -> None:
+    """Copy the images and write one annotation JSON per image."""
+    seen: dict[tuple[str, str], Path] = {}
+    for img in images:
+        key = (img.channel, img.src.stem)
+        if key in seen and seen[key] != img.src:
+            raise ValueError(
+                f"two {img.channel} images share the base name {img.src.stem!r}: "
+                f"{seen[key]} and {img.src}; rename one (the JSON is named after it)"
+            )
+        seen[key] = img.src
+    cats = [{"class_id": k, "name": v} for k, v in sorted(categories.items())]
+    for img in images:
+        dest = out / img.channel / img.file
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(img.src, dest)
+        ann = {
+            "file": img.file,
+            "image_size": [{"width": img.width, "height": img.height, "depth": img.depth}],
+            "annotations": [{**box.to_json(), **extra} for box, extra in img.boxes],
+            "categories": cats,
+        }
+        json_path = out / annotation_channel(img.channel) / f"{img.src.stem}.json"
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(ann, indent=1) + "\n", encoding="utf-8")
+
+
+def describe(names: list[str], limit: int = 5) -> str:
+    """``a, b, c and 4 more``."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

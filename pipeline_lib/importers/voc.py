@@ -1,0 +1,235 @@
+"""Pascal VOC XML -> SageMaker image+JSON layout.
+
+Sources: a VOCdevkit-style folder (``Annotations/``, ``JPEGImages/``, optionally
+``ImageSets/Main/{train,val}.txt``) or any folder holding VOC XML files and their images
+(e.g. ``annotations/`` + ``images/``). The split comes from ``ImageSets/Main`` when both
+``train.txt`` and ``val.txt`` exist, else from a seeded shuffle (``val_fraction``, ``seed``).
+
+Coordinates: VOC boxes are 1-based inclusive pixel indices, so ``left = xmin - 1``,
+``top = ymin - 1``, ``right = xmax``, ``bottom = ymax`` (the box covers pixels xmin..xmax).
+Tools that write 0-based values produce ``xmin = 0``; such values are kept as they are
+instead of becoming -1. Image sizes and channel counts come from the image headers (XML
+``size`` is often wrong); disagreements are counted in the summary. Non-RGB images are
+imported unchanged: validation reports them (or converts them with ``--convert-to-rgb``).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import storage
+from ..annotations import Box
+from .common import (
+    IMAGE_SUFFIXES,
+    ImportedImage,
+    content_key,
+    describe,
+    image_header,
+    output_dir,
+    split,
+    write_dataset,
+)
+
+
+@dataclass
+class VocObject:
+    name: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: bool
+
+
+@dataclass
+class VocRecord:
+    xml: Path
+    filename: str | None
+    size: tuple[int, int, int] | None
+    objects: list[VocObject] = field(default_factory=list)
+
+
+def _text(node: ET.Element | None, tag: str) -> str | None:
+    child = node.find(tag) if node is not None else None
+    return child.text.strip() if child is not None and child.text else None
+
+
+def parse_xml(path: Path) -> VocRecord:
+    """Read one VOC annotation file; raises ValueError naming the file on malformed XML."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not valid XML: {exc}") from exc
+    size = None
+    node = root.find("size")
+    if node is not None:
+        try:
+            size = tuple(int(float(_text(node, k) or 0)) for k in ("width", "height", "depth"))
+        except ValueError:
+            size = None
+    rec = VocRecord(path, _text(root, "filename"), size)
+    for i, obj in enumerate(root.findall("object")):
+        name = _text(obj, "name")
+        box = obj.find("bndbox")
+        if not name or box is None:
+            raise ValueError(f"{path}: object {i} has no name or no bndbox")
+        try:
+            coords = [float(_text(box, k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError as exc:
+            raise ValueError(f"{path}: object {i} ({name}): bad bndbox: {exc}") from exc
+        difficult = (_text(obj, "difficult") or "0") not in ("0", "false", "False")
+        rec.objects.append(VocObject(name, *coords, difficult))
+    return rec
+
+
+def _edges(vmin: float, vmax: float) -> tuple[float, float]:
+    """(start, length) in 0-based continuous pixels from 1-based inclusive VOC indices."""
+    start = vmin - 1 if vmin >= 1 else vmin
+    return start, vmax - start
+
+
+def _find_layout(src: Path) -> tuple[list[Path], dict[str, Path], dict[str, Path]]:
+    ann_dir = src / "Annotations"
+    xmls = sorted((ann_dir if ann_dir.is_dir() else src).rglob("*.xml"))
+    by_name: dict[str, Path] = {}
+    by_stem: dict[str, Path] = {}
+    img_root = src / "JPEGImages" if (src / "JPEGImages").is_dir() else src
+    for p in sorted(img_root.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            by_name.setdefault(p.name, p)
+            by_stem.setdefault(p.stem, p)
+    return xmls, by_name, by_stem
+
+
+def _image_for(rec: VocRecord, by_name: dict, by_stem: dict) -> Path | None:
+    return by_name.get(rec.filename or "") or by_stem.get(rec.xml.stem)
+
+
+def _imageset_split(src: Path) -> dict[str, str] | None:
+    main = src / "ImageSets" / "Main"
+    train, val = main / "train.txt", main / "val.txt"
+    if not (train.is_file() and val.is_file()):
+        return None
+    out: dict[str, str] = {}
+    for path, channel in ((train, "train"), (val, "validation")):
+        for line in path.read_text().split("\n"):
+            if line.strip():
+                out[line.split()[0]] = channel
+    return out
+
+
+def import_voc(
+    src: str,
+    out: str,
+    classes: list[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    difficult: str = "keep",
+) -> str:
+    """Import a Pascal VOC folder into the image+JSON layout; returns a summary line."""
+    if difficult not in ("keep", "drop"):
+        raise ValueError(f"difficult must be 'keep' or 'drop': {difficult!r}")
+    with storage.local_dir(src) as root:
+        if not root.is_dir():
+            raise FileNotFoundError(f"{src}: no such folder")
+        xmls, by_name, by_stem = _find_layout(root)
+        if not xmls:
+            raise FileNotFoundError(f"{src}: no VOC .xml annotation files found")
+        records = [parse_xml(p) for p in xmls]
+        names = sorted({o.name for r in records for o in r.objects})
+        if classes is not None:
+            if len(set(classes)) != len(classes) or not classes:
+                raise ValueError(f"classes must be distinct and non-empty: {classes}")
+            class_ids = {c: i for i, c in enumerate(classes)}
+        else:
+            class_ids = {c: i for i, c in enumerate(names)}
+        sets = _imageset_split(root)
+        val_ids: set[str] = set()
+        if sets is None:
+            paths = {r.xml.stem: _image_for(r, by_name, by_stem) for r in records}
+            groups = {k: content_key(p) for k, p in paths.items() if p is not None}
+            val_ids = split(list(paths), val_fraction, seed, groups)
+
+        images: list[ImportedImage] = []
+        missing: list[str] = []
+        not_in_sets: list[str] = []
+        dropped_class: Counter[str] = Counter()
+        dropped_difficult = marked_difficult = zero_based = 0
+        size_disagrees: list[str] = []
+        not_rgb: list[str] = []
+        for rec in records:
+            img_path = _image_for(rec, by_name, by_stem)
+            if img_path is None:
+                missing.append(rec.xml.name)
+                continue
+            if sets is not None:
+                channel = sets.get(rec.xml.stem)
+                if channel is None:
+                    not_in_sets.append(rec.xml.stem)
+                    continue
+            else:
+                channel = "validation" if rec.xml.stem in val_ids else "train"
+            width, height, depth = image_header(img_path)
+            if rec.size is not None and rec.size[:2] != (width, height):
+                size_disagrees.append(img_path.name)
+            if depth != 3:
+                not_rgb.append(img_path.name)
+            item = ImportedImage(img_path, channel, width, height, depth)
+            for obj in rec.objects:
+                if obj.name not in class_ids:
+                    dropped_class[obj.name] += 1
+                    continue
+                if obj.difficult and difficult == "drop":
+                    dropped_difficult += 1
+                    continue
+                zero_based += obj.xmin < 1 or obj.ymin < 1
+                left, w = _edges(obj.xmin, obj.xmax)
+                top, h = _edges(obj.ymin, obj.ymax)
+                extra = {"difficult": 1} if obj.difficult else {}
+                marked_difficult += obj.difficult
+                item.boxes.append((Box(class_ids[obj.name], left, top, w, h), extra))
+            images.append(item)
+        categories = {i: c for c, i in class_ids.items()}
+        with output_dir(out) as dest:
+            write_dataset(dest, images, categories)
+
+    counts = Counter(i.channel for i in images)
+    n_boxes = sum(len(i.boxes) for i in images)
+    split_how = (
+        "ImageSets/Main train/val"
+        if sets is not None
+        else f"random by content, val_fraction={val_fraction}, seed={seed}"
+    )
+    parts = [
+        f"imported {len(images)} images from VOC {src} into {out} (train {counts['train']}, "
+        f"validation {counts['validation']}; split: {split_how}), {n_boxes} boxes, "
+        f"{len(categories)} classes: "
+        + ", ".join(f"{i} {c}" for i, c in sorted(categories.items())),
+        f"difficult: {difficult} ({marked_difficult} boxes marked 'difficult': 1, "
+        f"{dropped_difficult} dropped)",
+    ]
+    if dropped_class:
+        parts.append(
+            f"{sum(dropped_class.values())} objects of classes not in --classes skipped: "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(dropped_class.items()))
+        )
+    if missing:
+        parts.append(f"{len(missing)} annotations without an image skipped: {describe(missing)}")
+    if not_in_sets:
+        parts.append(f"{len(not_in_sets)} images in neither train.txt nor val.txt skipped")
+    if zero_based:
+        parts.append(f"{zero_based} boxes with a 0 coordinate kept as 0-based")
+    if size_disagrees:
+        parts.append(
+            f"{len(size_disagrees)} XML sizes differ from the image (image used): "
+            f"{describe(size_disagrees)}"
+        )
+    if not_rgb:
+        parts.append(
+            f"{len(not_rgb)} images are not 3-channel (validation will flag them): "
+            f"{describe(sorted(not_rgb))}"
+        )
+    return "; ".join(parts)

@@ -1,0 +1,215 @@
+"""Shared fixtures. Tests are self-contained: no network, all state under pytest's tmp_path.
+
+Add new fixtures by appending sections below; keep each section self-contained.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# Airflow reads AIRFLOW_HOME once, at import: point it at the project's local home (as
+# `make` does) before any test module imports Airflow, never at ~/airflow.
+os.environ.setdefault("ODP_HOME", str(REPO_ROOT / ".local"))
+os.environ.setdefault("AIRFLOW_HOME", str(Path(os.environ["ODP_HOME"]) / "airflow"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+# ------------------------------------------------------------------ local state in tmp_path
+
+
+@dataclass(frozen=True)
+class OdpHome:
+    """Locations of a throw-away ODP_HOME (what :mod:`pipeline_lib.settings` resolves)."""
+
+    home: Path
+    airflow_home: Path
+    mlflow_tracking_uri: str
+    mlflow_artifacts: Path
+    artifact_root: Path
+
+
+@pytest.fixture
+def odp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OdpHome:
+    """Point ODP_HOME, MLFLOW_TRACKING_URI, AIRFLOW_HOME, ... at a fresh folder in tmp_path.
+
+    Only the environment changes: Airflow, once imported, keeps the AIRFLOW_HOME it was
+    imported with, so use this for pipeline_lib code and for subprocesses.
+    """
+    home = tmp_path / "odp-home"
+    home.mkdir()
+    env = OdpHome(
+        home=home,
+        airflow_home=home / "airflow",
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+        mlflow_artifacts=home / "mlflow" / "artifacts",
+        artifact_root=home / "artifacts",
+    )
+    monkeypatch.setenv("ODP_HOME", str(env.home))
+    monkeypatch.setenv("AIRFLOW_HOME", str(env.airflow_home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env.mlflow_tracking_uri)
+    monkeypatch.setenv("ODP_MLFLOW_ARTIFACTS", str(env.mlflow_artifacts))
+    monkeypatch.setenv("ODP_ARTIFACT_ROOT", str(env.artifact_root))
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("ODP_MLFLOW_EXPERIMENT", raising=False)
+    return env
+
+
+# ------------------------------------------------------------------ a real MLflow server
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Poll ``url`` until it answers 200, the process dies, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server`` (SQLite backend, artifacts proxied to a local folder)."""
+
+    url: str
+    backend_store_uri: str
+    artifacts_destination: Path
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` on a free 127.0.0.1 port for the whole session.
+
+    Clients talk to it over HTTP only (``tracking_uri=mlflow_server.url``); artifacts are
+    uploaded through the server (``mlflow-artifacts:/``), as with a production server.
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    backend = f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = root / "artifacts"
+    log_path = root / "server.log"
+    mlflow_bin = VENV_BIN / "mlflow"
+    cmd = [
+        str(mlflow_bin) if mlflow_bin.exists() else shutil.which("mlflow") or "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no background job workers
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_for_http(f"{url}/health", timeout=180, proc=proc):
+            tail = log_path.read_text(errors="replace")[-4000:]
+            pytest.fail(f"mlflow server did not start (exit {proc.poll()}):\n{tail}")
+        yield MlflowServer(url, backend, artifacts, log_path)
+    finally:
+        # the whole process group: the server and its uvicorn workers
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# ------------------------------------------------------------------ a real S3 endpoint (moto)
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """A moto S3 server on 127.0.0.1 and a fresh, empty bucket for this test."""
+
+    endpoint_url: str
+    bucket: str
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key.lstrip('/')}" if key else f"s3://{self.bucket}"
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        resp = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(obj["Key"] for obj in resp.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def moto_server_url() -> Iterator[str]:
+    """Start ``moto.server.ThreadedMotoServer`` (real HTTP) on a free 127.0.0.1 port."""
+    pytest.importorskip("moto")
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
+    """Point boto3 (``AWS_ENDPOINT_URL``, fake credentials) at the moto server; new bucket."""
+    import uuid
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    endpoint = S3Endpoint(moto_server_url, f"odp-test-{uuid.uuid4().hex[:12]}")
+    endpoint.client().create_bucket(Bucket=endpoint.bucket)
+    return endpoint

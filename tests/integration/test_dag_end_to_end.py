@@ -1,0 +1,95 @@
+"""The whole DAG, for real: ``dag.test()`` on a tiny synthetic dataset, local compute."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline_lib.synthetic import SynthConfig, generate
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugins"))
+
+pytestmark = pytest.mark.integration
+AIRFLOW_HOME = os.environ["AIRFLOW_HOME"]  # set by conftest before Airflow is imported
+
+
+@pytest.fixture
+def env(odp_home, monkeypatch):
+    """Pipeline state in tmp (ODP_HOME, MLflow, artifacts); Airflow's own migrated DB."""
+    monkeypatch.setenv("AIRFLOW_HOME", AIRFLOW_HOME)
+    if not Path(AIRFLOW_HOME, ".odp-db-migrated").exists():
+        airflow = Path(sys.executable).with_name("airflow")
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return odp_home
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("object_detection_training")
+
+
+def _conf(dataset: Path, model_name: str) -> dict:
+    return {
+        "dataset_uri": str(dataset),
+        "model_name": model_name,
+        "epochs": 2,
+        "mini_batch_size": 8,
+        "base_network": "mobilenet-0.25",
+        "use_pretrained_model": False,
+        "hyperparameters": {"num_workers": "0"},
+    }
+
+
+def _states(dagrun) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
+
+
+def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
+    odp_home = env
+    from mlflow.tracking import MlflowClient
+
+    dataset = tmp_path / "dataset"
+    generate(dataset, SynthConfig(images=30, classes=2, seed=5))
+    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-model"))
+    states = _states(dagrun)
+    assert str(dagrun.state) == "success", states
+    assert set(states.values()) == {"success"}
+
+    client = MlflowClient(odp_home.mlflow_tracking_uri)
+    version = client.get_model_version_by_alias("e2e-model", "candidate")
+    run = client.get_run(version.run_id)
+    assert "mAP" in run.data.metrics and 0.0 <= run.data.metrics["mAP"] <= 1.0
+    assert run.data.params["base_network"] == "mobilenet-0.25"
+    assert len(client.get_metric_history(version.run_id, "train_cross_entropy")) == 2
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert any("model" in a for a in artifacts), artifacts
+
+    # Run outputs live under {artifact_root}/runs/{dag_id}/{run_id}/{task}/
+    run_dirs = list((odp_home.artifact_root / "runs" / "object_detection_training").iterdir())
+    assert len(run_dirs) == 1
+    assert (run_dirs[0] / "train" / "model.tar.gz").exists()
+    assert (run_dirs[0] / "validate" / "report" / "report.json").exists()
+
+
+def test_grayscale_image_stops_the_run_at_validate(env, tmp_path):
+    odp_home = env
+    dataset = tmp_path / "dataset"
+    generate(dataset, SynthConfig(images=10, classes=2, seed=6))
+    victim = sorted((dataset / "train").glob("*.jpg"))[0]
+    Image.open(victim).convert("L").save(victim)
+    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-bad"))
+    states = _states(dagrun)
+    assert str(dagrun.state) == "failed"
+    assert states["validate"] == "failed"
+    for downstream in ("convert", "train", "evaluate", "register"):
+        assert states[downstream] in ("upstream_failed", "None"), states
+    assert not list(odp_home.artifact_root.glob("runs/*/*/train"))

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from pipeline_lib.hyperparameters import HyperparameterError, load, parse
+
+REQUIRED = {"num_classes": "3", "num_training_samples": "100"}
+
+
+def test_defaults_match_sagemaker_documentation():
+    hp = parse(REQUIRED)
+    assert hp.base_network == "vgg-16"
+    assert hp.use_pretrained_model == 1
+    assert hp.epochs == 30
+    assert hp.learning_rate == 0.001
+    assert hp.mini_batch_size == 32
+    assert hp.momentum == 0.9
+    assert hp.weight_decay == 0.0005
+    assert hp.optimizer == "sgd"
+    assert hp.image_shape == 300
+    assert hp.label_width == 350
+    assert hp.nms_threshold == 0.45
+    assert hp.overlap_threshold == 0.5
+    assert hp.lr_scheduler_factor == 0.1
+    assert hp.lr_scheduler_step == ()
+    assert hp.early_stopping is False
+    assert (hp.early_stopping_min_epochs, hp.early_stopping_patience) == (10, 5)
+
+
+def test_string_values_are_parsed():
+    hp = parse(
+        {
+            **REQUIRED,
+            "epochs": "5",
+            "learning_rate": "0.01",
+            "lr_scheduler_step": "3,6",
+            "early_stopping": "True",
+            "base_network": "resnet-50",
+            "freeze_layer_pattern": "^vgg.*conv[12]",
+            "image_shape": "512",
+        }
+    )
+    assert hp.epochs == 5 and hp.learning_rate == 0.01
+    assert hp.lr_scheduler_step == (3, 6)
+    assert hp.early_stopping is True
+    assert hp.base_network == "resnet-50"
+    assert hp.image_shape == 512
+
+
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("epochs", "0", "integer >= 1"),
+        ("epochs", "two", "integer"),
+        ("learning_rate", "0", "> 0"),
+        ("learning_rate", "nan", "> 0"),
+        ("base_network", "vgg-19", "one of vgg-16"),
+        ("optimizer", "lamb", "one of sgd"),
+        ("image_shape", "256", ">= 300"),
+        ("lr_scheduler_step", "10,5", "increasing"),
+        ("freeze_layer_pattern", "(", "valid regex"),
+        ("use_pretrained_model", "2", "[0, 1]"),
+        ("early_stopping", "maybe", "true or false"),
+    ],
+)
+def test_invalid_values_name_key_value_and_range(key, value, fragment):
+    with pytest.raises(HyperparameterError) as err:
+        parse({**REQUIRED, key: value})
+    message = str(err.value)
+    assert key in message and repr(value) in message and fragment in message
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(HyperparameterError, match="learning_rat"):
+        parse({**REQUIRED, "learning_rat": "0.1"})
+
+
+def test_required_keys():
+    with pytest.raises(HyperparameterError, match="num_classes"):
+        parse({"num_training_samples": "10"})
+
+
+def test_round_trip_through_strings(tmp_path):
+    hp = parse({**REQUIRED, "lr_scheduler_step": "2,4", "early_stopping": "true"})
+    path = tmp_path / "hyperparameters.json"
+    path.write_text(json.dumps(hp.to_strings()))
+    assert load(str(path)) == hp

@@ -1,0 +1,89 @@
+"""Local storage: atomic streaming writers, ranged reads, listings (S3: tests/integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib import storage
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_writer_commit_and_abort(tmp_path):
+    w = storage.atomic_writer(tmp_path / "a.bin")
+    w.write(b"hello ")
+    w.write(memoryview(b"world"))
+    assert w.tell() == 11
+    assert not (tmp_path / "a.bin").exists()  # invisible until committed
+    assert w.commit() == str(tmp_path / "a.bin")
+    assert (tmp_path / "a.bin").read_bytes() == b"hello world"
+    w = storage.atomic_writer(tmp_path / "a.bin")
+    w.write(b"partial")
+    w.abort()
+    assert (tmp_path / "a.bin").read_bytes() == b"hello world"
+    assert _names(tmp_path) == ["a.bin"]
+
+
+def test_append_file_concatenates(tmp_path):
+    (tmp_path / "p1").write_bytes(b"x" * 100_003)
+    (tmp_path / "p2").write_bytes(b"y" * 7)
+    with storage.open_atomic(tmp_path / "out", durable=False) as w:
+        w.write(b"head")
+        assert w.append_file(tmp_path / "p1") == 100_003
+        w.write(b"mid")
+        w.append_file(tmp_path / "p2")
+        assert w.tell() == 4 + 100_003 + 3 + 7
+    assert (tmp_path / "out").read_bytes() == b"head" + b"x" * 100_003 + b"mid" + b"y" * 7
+
+
+def test_open_atomic_removes_everything_on_error(tmp_path):
+    with pytest.raises(RuntimeError), storage.open_atomic(tmp_path / "x.rec") as w:
+        w.write(b"data")
+        raise RuntimeError("boom")
+    assert _names(tmp_path) == []
+
+
+def test_commit_all_aborts_the_rest_on_failure(tmp_path):
+    a = storage.atomic_writer(tmp_path / "a")
+    b = storage.atomic_writer(tmp_path / "b")
+    a.write(b"1")
+    b.write(b"2")
+    b.abort()
+    with pytest.raises(RuntimeError):
+        storage.commit_all([a, b])
+    assert (tmp_path / "a").exists()  # committed before the failure
+    assert _names(tmp_path) == ["a"]
+
+
+def test_ranged_reads_and_listing(tmp_path):
+    (tmp_path / "d" / "s").mkdir(parents=True)
+    (tmp_path / "d" / "s" / "f.bin").write_bytes(bytes(range(200)))
+    (tmp_path / "d" / "g.txt").write_text("abc")
+    uri = str(tmp_path / "d" / "s" / "f.bin")
+    assert storage.size(uri) == 200
+    assert storage.read_range(uri, 10, 5) == bytes(range(10, 15))
+    assert storage.read_range(uri, 195, 50) == bytes(range(195, 200))
+    assert storage.read_range(uri, 500, 5) == b""
+    with storage.open_read(uri) as f:
+        f.seek(100)
+        assert f.read(3) == bytes([100, 101, 102])
+    infos = storage.list_objects(tmp_path / "d")
+    assert [(Path(o.uri).name, o.size, o.etag) for o in infos] == [
+        ("g.txt", 3, None),
+        ("f.bin", 200, None),
+    ]
+    assert storage.list_objects(tmp_path / "missing") == []
+    with pytest.raises(FileNotFoundError):
+        storage.size(tmp_path / "missing")
+
+
+def test_existing_api_is_unchanged(tmp_path):
+    with storage.atomic_write(tmp_path / "x.txt") as tmp:
+        tmp.write_text("ok")
+    assert (tmp_path / "x.txt").read_text() == "ok"
+    assert storage.join("s3://b/p/", "a", "/b") == "s3://b/p/a/b"
+    assert storage.split_s3("s3://bucket/a/b") == ("bucket", "a/b")

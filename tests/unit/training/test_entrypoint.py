@@ -1,0 +1,159 @@
+"""Real training runs on tiny synthetic data (mobilenet-0.25, a few iterations)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline_lib.synthetic import SynthConfig, generate
+from pipeline_lib.training.contract import prepare_ml_root
+from pipeline_lib.training.entrypoint import run_training
+
+CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SynthConfig(images=20, classes=2, seed=3, max_objects=2))
+    return root
+
+
+def _hp(**over):
+    hp = {
+        "num_classes": 2,
+        "num_training_samples": 16,
+        "base_network": "mobilenet-0.25",
+        "use_pretrained_model": 0,
+        "epochs": 2,
+        "mini_batch_size": 4,
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "num_workers": 0,
+    }
+    hp.update(over)
+    return hp
+
+
+def _layout(tmp_path, dataset, **over):
+    return prepare_ml_root(tmp_path / "ml", {c: dataset / c for c in CHANNELS}, _hp(**over))
+
+
+def test_trains_and_writes_the_sagemaker_artifact(tmp_path, dataset, capsys):
+    paths = _layout(tmp_path, dataset, epochs=4)
+    assert run_training(str(paths.root)) == 0
+    out = capsys.readouterr().out
+    assert "#quality_metric: host=algo-1, epoch=0, batch=" in out
+    assert "train cross_entropy <loss>=(" in out and "train smooth_l1 <loss>=(" in out
+    assert "#quality_metric: host=algo-1, epoch=3, validation mAP <score>=(" in out
+    assert "#progress_metric: host=algo-1, completed 100 % of epochs" in out
+    assert "#throughput_metric: host=algo-1, train throughput=" in out
+    files = {p.name for p in paths.model.iterdir()}
+    assert {
+        "model_algo_1-symbol.json",
+        "model_algo_1-0000.params",
+        "hyperparams.json",
+        "class_map.json",
+    } <= files
+    hyper = json.loads((paths.model / "hyperparams.json").read_text())
+    assert all(isinstance(v, str) for v in hyper.values()) and hyper["epochs"] == "4"
+    assert json.loads((paths.model / "class_map.json").read_text()) == {
+        "0": "circle",
+        "1": "square",
+    }
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and len(metrics["epochs"]) == 4
+    losses = [e["train_cross_entropy"] for e in metrics["epochs"]]
+    assert losses[-1] < losses[0], losses
+    assert not (paths.output / "failure").exists()
+
+
+def test_resume_from_checkpoint_continues_epoch_counter(tmp_path, dataset, capsys):
+    paths = _layout(tmp_path, dataset, epochs=1)
+    assert run_training(str(paths.root)) == 0
+    paths = _layout(tmp_path, dataset, epochs=2)
+    assert run_training(str(paths.root)) == 0
+    out = capsys.readouterr().out
+    assert "resuming from checkpoint after epoch 0" in out
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
+
+
+def test_invalid_hyperparameter_writes_failure(tmp_path, dataset):
+    paths = _layout(tmp_path, dataset, optimizer="lamb")
+    assert run_training(str(paths.root)) == 1
+    failure = (paths.output / "failure").read_text()
+    assert "optimizer" in failure and "lamb" in failure
+
+
+def test_missing_validation_channel(tmp_path, dataset):
+    paths = prepare_ml_root(
+        tmp_path / "ml", {c: dataset / c for c in ("train", "train_annotation")}, _hp()
+    )
+    assert run_training(str(paths.root)) == 1
+    assert "validation" in (paths.output / "failure").read_text()
+
+
+def test_class_ids_beyond_num_classes(tmp_path, dataset):
+    paths = _layout(tmp_path, dataset, num_classes=1)
+    assert run_training(str(paths.root)) == 1
+    assert "num_classes=1" in (paths.output / "failure").read_text()
+
+
+def test_pretrained_weights_absent_says_where_it_looked(tmp_path, dataset, monkeypatch):
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxhome"))
+    paths = _layout(tmp_path, dataset, use_pretrained_model=1)
+    assert run_training(str(paths.root)) == 1
+    failure = (paths.output / "failure").read_text()
+    assert str(tmp_path / "mxhome" / "models") in failure and "mobilenet0.25" in failure
+
+
+def test_max_runtime_stops_cleanly_with_a_model(tmp_path, dataset):
+    paths = _layout(tmp_path, dataset, epochs=50, max_runtime_seconds=1)
+    assert run_training(str(paths.root)) == 0
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    assert metrics["status"] == "max_runtime_reached"
+    assert (paths.model / "model_algo_1-0000.params").exists()
+
+
+def test_incremental_training_checks_base_network(tmp_path, dataset):
+    first = _layout(tmp_path / "a", dataset, epochs=1)
+    assert run_training(str(first.root)) == 0
+    channels = {c: dataset / c for c in CHANNELS}
+    channels["model"] = first.model
+    second = prepare_ml_root(tmp_path / "b", channels, _hp(base_network="mobilenet-1.0"))
+    assert run_training(str(second.root)) == 1
+    assert "base_network" in (second.output / "failure").read_text()
+
+
+@pytest.mark.integration
+def test_sigterm_saves_checkpoint_and_best_model_then_resumes(tmp_path, dataset):
+    paths = _layout(tmp_path, dataset, epochs=200)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        if "#progress_metric" in line or time.monotonic() > deadline:
+            break
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.stdout.read()
+    assert proc.wait(timeout=120) == 143
+    assert time.monotonic() - sent < 120
+    assert "stopped (received SIGTERM)" in (paths.output / "failure").read_text()
+    assert (paths.checkpoints / "state.json").exists()
+    assert (paths.model / "model_algo_1-0000.params").exists()
+    state = json.loads((paths.checkpoints / "state.json").read_text())
+    # A retry resumes after the last completed epoch.
+    paths = _layout(tmp_path, dataset, epochs=state["epoch"] + 2)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert f"resuming from checkpoint after epoch {state['epoch']}" in done.stdout
+    assert not (paths.output / "failure").exists()
