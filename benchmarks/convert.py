@@ -2,11 +2,13 @@
 
 Converts the same images (the ``train`` channel of an image+JSON dataset, >= 2,000 images):
 
-  (a) ``odp convert recordio DATA OUT --channel train``   ours, defaults (pass-through)
+  (a) ``odp convert recordio DATA OUT --channel train``   ours, defaults (pass-through; all
+                                                           cores from 1,000 images; fsync)
   (b) ``im2rec.py PREFIX ROOT --pack-label``              MXNet defaults: decode + JPEG q95, 1 thread
   (c) ``im2rec.py PREFIX ROOT --pack-label --pass-through``
   (d) ``cat`` of the image files into one file
-  plus im2rec with ``--num-thread N`` (b2, c2) and ours with a pool of workers (a2).
+  plus im2rec with ``--num-thread N`` (b2, c2), ours with ``--workers N`` (a2) and ours
+  without fsync (a0).
 
 im2rec gets the ``.lst`` ours wrote (the SageMaker layout; untimed, users hand-write it), so
 it does less than ours, which also reads every JSON and writes the ``.lst``. Ours writes

@@ -17,6 +17,8 @@ the task log and the full `report.json` kept.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
@@ -32,7 +34,7 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
     catchup=False,
     doc_md=__doc__,
     tags=["object-detection", "training"],
-    default_args={"retries": 1},
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
     max_active_runs=2,
     params={
         "dataset_uri": Param(

@@ -15,8 +15,8 @@ import cv2
 import mxnet as mx
 import numpy as np
 
+from .recordio import decode_rgb
 from .training.artifacts import PARAMS, SYMBOL, model_files, read_artifact_config
-from .training.data import decode_image
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
@@ -83,7 +83,7 @@ class Predictor:
         with coordinates normalised to [0, 1]; ``verbose`` (``annotation=1``) gives the
         image+JSON layout with pixel ``left/top/width/height`` and a ``score`` per box.
         """
-        img = decode_image(data)
+        img = decode_rgb(data)
         det = self.predict_arrays([img])[0]
         det = det[det[:, 1] >= threshold]
         h, w = img.shape[:2]

@@ -203,9 +203,9 @@ def _magic_words(data: bytes | memoryview) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(data, dtype="<u4", count=n4) == MAGIC) * 4
 
 
-def _may_hold_magic(part: bytes) -> bool:
+def _may_hold_magic(part: bytes | memoryview) -> bool:
     if len(part) < 256:
-        return MAGIC_BYTES in part  # any occurrence: the slow path checks alignment
+        return MAGIC_BYTES in bytes(part)  # any occurrence: the slow path checks alignment
     n4 = len(part) >> 2
     return bool((np.frombuffer(part, dtype="<u4", count=n4) == MAGIC).any())
 
@@ -297,9 +297,16 @@ class RecordWriter:
     def write(self, data: bytes) -> int:
         return self.write_parts([data])
 
-    def write_parts(self, parts: list[bytes]) -> int:
-        """Write one record given as parts (all but the last a multiple of 4 bytes long)."""
-        pieces = frame_pieces(parts)
+    def write_parts(self, parts: list, scan: bool = True) -> int:
+        """Write one record given as parts (all but the last a multiple of 4 bytes long).
+        ``scan=False``: the caller checked that the data holds no aligned magic."""
+        if scan:
+            pieces = frame_pieces(parts)
+        else:
+            n = sum(len(p) for p in parts)
+            pieces = [struct.pack("<II", MAGIC, n), *parts]
+            if n % 4:
+                pieces.append(b"\0" * (4 - n % 4))
         start = self.offset
         if self._writev is not None:
             self._writev(pieces)
@@ -523,10 +530,12 @@ def _jpeg_info(data: bytes) -> tuple[int, int, int] | None:
 
 
 def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:
-    """Decode to HWC uint8 RGB the way MXNet's readers do (OpenCV, colour, EXIF applied)."""
+    """Decode to HWC uint8 RGB the way MXNet's readers do: OpenCV, colour, and the stored
+    pixel grid (EXIF orientation is *not* applied, as ``mx.image.imdecode``)."""
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
         raise RecordIOError(f"{where}: image bytes ({len(data)}) cannot be decoded")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -731,7 +740,9 @@ class _Item:
     image_uri: str
     size: tuple[int, int]  # (width, height) the JSON declares
     head: bytes  # IR header + label: the record's first bytes
-    image: bytes | None = None  # re-encoded image; None: the writer reads the file itself
+    image: bytes | None = None  # image bytes held here (re-encoded, fetched, or too big)
+    loc: tuple[int, int] | None = None  # (offset, length) of the bytes in the shared slot
+    magic: bool = True  # False once checked: the record holds no aligned RecordIO magic
 
 
 @dataclass
@@ -755,8 +766,18 @@ def _list_annotations(data: str, channel: str) -> list[str]:
 
 
 def _read_local(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.readall()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # one call for a regular file; +1 notices growth
+        if len(data) != size:
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
 
 
 def _fmt(x: float) -> str:
@@ -881,6 +902,11 @@ def _read_image(item: _Item) -> bytes:
         raise ConversionError(f"{item.json_uri}: image not found: {item.image_uri}") from None
     except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
         raise ConversionError(f"{item.json_uri}: cannot read {item.image_uri}: {exc}") from None
+    _check_image(item, image)
+    return image
+
+
+def _check_image(item: _Item, image: bytes | memoryview) -> None:
     try:
         width, height, _, _ = image_info(image)
     except ValueError as exc:
@@ -890,7 +916,56 @@ def _read_image(item: _Item) -> bytes:
             f"{item.json_uri}: image_size {item.size[0]}x{item.size[1]} does not match the "
             f"image {os.path.basename(item.image_uri)} ({width}x{height})"
         )
-    return image
+
+
+def _fill_slot(items: list[_Item], slot: memoryview, s3: bool) -> None:
+    """Worker side: put each item's image bytes into the shared ``slot`` (local files are read
+    straight into it), check them, and note whether the record needs a magic split. Bytes
+    that do not fit stay in ``item.image``."""
+    cursor = 0
+    fetched = _images(items, s3) if s3 else None
+    for item in items:
+        data: bytes | memoryview | None = item.image
+        if data is None and fetched is None:  # local file: read into the slot directly
+            try:
+                fd = os.open(item.image_uri, os.O_RDONLY)
+            except FileNotFoundError:
+                raise ConversionError(
+                    f"{item.json_uri}: image not found: {item.image_uri}"
+                ) from None
+            try:
+                size = os.fstat(fd).st_size
+                if cursor + size <= len(slot):
+                    view = slot[cursor : cursor + size]
+                    got = 0
+                    while got < size and (n := os.readv(fd, [view[got:]])):
+                        got += n
+                    if got != size:
+                        raise ConversionError(f"{item.image_uri}: file changed while read")
+                    item.loc = (cursor, size)
+                    cursor += size
+                    data = view
+                else:
+                    data = item.image = _read_local(item.image_uri)
+            finally:
+                os.close(fd)
+            _check_image(item, data)
+        else:
+            if data is None:
+                data = next(fetched)  # type: ignore[arg-type]  (read and checked)
+            elif fetched is not None:
+                next(fetched)  # keep the S3 prefetch in step (yields item.image)
+            if cursor + len(data) <= len(slot):
+                slot[cursor : cursor + len(data)] = data
+                item.loc = (cursor, len(data))
+                cursor += len(data)
+                item.image = None
+            else:
+                item.image = bytes(data)
+        if _may_hold_magic(item.head) or _may_hold_magic(data):  # rare: check exactly
+            item.magic = bool(len(_magic_words(item.head))) or bool(len(_magic_words(data)))
+        else:
+            item.magic = False
 
 
 def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
@@ -912,6 +987,118 @@ def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
             yield fut.result()
 
 
+SLOT_BYTES = 16 << 20  # shared memory per chunk slot; each worker has two
+_SLOTS = 2
+
+
+class _Packer:
+    """Worker processes that prepare chunks (JSON, checks, labels, ``.lst``) and put the image
+    bytes into shared-memory slots, so that this process only copies each image once, from
+    the slot into the output. Chunk ``k`` goes to worker ``k % W``; each worker alternates
+    between its two slots and waits for this process to free one (bounded memory)."""
+
+    def __init__(self, workers: int, slot_bytes: int | None = None):
+        import mmap
+
+        ctx = multiprocessing.get_context("fork")
+        self.slot_bytes = slot_bytes = slot_bytes or SLOT_BYTES
+        self.arenas = [mmap.mmap(-1, _SLOTS * slot_bytes) for _ in range(workers)]
+        self.tasks = [ctx.Queue() for _ in range(workers)]
+        self.results = [ctx.Queue() for _ in range(workers)]
+        self.free = [ctx.Semaphore(_SLOTS) for _ in range(workers)]
+        self.procs = [
+            ctx.Process(
+                target=_packer_main,
+                args=(self.tasks[w], self.results[w], self.free[w], self.arenas[w], slot_bytes),
+                daemon=True,
+                name=f"odp-convert-{w}",
+            )
+            for w in range(workers)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def run(self, tasks: list[_Chunk]) -> Iterator[tuple[_ChunkResult, memoryview]]:
+        """Prepared chunks in order, each with its slot (valid until the next one is asked)."""
+        n_workers = len(self.procs)
+        for k, task in enumerate(tasks):
+            self.tasks[k % n_workers].put(task)
+        for q in self.tasks:
+            q.put(None)
+        for k in range(len(tasks)):
+            w = k % n_workers
+            status, payload = self._get(w)
+            if status != "ok":
+                raise ConversionError(payload)
+            start = ((k // n_workers) % _SLOTS) * self.slot_bytes
+            view = memoryview(self.arenas[w])[start : start + self.slot_bytes]
+            try:
+                yield payload, view
+            finally:
+                view.release()
+            self.free[w].release()
+
+    def _get(self, w: int):
+        import queue
+
+        while True:
+            try:
+                return self.results[w].get(timeout=1.0)
+            except queue.Empty:
+                if not self.procs[w].is_alive():
+                    raise ConversionError(
+                        f"conversion worker {w} died (exit code {self.procs[w].exitcode})"
+                    ) from None
+
+    def close(self, ok: bool) -> None:
+        for proc in self.procs:
+            if ok:
+                proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for q in (*self.tasks, *self.results):
+            q.cancel_join_thread()
+            q.close()
+        self.arenas = []  # unmapped when the last view of them is gone
+
+
+def _packer_main(tasks, results, free, arena, slot_bytes: int) -> None:
+    import queue
+
+    parent = os.getppid()
+
+    def orphaned() -> bool:  # the converter was killed: do not linger
+        return os.getppid() != parent
+
+    n = 0
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if orphaned():
+                return
+            continue
+        if task is None:
+            return
+        while not free.acquire(timeout=1.0):
+            if orphaned():
+                return
+        start = (n % _SLOTS) * slot_bytes
+        n += 1
+        slot = memoryview(arena)[start : start + slot_bytes]
+        try:
+            res = _prepare_chunk(task)
+            _fill_slot(res.items, slot, storage.is_s3(task.data))
+            results.put(("ok", res))
+        except Exception as exc:  # noqa: BLE001  report, then stop
+            msg = str(exc) if isinstance(exc, ConversionError) else f"{type(exc).__name__}: {exc}"
+            results.put(("error", msg))
+            return
+        finally:
+            slot.release()
+
+
 def _max_objects_in(data: str, channel: str) -> int:
     best = 0
     for uri in _list_annotations(data, channel):
@@ -922,19 +1109,37 @@ def _max_objects_in(data: str, channel: str) -> int:
     return best
 
 
-def _resolve_workers(workers: int, resize: int | None, remote: bool) -> int:
-    """``workers > 0`` as given. ``0`` (auto): one per core where the per-image work is
-    CPU-bound (re-encoding) or latency-bound (S3 input); one streaming process for local
-    pass-through, whose cost is the copy into the single output file that one process does
-    anyway (a pool only adds overhead there: see benchmarks/convert.py)."""
+MIN_PARALLEL_IMAGES = 1000  # below this, starting workers costs more than they save
+
+
+def _resolve_workers(workers: int, images: int, resize: int | None, remote: bool) -> int:
+    """``workers > 0`` as given. ``0`` (auto): one per core, except for small pass-through
+    jobs on local files, which one process finishes before a pool would have started."""
     if workers and workers > 0:
         return workers
-    if not (resize or remote):
+    if images < MIN_PARALLEL_IMAGES and not (resize or remote):
         return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def _typical_image_bytes(data: str, channel: str, sample: int = 32) -> int:
+    """Mean size of a few image files of a channel (a guess of 256 KiB on S3)."""
+    if storage.is_s3(data):
+        return 256 << 10
+    sizes = []
+    try:
+        with os.scandir(os.path.join(data, channel)) as it:
+            for entry in it:
+                if entry.is_file():
+                    sizes.append(entry.stat().st_size)
+                    if len(sizes) >= sample:
+                        break
+    except FileNotFoundError:
+        pass
+    return max(1, sum(sizes) // len(sizes)) if sizes else 256 << 10
 
 
 def _convert(
@@ -967,7 +1172,7 @@ def _convert(
         if progress
         else None
     )
-    pool = None
+    packer: _Packer | None = None
     try:
         for ch in channels:
             for ext in ("lst", "idx", "rec"):
@@ -984,27 +1189,32 @@ def _convert(
         if workers > 1:
             if resize:
                 import cv2  # noqa: F401  once here, not once per forked worker
-            pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)))
-        results: Iterable[_ChunkResult] = (
-            pool.imap(_prepare_chunk_safe, tasks)
-            if pool is not None
-            else map(_prepare_chunk_safe, tasks)
-        )
-        for res in results:
-            rec_w = writers[res.channel, "rec"]
-            writer = RecordWriter(rec_w, offset=rec_w.tell())
-            offsets = [
-                writer.write_parts([item.head, image])
-                for item, image in zip(res.items, _images(res.items, in_s3), strict=True)
-            ]
-            res.stats.rec_bytes = writer.offset - (offsets[0] if offsets else 0)
-            record_chunk(res, offsets)
-            if bar is not None:
-                bar.update(res.stats.images)
-        if pool is not None:
-            pool.close()
-            pool.join()
-            pool = None
+            packer = _Packer(min(workers, len(tasks)))
+            for res, slot in packer.run(tasks):
+                rec_w = writers[res.channel, "rec"]
+                writer = RecordWriter(rec_w, offset=rec_w.tell())
+                offsets = []
+                for item in res.items:
+                    image = item.image if item.loc is None else slot[item.loc[0] : sum(item.loc)]
+                    offsets.append(writer.write_parts([item.head, image], scan=item.magic))
+                res.stats.rec_bytes = writer.offset - (offsets[0] if offsets else 0)
+                record_chunk(res, offsets)
+                if bar is not None:
+                    bar.update(res.stats.images)
+            packer.close(ok=True)
+            packer = None
+        else:  # one process: prepare inline, stream the image bytes
+            for res in map(_prepare_chunk_safe, tasks):
+                rec_w = writers[res.channel, "rec"]
+                writer = RecordWriter(rec_w, offset=rec_w.tell())
+                offsets = [
+                    writer.write_parts([item.head, image])
+                    for item, image in zip(res.items, _images(res.items, in_s3), strict=True)
+                ]
+                res.stats.rec_bytes = writer.offset - (offsets[0] if offsets else 0)
+                record_chunk(res, offsets)
+                if bar is not None:
+                    bar.update(res.stats.images)
         max_objects = max(st.max_objects for st in stats.values())
         if channel is not None:  # one label_width for both channels: look at the other one
             other = [c for c in CHANNELS if c != channel][0]
@@ -1014,9 +1224,8 @@ def _convert(
         storage.commit_all([writers[ch, ext] for ch in channels for ext in ("lst", "idx", "rec")])
         writers.clear()
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if packer is not None:
+            packer.close(ok=False)
         for w in writers.values():
             w.abort()
         if bar is not None:
@@ -1045,10 +1254,12 @@ def convert_to_recordio(
     asks for a JPEG re-encode at ``quality``. Boxes overhanging the image by at most
     ``box_tolerance`` pixels are clipped; others are an error.
 
-    ``workers`` processes parse and check the JSON (and re-encode) chunk by chunk while this
-    process streams every image's bytes once into the output, in order; memory is one chunk
-    per worker whatever the dataset size. ``workers=0`` picks: all cores for re-encoding or
-    S3 input, one process for local pass-through (I/O-bound). Outputs appear only when all of
+    With ``workers > 1``, worker processes parse and check the JSON, build labels and
+    ``.lst`` lines and read (or re-encode) the images into shared-memory slots, chunk by
+    chunk; this process copies each image once from its slot into the output, in order.
+    Memory is two slots per worker (``SLOT_BYTES``) whatever the dataset size.
+    ``workers=0`` uses every core, except for small local pass-through jobs (below
+    ``MIN_PARALLEL_IMAGES``) where one process is faster. Outputs appear only when all of
     them are complete (``durable``: fsynced first); on error nothing is left behind.
     """
     t0 = time.perf_counter()
@@ -1071,9 +1282,12 @@ def convert_to_recordio(
                 f"for channel '{ch}'"
             )
     total = sum(len(v) for v in listing.values())
-    n_workers = _resolve_workers(workers, resize, storage.is_s3(data))
-    if chunk_size is None:  # enough chunks per worker to balance, few enough to be cheap
-        chunk_size = max(8, min(256, math.ceil(total / (n_workers * 8))))
+    n_workers = _resolve_workers(workers, total, resize, storage.is_s3(data))
+    if chunk_size is None and n_workers == 1:
+        chunk_size = 256  # only sets how often .idx/.lst are appended
+    elif chunk_size is None:  # a chunk's images should fit its shared-memory slot
+        typical = max(_typical_image_bytes(data, ch) for ch in channels)
+        chunk_size = max(1, min(64, SLOT_BYTES // (2 * typical), math.ceil(total / n_workers)))
     n_tasks = sum(math.ceil(len(v) / chunk_size) for v in listing.values())
     parallel = n_workers > 1 and n_tasks > 1
     stats, max_objects = _convert(

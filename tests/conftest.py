@@ -213,3 +213,11 @@ def s3(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     endpoint = S3Endpoint(moto_server_url, f"odp-test-{uuid.uuid4().hex[:12]}")
     endpoint.client().create_bucket(Bucket=endpoint.bucket)
     return endpoint
+
+
+# ------------------------------------------------------------------ Airflow plugins on sys.path
+
+# Airflow puts plugins_folder on sys.path itself; tests that import the plugin modules
+# directly (without starting Airflow) need the same.
+if str(REPO_ROOT / "plugins") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "plugins"))

@@ -1,8 +1,8 @@
 """Training/validation data: one dataset interface over the three SageMaker input formats.
 
 Every source yields ``(image HWC uint8 RGB numpy, label float32 (N, 5) [xmin, ymin, xmax,
-ymax, cls] in pixels)``. Images are decoded as MXNet/OpenCV decode them (EXIF orientation
-applied), which is what the validator checks ``image_size`` against.
+ymax, cls] in pixels)``. Images are decoded as MXNet decodes them (the stored pixel grid,
+EXIF orientation not applied), which is what the validator checks ``image_size`` against.
 """
 
 from __future__ import annotations
@@ -10,22 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import mxnet as mx
 import numpy as np
 
 from ..annotations import annotation_channel, class_map, read_annotation, read_class_map
+from ..recordio import decode_rgb
 
 RECORDIO_TYPES = ("application/x-recordio", "application/x-recordio-protobuf")
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "application/jpeg")
-
-
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes to HWC uint8 RGB (EXIF orientation applied, as MXNet does)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"{source}: image bytes could not be decoded")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 class ImageJsonDetection:
@@ -49,7 +41,7 @@ class ImageJsonDetection:
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         path, label = self.items[idx]
-        return decode_image(path.read_bytes(), str(path)), label.copy()
+        return decode_rgb(path.read_bytes(), str(path)), label.copy()
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ class ChannelSpec:
 def open_channel(spec: ChannelSpec, annotation_path: Path | None = None):
     """A detection dataset for one channel (RecordIO, image+JSON or augmented manifest)."""
     files = sorted(p for p in spec.path.iterdir() if p.is_file()) if spec.path.is_dir() else []
-    manifests = [p for p in files if p.suffix in (".jsonl", ".manifest", ".json")]
+    manifests = [p for p in files if p.suffix in (".jsonl", ".manifest")]
     if spec.attribute_names or (manifests and not annotation_path):
         from ..manifest import ManifestDetection
 
@@ -117,5 +109,3 @@ class TransformDataset(mx.gluon.data.Dataset):
     def __getitem__(self, idx: int):
         img, label = self._dataset[idx]
         return self._transform(mx.nd.array(img, dtype="uint8"), label)
-
-

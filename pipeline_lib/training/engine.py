@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 
 from .metrics_log import MetricLogger

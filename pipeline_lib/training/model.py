@@ -94,6 +94,7 @@ def build_ssd(
     else:
         name, features, filters, ratios = spec.gluon_name, spec.features, spec.filters, RATIOS_6
         sizes, steps, scale = SIZES_300, STEPS_300, image_shape / 300
+
     def make(steps: list[float], pretrained: bool):
         return get_ssd(
             name,

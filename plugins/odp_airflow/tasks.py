@@ -155,7 +155,10 @@ def train_local(
         paths = prepare_ml_root(
             ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
         )
-        _run_streaming([sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)], paths.output)
+        _run_streaming(
+            [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)],
+            paths.output,
+        )
     metrics = json.loads((paths.output / "metrics.json").read_text())
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
     return {

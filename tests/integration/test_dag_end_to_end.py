@@ -13,7 +13,7 @@ from PIL import Image
 from pipeline_lib.synthetic import SynthConfig, generate
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins"))
+
 
 pytestmark = pytest.mark.integration
 AIRFLOW_HOME = os.environ["AIRFLOW_HOME"]  # set by conftest before Airflow is imported

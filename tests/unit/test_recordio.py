@@ -589,3 +589,22 @@ def test_convert_image_containing_the_magic(dataset, tmp_path):
         )
     w.close()
     assert (tmp_path / "x.rec").read_bytes() == (tmp_path / "m.rec").read_bytes()
+
+
+def test_dead_worker_is_an_error_and_leaves_nothing(dataset, tmp_path, monkeypatch):
+    import os
+
+    import pipeline_lib.recordio as recordio_module
+
+    real = recordio_module._prepare_chunk
+
+    def dying(task):
+        if task.start >= 4:
+            os._exit(3)  # a worker killed mid-run (OOM killer, segfault...)
+        return real(task)
+
+    monkeypatch.setattr(recordio_module, "_prepare_chunk", dying)
+    out = tmp_path / "out"
+    with pytest.raises(ConversionError, match=r"worker \d died \(exit code 3\)"):
+        convert_to_recordio(dataset, out / "x", workers=2, chunk_size=2, progress=False)
+    assert not out.exists() or _files(out) == []

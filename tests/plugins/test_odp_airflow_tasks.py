@@ -1,0 +1,83 @@
+"""The DAG's stage functions on real data, without Airflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from odp_airflow import tasks
+from odp_airflow.runs import RunRoot, safe_segment
+from pipeline_lib.recordio import RecordIODetection
+from pipeline_lib.synthetic import SynthConfig, generate
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    generate(tmp_path / "ds", SynthConfig(images=10, classes=2, seed=2))
+    return tmp_path / "ds"
+
+
+def _inputs(dataset, odp_home, **params):
+    base = {"dataset_uri": str(dataset), "model_name": "m", "epochs": 3, "base_network": "vgg-16"}
+    return tasks.resolve_inputs({**base, **params}, "dag", "manual__2026-01-01T00:00:00+00:00")
+
+
+def test_run_root_layout(odp_home, dataset):
+    inputs = _inputs(dataset, odp_home, hyperparameters={"momentum": 0.8})
+    assert inputs["run_root"] == str(
+        odp_home.artifact_root / "runs" / "dag" / "manual__2026-01-01T00_00_00_00_00"
+    )
+    assert inputs["hyperparameters"] == {
+        "base_network": "vgg-16",
+        "epochs": "3",
+        "use_pretrained_model": "0",
+        "momentum": "0.8",
+    }
+    assert RunRoot("s3://b/p", "d", "r:1").task("train") == "s3://b/p/runs/d/r_1/train"
+    assert safe_segment("a+b:c") == "a_b_c"
+
+
+def test_empty_or_missing_dataset_fails_clearly(odp_home, tmp_path):
+    with pytest.raises(tasks.StageFailed, match="dataset_uri"):
+        _inputs("", odp_home)
+    with pytest.raises(tasks.StageFailed, match="not a folder"):
+        _inputs(tmp_path / "nope", odp_home)
+
+
+def test_validate_failure_names_file_and_rule(odp_home, dataset):
+    from PIL import Image
+
+    victim = sorted((dataset / "train").glob("*.jpg"))[0]
+    Image.open(victim).convert("L").save(victim)
+    with pytest.raises(tasks.StageFailed) as err:
+        tasks.validate_dataset(_inputs(dataset, odp_home))
+    assert victim.name in str(err.value)
+    assert "report.json" in str(err.value)
+
+
+def test_convert_is_cached_by_content(odp_home, dataset, caplog):
+    inputs = _inputs(dataset, odp_home)
+    validation = tasks.validate_dataset(inputs)
+    first = tasks.convert_dataset(inputs, validation)
+    assert first["cache_hit"] is False
+    train = RecordIODetection(str(first["channels"]["train"]) + "/train.rec")
+    assert len(train) == validation["counts"]["images"]["train"]
+    classes = json.loads(
+        (odp_home.artifact_root / "cache" / "recordio")
+        .glob("*/train/class_map.json")
+        .__next__()
+        .read_text()
+    )
+    assert classes == {"0": "circle", "1": "square"}
+    with caplog.at_level(logging.INFO):
+        second = tasks.convert_dataset(inputs, validation)
+    assert second["cache_hit"] is True and second["content_hash"] == first["content_hash"]
+    assert "dataset unchanged" in caplog.text
+    # A changed annotation is a new dataset.
+    ann = sorted((dataset / "train_annotation").glob("*.json"))[0]
+    data = json.loads(ann.read_text())
+    data["annotations"][0]["left"] += 1
+    ann.write_text(json.dumps(data))
+    assert tasks.convert_dataset(inputs, validation)["cache_hit"] is False
