@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 
 class CliError(Exception):
@@ -110,7 +109,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.entrypoint import run_training
 
-    return run_training(args.ml_root)
+    return run_training(args.ml_root, allow_class_change=args.allow_class_change)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -230,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", cmd_train, "train SSD following the SageMaker /opt/ml container contract")
     p.add_argument("--ml-root", default=None, help="default: $ML_ROOT or /opt/ml")
+    p.add_argument(
+        "--allow-class-change",
+        action="store_true",
+        help="incremental training: accept a seed model with another class map",
+    )
 
     for name, fn, help_ in (
         ("evaluate", cmd_evaluate, "evaluate a model.tar.gz on a dataset"),
@@ -276,5 +280,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["main", "build_parser", "CliError", "Path"]

@@ -810,7 +810,9 @@ def _normalized_objects(
 def _reencode(img_bytes: bytes, resize: int | None, quality: int, where: str) -> bytes:
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(img_bytes, np.uint8), cv2.IMREAD_COLOR)
+    # the stored pixel grid, as decode_rgb: the boxes refer to it, not to an EXIF rotation
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(np.frombuffer(img_bytes, np.uint8), flags)
     if img is None:
         raise ConversionError(f"{where}: image cannot be decoded")
     if resize:

@@ -68,15 +68,16 @@ def _is_db_uri(uri: str) -> bool:
     return scheme.split("+")[0] in {"sqlite", "postgresql", "mysql", "mssql"}
 
 
-def _local_artifact_root() -> Path:
+def _artifact_root_uri() -> str:
+    """Artifact root for stores used without a server: a local folder, or e.g. ``s3://...``."""
     root = load_settings().mlflow_artifacts
-    if root.startswith("file:"):
-        root = urlparse(root).path
-    return Path(root).resolve()
+    if "://" in root:
+        return root.rstrip("/")
+    return Path(root).resolve().as_uri()
 
 
 def _init_sqlite_store(uri: str) -> None:
-    """Create a new SQLite store with its *Default* experiment under the local artifact folder.
+    """Create a new SQLite store with its *Default* experiment under the artifact root.
 
     Without this, MLflow's client would create the store with ``./mlruns`` (relative to the
     current directory) as the default artifact root.
@@ -87,9 +88,10 @@ def _init_sqlite_store(uri: str) -> None:
     db_path.parent.mkdir(parents=True, exist_ok=True)
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    root = _local_artifact_root()
-    root.mkdir(parents=True, exist_ok=True)
-    SqlAlchemyStore(uri, root.as_uri())
+    root = _artifact_root_uri()
+    if root.startswith("file:"):
+        Path(urlparse(root).path).mkdir(parents=True, exist_ok=True)
+    SqlAlchemyStore(uri, root)
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
@@ -117,7 +119,7 @@ def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:
     location = None
     if _is_db_uri(client.tracking_uri):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
-        location = (_local_artifact_root() / safe).as_uri()
+        location = f"{_artifact_root_uri()}/{safe}"
     from mlflow.exceptions import MlflowException
 
     try:

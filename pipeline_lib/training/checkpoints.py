@@ -22,6 +22,7 @@ class LoopState:
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     learning_rate: float = 0.0
+    initial_map: float | None = None  # mAP of the seed model (incremental training)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 

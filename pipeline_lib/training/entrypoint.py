@@ -184,7 +184,7 @@ class _Trainer:
             mxnet_home=mxnet_home,
             nms_thresh=hp.nms_threshold,
         )
-        self._initialize(net, hp, classes, ctx)
+        seeded = self._initialize(net, hp, classes, ctx)
 
         trainable = net.collect_params()
         if hp.freeze_layer_pattern:
@@ -214,6 +214,9 @@ class _Trainer:
         vl = val_loader(val_ds, hp.image_shape, hp.mini_batch_size, workers)
         log_interval = max(1, min(20, len(train_ds) // hp.mini_batch_size // 2))
 
+        if seeded and start_epoch == 0:
+            state.initial_map, _ = evaluate(net, vl, ctx, names)
+            log.info(f"validation mAP of the seed model before training: {state.initial_map:.4f}")
         status = "completed"
         try:
             for epoch in range(start_epoch, hp.epochs):
@@ -288,7 +291,8 @@ class _Trainer:
         )
         return 0
 
-    def _initialize(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> None:
+    def _initialize(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> bool:
+        """Initialise weights; seed them from the ``model`` channel when present."""
         import mxnet as mx
 
         from .artifacts import GLUON_PARAMS, model_files, read_artifact_config
@@ -301,7 +305,7 @@ class _Trainer:
             net.initialize(ctx=ctx)
         seed_dir = self.paths.channel("model")
         if not seed_dir.exists() or not any(seed_dir.iterdir()):
-            return
+            return False
         scratch = Path(tempfile.mkdtemp(prefix="odp-seed-"))
         model_dir = model_files(seed_dir, scratch)
         seed_hp, seed_classes = read_artifact_config(model_dir)
@@ -320,8 +324,20 @@ class _Trainer:
                 f"class map of the seed model {seed_classes} differs from the data's {classes}; "
                 "pass --allow-class-change to reuse weights for shared class names"
             )
-        net.load_parameters(str(model_dir / GLUON_PARAMS), ctx=ctx)
+        if seed_classes == classes:
+            net.load_parameters(str(model_dir / GLUON_PARAMS), ctx=ctx)
+        else:
+            # Load into the seed's class layout, then re-map the class predictors by name
+            # (GluonCV reset_class): shared names keep their weights, new ones start fresh.
+            seed_names = [seed_classes[i] for i in sorted(seed_classes)]
+            net.reset_class(seed_names)
+            net.load_parameters(str(model_dir / GLUON_PARAMS), ctx=ctx)
+            names = [classes[i] for i in sorted(classes)]
+            shared = {n: n for n in names if n in seed_names}
+            net.reset_class(names, reuse_weights=shared)
+            print(f"class map changed: reused weights for {sorted(shared)}", flush=True)
         print(f"seeded weights from {seed_dir}", flush=True)
+        return True
 
     def _finish(self, net, hp, classes, state, ckpt, ctx, vl, names, status, log) -> None:
         from .artifacts import export_model
@@ -337,6 +353,7 @@ class _Trainer:
             "status": status,
             "validation:mAP": state.best_map,
             "best_epoch": state.best_epoch,
+            "initial_validation:mAP": state.initial_map,
             "epochs_completed": state.epoch + 1,
             "seconds": time.monotonic() - self.started,
             "epochs": state.history,

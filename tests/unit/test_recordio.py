@@ -608,3 +608,22 @@ def test_dead_worker_is_an_error_and_leaves_nothing(dataset, tmp_path, monkeypat
     with pytest.raises(ConversionError, match=r"worker \d died \(exit code 3\)"):
         convert_to_recordio(dataset, out / "x", workers=2, chunk_size=2, progress=False)
     assert not out.exists() or _files(out) == []
+
+
+def test_resize_keeps_the_stored_pixel_grid_of_exif_rotated_jpegs(dataset, tmp_path):
+    """Boxes refer to the stored grid (what image_size says); re-encoding must not rotate."""
+    data = _copy(dataset, tmp_path / "data")
+    img_path = sorted((data / "validation").glob("*.jpg"))[0]
+    with Image.open(img_path) as img:
+        width, height = img.size
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 CW to display
+        img.save(img_path, format="JPEG", quality=92, exif=exif.tobytes())
+    assert width != height
+    convert_to_recordio(
+        data, tmp_path / "r", channel="validation", resize=64, workers=1, progress=False
+    )
+    ds = RecordIODetection(tmp_path / "r.rec")
+    i = next(k for k, e in enumerate(read_lst(tmp_path / "r.lst")) if e.path == img_path.name)
+    h, w = ds[i][0].shape[:2]
+    assert (w > h) == (width > height) and min(h, w) == 64

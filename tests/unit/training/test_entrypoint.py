@@ -157,3 +157,31 @@ def test_sigterm_saves_checkpoint_and_best_model_then_resumes(tmp_path, dataset)
     assert done.returncode == 0, done.stdout[-2000:]
     assert f"resuming from checkpoint after epoch {state['epoch']}" in done.stdout
     assert not (paths.output / "failure").exists()
+
+
+def _renamed_dataset(src, dest, names):
+    """A copy of ``src`` whose categories carry other names."""
+    import shutil
+
+    shutil.copytree(src, dest)
+    for path in dest.glob("*_annotation/*.json"):
+        data = json.loads(path.read_text())
+        data["categories"] = [{"class_id": i, "name": n} for i, n in enumerate(names)]
+        path.write_text(json.dumps(data))
+    return dest
+
+
+def test_class_change_refused_unless_allowed(tmp_path, dataset, capsys):
+    first = _layout(tmp_path / "a", dataset, epochs=1)
+    assert run_training(str(first.root)) == 0
+    other = _renamed_dataset(dataset, tmp_path / "other", ["square", "hexagon"])
+    channels = {c: other / c for c in CHANNELS}
+    channels["model"] = first.model
+    second = prepare_ml_root(tmp_path / "b", channels, _hp(epochs=1))
+    assert run_training(str(second.root)) == 1
+    assert "--allow-class-change" in (second.output / "failure").read_text()
+    assert run_training(str(second.root), allow_class_change=True) == 0
+    out = capsys.readouterr().out
+    assert "reused weights for ['square']" in out
+    classes = json.loads((second.model / "class_map.json").read_text())
+    assert classes == {"0": "square", "1": "hexagon"}
