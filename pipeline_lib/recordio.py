@@ -1443,6 +1443,7 @@ __all__ = [
     "pack_record",
     "unpack_record",
     "frame_record",
+    "frame_pieces",
     "parse_record",
     "RecordWriter",
     "Record",

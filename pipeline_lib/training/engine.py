@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 
 from .metrics_log import MetricLogger
@@ -152,7 +153,12 @@ def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[fl
         data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0, even_split=False)
         labels = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0, even_split=False)
         for x, y in zip(data, labels, strict=True):
-            ids, scores, bboxes = net(x)
+            ids, scores, bboxes = (a.asnumpy() for a in net(x))
+            # An untrained network can emit overflowing boxes: they count as no detection.
+            bad = ~np.isfinite(bboxes).all(axis=-1) | ~np.isfinite(scores[..., 0])
+            ids[bad] = -1
+            bboxes[bad] = 0
+            scores[bad] = 0
             metric.update(
                 bboxes,
                 ids,

@@ -23,8 +23,8 @@ def _hp(epochs: int) -> dict:
         "use_pretrained_model": 0,
         "epochs": epochs,
         "mini_batch_size": 16,
-        "optimizer": "adam",
-        "learning_rate": 0.003,
+        "optimizer": "sgd",
+        "learning_rate": 0.01,
         "seed": 1,
     }
 
@@ -33,7 +33,7 @@ def test_second_run_starts_at_the_first_runs_map(tmp_path):
     data = tmp_path / "data"
     generate(data, SynthConfig(images=120, classes=2, seed=11, max_objects=2))
     channels = {c: data / c for c in CHANNELS}
-    first = prepare_ml_root(tmp_path / "first", channels, _hp(epochs=50))
+    first = prepare_ml_root(tmp_path / "first", channels, _hp(epochs=40))
     assert run_training(str(first.root)) == 0
     m1 = json.loads((first.output / "metrics.json").read_text())
     assert m1["validation:mAP"] > 0.2, m1  # it learned something
