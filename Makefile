@@ -2,7 +2,7 @@
 # already done on a second run.
 #
 #   make demo   set up, generate a small synthetic dataset, run the whole DAG, print the result
-#   make test   set up, run the test suite (CI=true: integration tests included)
+#   make test   set up, run the whole test suite (integration tests included)
 #   make ui     Airflow (standalone) + MLflow UI on localhost, in the foreground
 #   make lint   ruff check + ruff format --check
 #
@@ -39,20 +39,21 @@ AIRFLOW_DB_STAMP := $(AIRFLOW_HOME)/.odp-db-migrated
 DEMO_DIR := $(ODP_HOME)/demo
 DEMO_DATA := $(DEMO_DIR)/dataset
 DEMO_MODEL ?= odp-demo
-DEMO_IMAGES ?= 160
+DEMO_IMAGES ?= 300
 DEMO_CLASSES ?= 3
 DEMO_SEED ?= 0
-DEMO_EPOCHS ?= 8
+DEMO_EPOCHS ?= 30
 DEMO_BATCH ?= 16
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
   "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
-  "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "compute": "local"}
+  "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "optimizer": "adam", \
+  "learning_rate": 0.003, "compute": "local"}
 
 # ---- tests ----------------------------------------------------------------------------------
 # `make test` runs everything, integration tests included (so does CI, with CI=true);
 # `make test-unit` leaves out the slow tests marked `integration`.
 PYTEST_ARGS ?=
-PYTEST_TIMEOUT ?= 1500
+PYTEST_TIMEOUT ?= 900
 PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT)
 
 .PHONY: help venv airflow-init demo test test-unit ui urls lint format clean-local FORCE
@@ -100,17 +101,17 @@ demo: airflow-init $(DEMO_DATA)/.odp-synth-done  ## run the whole DAG on a synth
 
 # ---- tests ------------------------------------------------------------------------------------
 # pytest exit code 5 ("no tests collected") counts as a failure here.
-test: airflow-init  ## run the test suite (CI=true also runs integration tests)
+test: airflow-init  ## run the whole test suite, integration tests included
 	cd $(REPO) && $(PYTEST) $(PYTEST_ARGS) tests
 
-test-unit: airflow-init  ## only the fast tests
+test-unit: airflow-init  ## the suite without the slow `integration` tests
 	cd $(REPO) && $(PYTEST) -m "not integration" $(PYTEST_ARGS) tests
 
 # ---- UIs --------------------------------------------------------------------------------------
 ui: airflow-init  ## Airflow + MLflow UIs on localhost (Ctrl-C stops both)
 	$(PY) -m pipeline_lib.localenv ui
 
-urls:  ## print the local URLs and the login
+urls: venv  ## print the local URLs and the login
 	@$(PY) -m pipeline_lib.localenv urls
 
 # ---- code quality -----------------------------------------------------------------------------

@@ -1068,6 +1068,10 @@ class _Packer:
 def _packer_main(tasks, results, free, arena, slot_bytes: int) -> None:
     import queue
 
+    from .workers import reset_child_signals
+
+    reset_child_signals()
+
     parent = os.getppid()
 
     def orphaned() -> bool:  # the converter was killed: do not linger

@@ -352,9 +352,11 @@ def register_model(
         tags: extra run tags (also put on the model version).
         tracking_uri: MLflow tracking URI (default: settings / ``MLFLOW_TRACKING_URI``).
         metrics: final metrics given directly (merged over those from ``metrics_path``).
-        idempotency_key: a key unique to the producing attempt-independent job (the DAG uses
-            ``<dag_id>/<run_id>``); defaults to ``tags["odp.idempotency_key"]``. When a version
-            with this key exists it is returned (``created: False``) and nothing is logged.
+        idempotency_key: identifies the job that produces the model, the same for every
+            retry of it (the DAG uses ``<dag_id>/<run_id>``); defaults to
+            ``tags["odp.idempotency_key"]``. When a version with this key exists it is
+            returned (``created: False``) and nothing new is logged; a run left by an attempt
+            that died before creating the version is reused.
         experiment: experiment name (default ``$ODP_MLFLOW_EXPERIMENT`` or
             ``object-detection``).
         description: model version description.

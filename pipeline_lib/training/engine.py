@@ -46,8 +46,12 @@ class EpochStats:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
-def train_loader(dataset, net, image_shape: int, batch_size: int, workers: int, iou: float):
-    """DataLoader producing ``(image, cls_targets, box_targets)`` batches with augmentation."""
+def train_loader(
+    dataset, net, image_shape: int, batch_size: int, workers: int, iou: float, sampler=None
+):
+    """DataLoader producing ``(image, cls_targets, box_targets)`` batches with augmentation.
+
+    ``sampler``: the indices to draw (a distributed worker's shard); shuffled otherwise."""
     from gluoncv.data.batchify import Stack, Tuple
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
 
@@ -59,7 +63,8 @@ def train_loader(dataset, net, image_shape: int, batch_size: int, workers: int, 
     return gluon.data.DataLoader(
         TransformDataset(dataset, transform),
         batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         batchify_fn=Tuple(Stack(), Stack(), Stack()),
         last_batch="rollover",
         num_workers=workers,

@@ -37,8 +37,11 @@ def run_training(ml_root: str | None = None, allow_class_change: bool = False) -
     (paths.output / "failure").unlink(missing_ok=True)
     stopper = _Stopper()
     stopper.install()
+    trainer, ok = _Trainer(paths, stopper, allow_class_change), False
     try:
-        return _Trainer(paths, stopper, allow_class_change).run()
+        code = trainer.run()
+        ok = True
+        return code
     except Exception as exc:  # every failure leaves a reason SageMaker-style
         reason = _failure_reason(exc)
         (paths.output / "failure").write_text(reason + "\n")
@@ -46,6 +49,9 @@ def run_training(ml_root: str | None = None, allow_class_change: bool = False) -
         if not isinstance(exc, TrainingError | HyperparameterError | FileNotFoundError):
             traceback.print_exc()
         return EXIT_FAILURE
+    finally:
+        if trainer.cluster is not None:  # several hosts: leave the parameter server
+            trainer.cluster.close(ok=ok)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -85,6 +91,7 @@ class _Trainer:
     def __init__(self, paths: MLPaths, stopper: _Stopper, allow_class_change: bool):
         self.paths, self.stopper, self.allow_class_change = paths, stopper, allow_class_change
         self.started = time.monotonic()
+        self.cluster = None  # distributed.Cluster when resourceconfig.json lists several hosts
 
     # ---------------------------------------------------------------- set-up
 
@@ -124,6 +131,7 @@ class _Trainer:
 
         from .checkpoints import Checkpointer, LoopState
         from .data import dataset_classes
+        from .distributed import Cluster, kv_store_type
         from .engine import (
             NonFiniteLoss,
             StopRequested,
@@ -138,12 +146,18 @@ class _Trainer:
         hp, data_cfg, resource = self._configs()
         hosts = resource.get("hosts", ["algo-1"])
         host = resource.get("current_host", hosts[0])
-        if len(hosts) > 1:
-            raise TrainingError(
-                f"resourceconfig.json lists {len(hosts)} hosts; multi-host training "
-                "(dist_sync/dist_async) is not available in this version"
-            )
         log = MetricLogger(host=host, mlflow_run_id=os.environ.get("ODP_MLFLOW_RUN_ID"))
+        kv_type = kv_store_type(hp.kv_store, len(hosts), len(_contexts()))
+        if len(hosts) > 1:
+            self.cluster = Cluster.start(
+                resource, kv_type, self.paths.output / "failure", self.paths.checkpoints, log.info
+            )
+            log.info(
+                f"mini_batch_size={hp.mini_batch_size} per host: effective batch "
+                f"{hp.mini_batch_size * len(hosts)} over {len(hosts)} hosts"
+            )
+            if not self.cluster.sync and hp.lr_scheduler_step:
+                log.info("warning: lr_scheduler_step is not applied with kv_store=dist_async")
         if hp.max_runtime_seconds:
             self.stopper.deadline = self.started + hp.max_runtime_seconds
         random.seed(hp.seed)
@@ -194,12 +208,21 @@ class _Trainer:
                 trainable[n].grad_req = "null"
             log.info(f"froze {len(frozen)} parameters matching {hp.freeze_layer_pattern!r}")
         params = {n: p for n, p in trainable.items() if p.grad_req != "null"}
-        kv = mx.kv.create(hp.kv_store if hp.kv_store != "device" or len(ctx) > 1 else "local")
+        opt_params, update_on_kvstore = _optimizer_params(hp), None
+        if self.cluster:
+            kv = self.cluster.create_kvstore(hp.seed)
+            opt_params["rescale_grad"] = self.cluster.rescale_grad
+            update_on_kvstore = self.cluster.update_on_kvstore
+        else:
+            kv = mx.kv.create(kv_type)
         trainer = mx.gluon.Trainer(
-            params, hp.optimizer, _optimizer_params(hp), kvstore=kv, update_on_kvstore=None
+            params, hp.optimizer, opt_params, kvstore=kv, update_on_kvstore=update_on_kvstore
         )
 
-        ckpt = Checkpointer(self.paths.checkpoints)
+        if self.cluster:  # only the chief writes; the others resume from the chief's
+            ckpt = self.cluster.checkpointer(self.paths.checkpoints)
+        else:
+            ckpt = Checkpointer(self.paths.checkpoints)
         state = ckpt.load(net, trainer, ctx) or LoopState(learning_rate=hp.learning_rate)
         start_epoch = state.epoch + 1
         if start_epoch:
@@ -208,9 +231,11 @@ class _Trainer:
             )
 
         workers = hp.num_workers if hp.num_workers >= 0 else (os.cpu_count() or 1)
+        shard = self.cluster.sampler(len(train_ds), hp.seed, start_epoch) if self.cluster else None
         tl = train_loader(
-            train_ds, net, hp.image_shape, hp.mini_batch_size, workers, hp.overlap_threshold
+            train_ds, net, hp.image_shape, hp.mini_batch_size, workers, hp.overlap_threshold, shard
         )
+        stop_check = self.cluster.stop_check(self.stopper) if self.cluster else self.stopper
         vl = val_loader(val_ds, hp.image_shape, hp.mini_batch_size, workers)
         log_interval = max(1, min(20, len(train_ds) // hp.mini_batch_size // 2))
 
@@ -224,10 +249,10 @@ class _Trainer:
                     1 for s in hp.lr_scheduler_step if epoch >= s
                 )
                 trainer.set_learning_rate(lr)
-                stats = train_one_epoch(
-                    net, trainer, tl, ctx, epoch, log, self.stopper, log_interval
-                )
+                stats = train_one_epoch(net, trainer, tl, ctx, epoch, log, stop_check, log_interval)
                 val_map, per_class = evaluate(net, vl, ctx, names)
+                if self.cluster:  # every host follows the chief's mAP (early stopping)
+                    val_map = self.cluster.chief_value(val_map)
                 log.validation_map(epoch, val_map)
                 log.throughput(stats.throughput)
                 log.info(
@@ -268,7 +293,7 @@ class _Trainer:
                     )
                     status = "early_stopped"
                     break
-                reason = self.stopper()
+                reason = stop_check()
                 if reason:
                     raise StopRequested(reason)
         except StopRequested as stop:
@@ -343,6 +368,10 @@ class _Trainer:
         from .artifacts import export_model
         from .engine import evaluate
 
+        if self.cluster is not None:
+            if not self.cluster.is_chief:
+                return  # only the chief host writes the model and metrics.json
+            self.cluster.detach(net)
         if ckpt.best.exists():
             net.load_parameters(str(ckpt.best), ctx=ctx)
         else:  # stopped before any validation: measure what we have

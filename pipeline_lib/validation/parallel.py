@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from itertools import islice
 from typing import Any, TypeVar
 
+from ..workers import reset_child_signals
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -26,6 +28,11 @@ def _init(state: dict[str, Any]) -> None:
     _state.update(state)
 
 
+def _init_child(state: dict[str, Any]) -> None:
+    reset_child_signals()
+    _init(state)
+
+
 def pmap(
     fn: Callable[[T], R], items: Iterable[T], workers: int, state: dict[str, Any]
 ) -> Iterator[R]:
@@ -43,7 +50,7 @@ def pmap(
     chunk = 16 if n is None else max(1, min(64, n // (workers * 16)))
     window = max(WINDOW, workers * chunk * 4)
     it = iter(items)
-    with ctx.Pool(workers, initializer=_init, initargs=(state,)) as pool:
+    with ctx.Pool(workers, initializer=_init_child, initargs=(state,)) as pool:
         # Pool.imap would pull the whole input at once; feeding it in windows keeps memory
         # flat however long the input stream (manifest lines, RecordIO records) is.
         while window_items := list(islice(it, window)):

@@ -81,7 +81,11 @@ def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
             report_dir=str(report_dir),
         )
     summary = report.summary_dict()
+    # The report was written to a temporary folder that has now become report_uri.
+    summary["report"] = storage.join(report_uri, "report.json")
     summary["report_uri"] = report_uri
+    if summary.get("great_expectations", {}).get("data_docs"):
+        summary["great_expectations"]["data_docs"] = storage.join(report_uri, "data_docs")
     log.info("%s", report.human_summary())
     if not report.ok:
         raise StageFailed(

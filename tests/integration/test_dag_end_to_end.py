@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 AIRFLOW_HOME = os.environ["AIRFLOW_HOME"]  # set by conftest before Airflow is imported
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """dag.test() runs tasks in this process and leaves Airflow's SIGTERM handler behind;
+    forked workers of later tests would inherit it and ignore Pool.terminate()."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -283,3 +283,16 @@ def test_s3_model_in_and_out(store: Path, tmp_path: Path, s3) -> None:
     by_key = registry.resolve_model_uri(s3.uri("jobs/1/output/model.tar.gz"), dst=tmp_path / "a")
     by_prefix = registry.resolve_model_uri(s3.uri("jobs/1/output"), dst=tmp_path / "b")
     assert by_key.read_bytes() == by_prefix.read_bytes() == tar_path.read_bytes()
+
+
+def test_artifact_root_may_be_s3(tmp_path: Path, s3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQLite (or other database) store used without a server can keep artifacts in S3."""
+    monkeypatch.setenv("ODP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ODP_MLFLOW_ARTIFACTS", s3.uri("mlflow"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tar_path = make_tar(tmp_path, payload="s3-artifacts")
+    info = registry.register_model(tar_path, "reg-s3-root", tracking_uri=uri, metrics={"mAP": 1})
+    assert info["source"].startswith(f"s3://{s3.bucket}/mlflow/")
+    assert any(k.endswith("model/model.tar.gz") for k in s3.keys("mlflow/"))
+    local = registry.resolve_model_uri("models:/reg-s3-root/1", tracking_uri=uri)
+    assert local.read_bytes() == tar_path.read_bytes()
