@@ -221,6 +221,15 @@ def _resolve(name: str, timeout: float) -> str:
             time.sleep(2)
 
 
+def encode_f64(value: float) -> np.ndarray:
+    """A float64 as four float32 holding its 16-bit words (sums with zeros stay exact)."""
+    return np.frombuffer(np.float64(value).tobytes(), dtype="<u2").astype(np.float32)
+
+
+def decode_f64(words: np.ndarray) -> float:
+    return float(np.frombuffer(np.asarray(words).astype("<u2").tobytes(), dtype=np.float64)[0])
+
+
 # --------------------------------------------------------------------------- data sharding
 
 
@@ -399,7 +408,12 @@ class Cluster:
             )
         if p.is_chief:
             self._checkpoint = _read_checkpoint(self.checkpoint_dir)
-            self._server = socket.create_server(("", p.watch_port), reuse_port=False)
+            try:
+                self._server = socket.create_server(("", p.watch_port))
+            except OSError as exc:
+                raise DistributedError(
+                    f"cannot listen on the watch port {p.watch_port} ({ENV_WATCH_PORT}): {exc}"
+                ) from None
             self._thread(self._accept_loop)
         else:
             self._thread(self._connect_loop)
@@ -505,11 +519,11 @@ class Cluster:
         """
         if not self.sync:
             return value
-        mine = np.frombuffer(np.float64(value).tobytes(), dtype="<u2").astype(np.float32)
-        self.kv.push(VALUE_KEY, mx.nd.array(mine if self.is_chief else np.zeros(4, np.float32)))
+        mine = encode_f64(value) if self.is_chief else np.zeros(4, np.float32)
+        self.kv.push(VALUE_KEY, mx.nd.array(mine))
         total = mx.nd.zeros(4)
         self.kv.pull(VALUE_KEY, out=total)
-        return float(np.frombuffer(total.asnumpy().astype("<u2").tobytes(), dtype=np.float64)[0])
+        return decode_f64(total.asnumpy())
 
     def detach(self, net) -> None:
         """After training: let ``net.load_parameters`` work (with dist_async MXNet would

@@ -15,10 +15,12 @@ only matches the rotated view means the boxes were drawn on a picture training n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -233,7 +235,7 @@ def inspect_image(
         )
     elif full_decode:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _strict_pillow():
                 warnings.simplefilter("ignore")
                 Image.open(io.BytesIO(data)).load()
         except Exception as exc:
@@ -311,3 +313,17 @@ def check_against_annotation(
             )
         )
     return out
+
+
+@contextlib.contextmanager
+def _strict_pillow() -> Iterator[None]:
+    """Pillow refusing truncated pixel data, even where an import (GluonCV's ``data.mhp``)
+    switched ``ImageFile.LOAD_TRUNCATED_IMAGES`` on for the whole process."""
+    from PIL import ImageFile
+
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved

@@ -185,7 +185,7 @@ def test_two_hosts_train_one_epoch_each_on_half_the_data(tmp_path, dataset, host
     assert "#quality_metric: host=algo-1, epoch=0, batch=" in chief
     assert "#quality_metric: host=algo-2, epoch=0, batch=" in other
     assert "host=algo-2" not in chief and "host=algo-1" not in other
-    # both evaluated the same synchronised weights
+    # every host follows the chief's validation mAP, so early stopping agrees
     maps = [
         re.search(r"validation mAP <score>=\(([^)]*)\)", log).group(1) for log in (chief, other)
     ]

@@ -250,3 +250,15 @@ def test_declared_unused_class_fills_a_gap_but_a_declared_outlier_does_not(datas
     report = validate(str(dataset), FAST)
     gap = [f for f in report.findings if f.rule == "class.not_contiguous"]
     assert [(f.file, f.actual) for f in gap] == [(f"train_annotation/{path.name}", "9")]
+
+
+def test_full_decode_is_strict_even_after_gluoncv_relaxed_pillow(dataset):
+    """GluonCV's data package sets ImageFile.LOAD_TRUNCATED_IMAGES = True on import."""
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        test_full_decode_finds_corrupt_pixel_data(dataset)
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
