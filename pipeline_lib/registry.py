@@ -528,8 +528,12 @@ def promote_if_better(
     tracking_uri: str | None = None,
     *,
     greater_is_better: bool = True,
+    champion_value: float | None = None,
 ) -> dict:
     """Move the ``champion`` alias to ``version`` when it beats the current champion.
+
+    ``champion_value``, when given, is the champion's ``metric`` measured on the same data
+    as the candidate (like with like); otherwise the value logged with its run is used.
 
     ``version`` is promoted when there is no champion, when the champion has no value for
     ``metric``, or when ``candidate > champion + margin`` (``<  champion - margin`` with
@@ -564,8 +568,8 @@ def promote_if_better(
     elif current is None:
         promoted, reason = True, "no champion yet"
     else:
-        champ_value = None
-        if current.run_id:
+        champ_value = champion_value
+        if champ_value is None and current.run_id:
             try:
                 champ_value = client.get_run(current.run_id).data.metrics.get(metric)
             except MlflowException:

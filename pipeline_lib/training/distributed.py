@@ -541,13 +541,13 @@ class Cluster:
             if self._closing:
                 return
             self._closing, self._failing = True, not ok
-        if ok:
+        if self.kv is not None:
+            self._free_kvstore(barrier=ok)  # ok: returns once every host got here
+        self._finished = True
+        if ok:  # after the barrier: a host leaving without "done" before it has failed
             for peer in list(self._peers.values()):
                 with contextlib.suppress(OSError):
                     peer.send(b"done\n")
-        if self.kv is not None:
-            self._free_kvstore(barrier=ok)
-        self._finished = True
         deadline = time.monotonic() + (30 if ok else 0)
         for child in self.children.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

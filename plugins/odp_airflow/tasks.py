@@ -189,14 +189,53 @@ def _run_streaming(cmd: list[str], output_dir: Path) -> None:
 
 
 def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    """VOC07 mAP@0.5 of the trained model on the validation channel, with plots."""
+    """VOC07 mAP@0.5 of the trained model on the validation channel, with plots.
+
+    The current ``champion`` (when there is one with the same class map) is evaluated on
+    the same data, so that promotion compares like with like.
+    """
     from pipeline_lib import storage
     from pipeline_lib.evaluation.evaluate import evaluate_model
 
     out = storage.join(inputs["run_root"], "evaluate")
     result = evaluate_model(trained["model_uri"], inputs["dataset_uri"], out, metric="voc07")
     log.info("validation mAP (VOC07, IoU 0.5): %.4f", result["metrics"]["mAP"])
-    return {"metrics": result["metrics"], "output_uri": out}
+    return {
+        "metrics": result["metrics"],
+        "output_uri": out,
+        "champion": _evaluate_champion(inputs, trained, storage.join(out, "champion")),
+    }
+
+
+def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str) -> dict | None:
+    import tarfile
+
+    from pipeline_lib import storage
+    from pipeline_lib.evaluation.evaluate import evaluate_model
+    from pipeline_lib.registry import get_champion, resolve_model_uri
+
+    champion = get_champion(inputs["model_name"])
+    if champion is None:
+        log.info("no champion yet for %s", inputs["model_name"])
+        return None
+    champion_tar = resolve_model_uri(f"models:/{inputs['model_name']}@champion")
+
+    def class_map(tar_path) -> dict:
+        with tarfile.open(tar_path) as tar:
+            return json.load(tar.extractfile("class_map.json"))
+
+    with storage.local_file(trained["model_uri"]) as candidate_tar:
+        same_classes = class_map(champion_tar) == class_map(candidate_tar)
+    if not same_classes:
+        log.info("champion v%s has another class map: not compared", champion["version"])
+        return {"version": champion["version"], "comparable": False}
+    result = evaluate_model(str(champion_tar), inputs["dataset_uri"], out, metric="voc07")
+    log.info(
+        "champion v%s on the same validation data: mAP %.4f",
+        champion["version"],
+        result["metrics"]["mAP"],
+    )
+    return {"version": champion["version"], "comparable": True, "metrics": result["metrics"]}
 
 
 def register_trained(
@@ -223,8 +262,13 @@ def register_trained(
                     "odp.dataset_uri": inputs["dataset_uri"],
                 },
             )
+    champion = evaluated.get("champion") or {}
     promotion = promote_if_better(
-        inputs["model_name"], info["version"], metric="mAP", margin=inputs["promotion_margin"]
+        inputs["model_name"],
+        info["version"],
+        metric="mAP",
+        margin=inputs["promotion_margin"],
+        champion_value=(champion.get("metrics") or {}).get("mAP"),
     )
     log.info("registered %s version %s; promotion: %s", info["name"], info["version"], promotion)
     return {**info, "promotion": promotion, "mAP": metrics.get("mAP")}

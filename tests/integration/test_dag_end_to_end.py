@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,11 +85,27 @@ def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(version.run_id)}
     assert any("model" in a for a in artifacts), artifacts
 
+    assert client.get_model_version_by_alias("e2e-model", "champion").version == version.version
+
     # Run outputs live under {artifact_root}/runs/{dag_id}/{run_id}/{task}/
     run_dirs = list((odp_home.artifact_root / "runs" / "object_detection_training").iterdir())
     assert len(run_dirs) == 1
     assert (run_dirs[0] / "train" / "model.tar.gz").exists()
     assert (run_dirs[0] / "validate" / "report" / "report.json").exists()
+    assert (run_dirs[0] / "evaluate" / "metrics.json").exists()
+
+    # A second run: the champion is re-evaluated on the same data and compared like with like.
+    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-model"))
+    assert str(dagrun.state) == "success", _states(dagrun)
+    second = client.get_model_version_by_alias("e2e-model", "candidate")
+    assert int(second.version) == int(version.version) + 1
+    (second_dir,) = [d for d in run_dirs[0].parent.iterdir() if d != run_dirs[0]]
+    champion_eval = json.loads((second_dir / "evaluate" / "champion" / "metrics.json").read_text())
+    assert champion_eval["metrics"]["mAP"] == pytest.approx(run.data.metrics["mAP"], abs=1e-9)
+    new_map = client.get_run(second.run_id).data.metrics["mAP"]
+    champion = client.get_model_version_by_alias("e2e-model", "champion")
+    expected = second.version if new_map > champion_eval["metrics"]["mAP"] else version.version
+    assert champion.version == expected
 
 
 def test_grayscale_image_stops_the_run_at_validate(env, tmp_path):
