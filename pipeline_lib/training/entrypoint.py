@@ -242,6 +242,9 @@ class _Trainer:
         if seeded and start_epoch == 0:
             state.initial_map, _ = evaluate(net, vl, ctx, names)
             log.info(f"validation mAP of the seed model before training: {state.initial_map:.4f}")
+            # The seed is the best model so far: training must beat it to replace it.
+            state.best_map, state.best_epoch = state.initial_map, -1
+            ckpt.save_best(net)
         status = "completed"
         try:
             for epoch in range(start_epoch, hp.epochs):

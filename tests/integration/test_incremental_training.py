@@ -47,4 +47,5 @@ def test_second_run_starts_at_the_first_runs_map(tmp_path):
     m2 = json.loads((second.output / "metrics.json").read_text())
     assert m2["initial_validation:mAP"] == pytest.approx(m1["validation:mAP"], abs=0.02)
     assert m2["initial_validation:mAP"] > fresh_start + 0.15
-    assert m2["validation:mAP"] >= m2["initial_validation:mAP"] - 0.1
+    # The seed counts as the best model so far: the artifact is never worse than it.
+    assert m2["validation:mAP"] >= m2["initial_validation:mAP"]
