@@ -207,3 +207,22 @@ def read_class_map(path: Path) -> dict[int, str]:
 
 def write_class_map(path: Path, classes: Mapping[int, str]) -> None:
     Path(path).write_text(json.dumps({str(k): v for k, v in sorted(classes.items())}, indent=1))
+
+
+def detections_json(detections: np.ndarray, width: int, height: int) -> dict:
+    """The verbose (``annotation=1``) response layout for ``(N, 6)`` detections
+    ``[class_id, score, xmin, ymin, xmax, ymax]`` in pixels."""
+    return {
+        "image_size": [{"width": width, "height": height, "depth": 3}],
+        "annotations": [
+            {
+                "class_id": int(r[0]),
+                "score": float(r[1]),
+                "left": float(r[2]),
+                "top": float(r[3]),
+                "width": float(r[4] - r[2]),
+                "height": float(r[5] - r[3]),
+            }
+            for r in detections
+        ],
+    }

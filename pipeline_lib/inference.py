@@ -15,6 +15,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
+from .annotations import detections_json
 from .recordio import decode_rgb
 from .training.artifacts import PARAMS, SYMBOL, model_files, read_artifact_config
 
@@ -93,18 +94,7 @@ class Predictor:
             norm[:, (3, 5)] /= h
             return {"prediction": [[float(v) for v in row] for row in norm]}
         return {
-            "image_size": [{"width": w, "height": h, "depth": 3}],
-            "annotations": [
-                {
-                    "class_id": int(r[0]),
-                    "score": float(r[1]),
-                    "left": float(r[2]),
-                    "top": float(r[3]),
-                    "width": float(r[4] - r[2]),
-                    "height": float(r[5] - r[3]),
-                }
-                for r in det
-            ],
+            **detections_json(det, w, h),
             "categories": [{"class_id": k, "name": v} for k, v in sorted(self.classes.items())],
         }
 

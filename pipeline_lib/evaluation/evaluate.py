@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import storage
+from ..annotations import detections_json
 from .files import GroundTruthFile, read_ground_truth_file
 from .metrics import DetectionStore, MetricName, evaluate_store, voc_from_columns
 
@@ -168,21 +169,7 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def _detection_json(item: EvalItem, det: np.ndarray, width: int, height: int) -> dict:
-    return {
-        "file": item.name,
-        "image_size": [{"width": width, "height": height, "depth": 3}],
-        "annotations": [
-            {
-                "class_id": int(r[0]),
-                "score": float(r[1]),
-                "left": float(r[2]),
-                "top": float(r[3]),
-                "width": float(r[4] - r[2]),
-                "height": float(r[5] - r[3]),
-            }
-            for r in det
-        ],
-    }
+    return {"file": item.name, **detections_json(det, width, height)}
 
 
 def _check_detections(det: object, name: str) -> np.ndarray:

@@ -16,6 +16,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..workers import default_signals_for_forks
 from .metrics_log import MetricLogger
 
 
@@ -60,15 +61,16 @@ def train_loader(
 
     anchors = anchors_for(net, image_shape)
     transform = SSDDefaultTrainTransform(image_shape, image_shape, anchors, iou_thresh=iou)
-    return gluon.data.DataLoader(
-        TransformDataset(dataset, transform),
-        batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        batchify_fn=Tuple(Stack(), Stack(), Stack()),
-        last_batch="rollover",
-        num_workers=workers,
-    )
+    with default_signals_for_forks():
+        return gluon.data.DataLoader(
+            TransformDataset(dataset, transform),
+            batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            batchify_fn=Tuple(Stack(), Stack(), Stack()),
+            last_batch="rollover",
+            num_workers=workers,
+        )
 
 
 def val_loader(dataset, image_shape: int, batch_size: int, workers: int):
@@ -78,14 +80,15 @@ def val_loader(dataset, image_shape: int, batch_size: int, workers: int):
 
     from .data import TransformDataset
 
-    return gluon.data.DataLoader(
-        TransformDataset(dataset, SSDDefaultValTransform(image_shape, image_shape)),
-        batch_size,
-        shuffle=False,
-        batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),
-        last_batch="keep",
-        num_workers=workers,
-    )
+    with default_signals_for_forks():
+        return gluon.data.DataLoader(
+            TransformDataset(dataset, SSDDefaultValTransform(image_shape, image_shape)),
+            batch_size,
+            shuffle=False,
+            batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),
+            last_batch="keep",
+            num_workers=workers,
+        )
 
 
 def train_one_epoch(

@@ -52,6 +52,7 @@ def run_training(ml_root: str | None = None, allow_class_change: bool = False) -
     finally:
         if trainer.cluster is not None:  # several hosts: leave the parameter server
             trainer.cluster.close(ok=ok)
+        stopper.uninstall()
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -74,7 +75,11 @@ class _Stopper:
         self.deadline: float | None = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
+        self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+
+    def uninstall(self) -> None:
+        """Put back the handler that was there before (training may run in-process)."""
+        signal.signal(signal.SIGTERM, self._previous)
 
     def _on_signal(self, signum, _frame) -> None:
         self.signal_reason = f"received {signal.Signals(signum).name}"

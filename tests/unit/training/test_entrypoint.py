@@ -185,3 +185,32 @@ def test_class_change_refused_unless_allowed(tmp_path, dataset, capsys):
     assert "reused weights for ['square']" in out
     classes = json.loads((second.model / "class_map.json").read_text())
     assert classes == {"0": "square", "1": "hexagon"}
+
+
+def test_in_process_training_restores_the_sigterm_handler(tmp_path, dataset):
+    """Forked pools created after an in-process run must still obey Pool.terminate()."""
+    before = signal.getsignal(signal.SIGTERM)
+    paths = _layout(tmp_path, dataset, epochs=1, num_workers=2)
+    assert run_training(str(paths.root)) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_data_workers_obey_terminate_even_under_a_flag_only_handler(dataset):
+    import mxnet as mx
+
+    from pipeline_lib.training.data import ImageJsonDetection
+    from pipeline_lib.training.engine import val_loader
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        ds = ImageJsonDetection(dataset / "validation", dataset / "validation_annotation")
+        loader = val_loader(ds, 300, 2, workers=2)
+        assert next(iter(loader))[0].shape == (2, 3, 300, 300)
+        pool = loader._worker_pool
+        start = time.monotonic()
+        pool.terminate()  # hangs forever if the workers inherited the handler above
+        assert time.monotonic() - start < 30
+        del loader
+        mx.nd.waitall()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
