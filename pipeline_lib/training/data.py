@@ -34,7 +34,7 @@ class ImageJsonDetection:
             self.items.append((self.image_dir / ann.file, label))
         if not self.items:
             raise FileNotFoundError(f"no annotation JSON files in {annotation_dir}")
-        self.classes = class_map(anns)
+        self.class_map = class_map(anns)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -91,9 +91,9 @@ def dataset_classes(dataset, channel_dir: Path | None = None) -> dict[int, str]:
     its annotations, then ``class_<id>`` for every id the labels use."""
     if channel_dir is not None and (Path(channel_dir) / "class_map.json").is_file():
         return read_class_map(Path(channel_dir) / "class_map.json")
-    classes = getattr(dataset, "classes", None)
-    if isinstance(classes, dict) and classes:
-        return dict(classes)
+    names = getattr(dataset, "class_map", None)  # image+JSON categories, manifest class-map
+    if names:
+        return dict(names)
     return {c: f"class_{c}" for c in dataset.class_ids}
 
 

@@ -214,3 +214,28 @@ def test_data_workers_obey_terminate_even_under_a_flag_only_handler(dataset):
         mx.nd.waitall()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_trains_from_an_augmented_manifest_at_512(tmp_path, dataset):
+    """The manifest input format through the container contract, at image_shape 512."""
+    from pipeline_lib.manifest import dataset_to_manifest
+
+    for channel in ("train", "validation"):
+        folder = tmp_path / f"{channel}_manifest"
+        folder.mkdir()
+        dataset_to_manifest(str(dataset), str(folder / f"{channel}.manifest"), channel=channel)
+    # source-ref paths inside the manifest point at the dataset's images
+    paths = prepare_ml_root(
+        tmp_path / "ml",
+        {c: tmp_path / f"{c}_manifest" for c in ("train", "validation")},
+        _hp(epochs=1, image_shape=512),
+        "manifest",
+    )
+    assert run_training(str(paths.root)) == 0, (paths.output / "failure").read_text()
+    hyper = json.loads((paths.model / "hyperparams.json").read_text())
+    assert hyper["image_shape"] == "512"
+    # names travel in the manifest's <attribute>-metadata class-map
+    assert json.loads((paths.model / "class_map.json").read_text()) == {
+        "0": "circle",
+        "1": "square",
+    }
