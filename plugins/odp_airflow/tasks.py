@@ -80,18 +80,13 @@ def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
             options=ValidationOptions(empty_policy=inputs["empty_images"]),
             report_dir=str(report_dir),
         )
-    summary = report.summary_dict()
     # The report was written to a temporary folder that has now become report_uri.
-    summary["report"] = storage.join(report_uri, "report.json")
+    text = report.human_summary().replace(str(report_dir), report_uri)
+    summary = json.loads(json.dumps(report.summary_dict()).replace(str(report_dir), report_uri))
     summary["report_uri"] = report_uri
-    if summary.get("great_expectations", {}).get("data_docs"):
-        summary["great_expectations"]["data_docs"] = storage.join(report_uri, "data_docs")
-    log.info("%s", report.human_summary())
+    log.info("%s", text)
     if not report.ok:
-        raise StageFailed(
-            f"dataset {inputs['dataset_uri']} is invalid:\n{report.human_summary()}\n"
-            f"full report: {report_uri}/report.json"
-        )
+        raise StageFailed(f"dataset {inputs['dataset_uri']} is invalid:\n{text}")
     return summary
 
 

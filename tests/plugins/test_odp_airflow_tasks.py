@@ -81,3 +81,15 @@ def test_convert_is_cached_by_content(odp_home, dataset, caplog):
     data["annotations"][0]["left"] += 1
     ann.write_text(json.dumps(data))
     assert tasks.convert_dataset(inputs, validation)["cache_hit"] is False
+
+
+def test_class_id_gap_fails_validate_naming_file_and_rule(odp_home, dataset):
+    ann = sorted((dataset / "train_annotation").glob("*.json"))[0]
+    data = json.loads(ann.read_text())
+    data["annotations"][0]["class_id"] = 5  # ids 0, 1, 5: a gap
+    ann.write_text(json.dumps(data))
+    with pytest.raises(tasks.StageFailed) as err:
+        tasks.validate_dataset(_inputs(dataset, odp_home))
+    assert f"class.not_contiguous train_annotation/{ann.name}" in str(err.value)
+    assert ".part" not in str(err.value)  # paths name the kept report, not the temp folder
+    assert list((odp_home.artifact_root / "runs").glob("*/*/validate/report/report.json"))
