@@ -40,7 +40,7 @@ class Predictor:
 
         ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() else mx.cpu())
         scratch = Path(tempfile.mkdtemp(prefix="odp-model-"))
-        with storage.local_file(path) if storage.is_s3(path) else _nullpath(path) as local:
+        with storage.local_file(path) as local:
             model_dir = model_files(local, scratch)
             hp, classes = read_artifact_config(model_dir)
             import warnings
@@ -104,14 +104,3 @@ class Predictor:
 
         result = self.predict_bytes(storage.read_bytes(path), verbose, threshold)
         return {"file": Path(path).name, **result}
-
-
-class _nullpath:
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        return None

@@ -42,6 +42,7 @@ from .annotations import (
     ImageAnnotation,
     annotation_channel,
 )
+from .jpeg import read_jpeg_header
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -488,9 +489,9 @@ def read_lst(lst_path: str | os.PathLike) -> Iterator[LstEntry]:
 def image_info(data: bytes) -> tuple[int, int, int, str]:
     """``(width, height, channels, ext)`` of an encoded image, from its header only."""
     if data[:2] == b"\xff\xd8":
-        info = _jpeg_info(data)
-        if info:
-            return (*info, ".jpg")
+        header = read_jpeg_header(data)
+        if header:
+            return header.width, header.height, header.components, ".jpg"
     elif data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
         w, h = struct.unpack_from(">II", data, 16)
         channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 3)
@@ -503,30 +504,6 @@ def image_info(data: bytes) -> tuple[int, int, int, str]:
             return img.width, img.height, len(img.getbands()), "." + fmt.replace("jpeg", "jpg")
     except Exception as exc:
         raise ValueError(f"not a readable image ({len(data)} bytes): {exc}") from None
-
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_info(data: bytes) -> tuple[int, int, int] | None:
-    pos, n = 2, len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in _SOF and pos + 10 <= n:
-            h, w = struct.unpack_from(">HH", data, pos + 5)
-            return w, h, data[pos + 9]
-        if marker == 0xD9:
-            return None
-        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
-    return None
 
 
 def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from ..hyperparameters import HyperparameterError, Hyperparameters
@@ -330,7 +331,8 @@ class _Trainer:
 
         from .artifacts import GLUON_PARAMS, model_files, read_artifact_config
 
-        with _warnings_quiet():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deferred-init notices
             # Xavier for convolution kernels; layers keep their own initialisers otherwise.
             net.collect_params(".*conv.*weight").initialize(
                 mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2), ctx=ctx
@@ -445,15 +447,3 @@ def _guess_content_type(path: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-class _warnings_quiet:
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from .jpeg import read_jpeg_header
+from ..jpeg import read_jpeg_header
 from .report import Finding, finding
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
