@@ -15,8 +15,10 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: `odp convert` starts without it
+    import numpy as np
 
 CHANNELS = ("train", "validation")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -85,6 +87,8 @@ class ImageAnnotation:
 
     def label_array(self, normalized: bool = False) -> np.ndarray:
         """``(N, 5)`` float array of ``[cls, xmin, ymin, xmax, ymax]`` (pixels or [0, 1])."""
+        import numpy as np
+
         arr = np.array([[b.class_id, *b.corners] for b in self.boxes], dtype=np.float64)
         arr = arr.reshape(-1, 5)
         if normalized:
@@ -95,7 +99,7 @@ class ImageAnnotation:
     @classmethod
     def from_json(cls, data: object, source: str = "<json>") -> ImageAnnotation:
         """Parse one image+JSON record strictly; raises :class:`AnnotationError`."""
-        if not isinstance(data, Mapping):
+        if not _is_mapping(data):
             raise AnnotationError(source, "<root>", "a JSON object", type(data).__name__)
         file = data.get("file")
         if not isinstance(file, str) or not file:
@@ -108,10 +112,16 @@ class ImageAnnotation:
         return cls(file, width, height, depth, boxes, categories)
 
 
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # dict first: the ABC is slow
+
+
 def _int_field(value: object, source: str, name: str, minimum: int = 0) -> int:
+    if type(value) is int and value >= minimum:  # the common case, fast
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AnnotationError(source, name, f"an integer >= {minimum}", value)
-    if float(value) != int(value) or int(value) < minimum:
+    if not math.isfinite(value) or float(value) != int(value) or int(value) < minimum:
         raise AnnotationError(source, name, f"an integer >= {minimum}", value)
     return int(value)
 
@@ -119,7 +129,7 @@ def _int_field(value: object, source: str, name: str, minimum: int = 0) -> int:
 def _parse_image_size(value: object, source: str) -> tuple[int, int, int]:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise AnnotationError(source, "image_size", "[{width, height, depth}]", value)
     width = _int_field(value.get("width"), source, "image_size.width", 1)
     height = _int_field(value.get("height"), source, "image_size.height", 1)
@@ -127,22 +137,30 @@ def _parse_image_size(value: object, source: str) -> tuple[int, int, int]:
     return width, height, depth
 
 
+_COORDS = ("left", "top", "width", "height")
+
+
+def _coord(item: Mapping, key: str, source: str, where: str) -> float:
+    v = item.get(key)
+    if type(v) is int or (type(v) is float and math.isfinite(v)):
+        return float(v)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise AnnotationError(source, f"{where}.{key}", "a finite number", v)
+    return float(v)  # an int or float subclass
+
+
 def _parse_boxes(value: object, source: str, name: str) -> list[Box]:
     if not isinstance(value, list):
         raise AnnotationError(source, name, "a list of boxes", value)
     boxes = []
     for i, item in enumerate(value):
+        if not _is_mapping(item):
+            raise AnnotationError(source, f"{name}[{i}]", "an object", item)
+        cid = item.get("class_id")
+        if type(cid) is not int or cid < 0:
+            cid = _int_field(cid, source, f"{name}[{i}].class_id")
         where = f"{name}[{i}]"
-        if not isinstance(item, Mapping):
-            raise AnnotationError(source, where, "an object", item)
-        cid = _int_field(item.get("class_id"), source, f"{where}.class_id")
-        coords = []
-        for key in ("left", "top", "width", "height"):
-            v = item.get(key)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise AnnotationError(source, f"{where}.{key}", "a finite number", v)
-            coords.append(float(v))
-        boxes.append(Box(cid, *coords))
+        boxes.append(Box(cid, *(_coord(item, key, source, where) for key in _COORDS)))
     return boxes
 
 
@@ -151,7 +169,7 @@ def _parse_categories(value: object, source: str) -> dict[int, str]:
         raise AnnotationError(source, "categories", "a list of {class_id, name}", value)
     out: dict[int, str] = {}
     for i, item in enumerate(value):
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        if not _is_mapping(item) or not isinstance(item.get("name"), str):
             raise AnnotationError(source, f"categories[{i}]", "{class_id, name}", item)
         out[_int_field(item.get("class_id"), source, f"categories[{i}].class_id")] = item["name"]
     return out

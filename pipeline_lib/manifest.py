@@ -181,7 +181,7 @@ def dataset_to_manifest(
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
     if storage.is_s3(data):
-        from .recordio import _list_annotations
+        from .recordio_pack import _list_annotations
 
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
             for uri in _list_annotations(data, channel):

@@ -11,9 +11,10 @@ Detection label (the SageMaker/MXNet convention): ``[A, B, extra header..., (cls
 xmax, ymax, extra object values...) * N]`` with header width ``A >= 2``, object width
 ``B >= 5`` and coordinates normalized to [0, 1]. We write ``A=2, B=5``; we read any width.
 
-The writer here is pure Python (no 3 s / 300 MB ``import mxnet`` in the converter or its
-worker processes) and byte-identical to ``mx.recordio.MXIndexedRecordIO`` + ``pack``; the
-tests check that byte for byte and read our files back with MXNet's and GluonCV's readers.
+The converter lives in :mod:`pipeline_lib.recordio_pack` (re-exported here): standard
+library only (no ``import mxnet``, not even numpy), byte-identical to
+``mx.recordio.MXIndexedRecordIO`` + ``pack``; the tests check that byte for byte and read our
+files back with MXNet's and GluonCV's readers.
 """
 
 from __future__ import annotations
@@ -21,15 +22,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
-import multiprocessing
 import os
 import struct
-import sys
-import time
 from collections import namedtuple
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -37,23 +34,31 @@ import numpy as np
 from . import storage
 from .annotations import (
     CHANNELS,
-    AnnotationError,
     Box,
     ImageAnnotation,
     annotation_channel,
 )
-from .jpeg import read_jpeg_header
+from .recordio_pack import (
+    CONVERTER_VERSION,
+    HEADER_WIDTH,
+    IR_FORMAT,
+    IR_SIZE,
+    MAGIC,
+    MAGIC_BYTES,
+    OBJECT_WIDTH,
+    ChannelStats,
+    ConversionError,
+    ConversionResult,
+    convert_to_recordio,
+    format_index,
+    frame_pieces,
+    frame_record,
+    image_info,
+    progress_bar,
+)
 
-MAGIC = 0xCED7230A
-MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LREC_MASK = (1 << 29) - 1
-MAX_RECORD_BYTES = 1 << 29
-IR_FORMAT = "<IfQQ"  # == mx.recordio._IR_FORMAT on little-endian hosts
-IR_SIZE = struct.calcsize(IR_FORMAT)
-HEADER_WIDTH = 2
-OBJECT_WIDTH = 5
 COORD_EPS = 1e-5  # overhang of normalized coordinates tolerated (float32 rounding) and clipped
-CONVERTER_VERSION = 1  # part of the cache key: bump when the bytes we write change
 
 #: Same fields as ``mx.recordio.IRHeader``.
 IRHeader = namedtuple("IRHeader", ["flag", "label", "id", "id2"])
@@ -61,10 +66,6 @@ IRHeader = namedtuple("IRHeader", ["flag", "label", "id", "id2"])
 
 class RecordIOError(ValueError):
     """A malformed ``.rec``/``.idx``/``.lst``: the message names the file and record."""
-
-
-class ConversionError(ValueError):
-    """A dataset that cannot be converted: the message names the offending file."""
 
 
 # ---------------------------------------------------------------- detection labels
@@ -194,53 +195,6 @@ def unpack_record(data: bytes, where: str = "record") -> tuple[IRHeader, bytes]:
 
 
 # ---------------------------------------------------------------- record framing
-
-
-def _magic_words(data: bytes | memoryview) -> np.ndarray:
-    """Offsets of the 4-byte-aligned occurrences of the magic in ``data`` (vectorized)."""
-    n4 = len(data) >> 2
-    if not n4:
-        return np.empty(0, dtype=np.int64)
-    return np.flatnonzero(np.frombuffer(data, dtype="<u4", count=n4) == MAGIC) * 4
-
-
-def _may_hold_magic(part: bytes | memoryview) -> bool:
-    if len(part) < 256:
-        return MAGIC_BYTES in bytes(part)  # any occurrence: the slow path checks alignment
-    n4 = len(part) >> 2
-    return bool((np.frombuffer(part, dtype="<u4", count=n4) == MAGIC).any())
-
-
-def frame_record(data: bytes) -> list[bytes | memoryview]:
-    """The on-disk pieces of one record, exactly as dmlc's ``RecordIOWriter`` writes them."""
-    return frame_pieces([data])
-
-
-def frame_pieces(parts: list[bytes]) -> list[bytes | memoryview]:
-    """:func:`frame_record` of ``b"".join(parts)`` without joining them when no split is needed
-    (every part but the last must have a length that is a multiple of 4)."""
-    n = sum(len(p) for p in parts)
-    if n >= MAX_RECORD_BYTES:
-        raise RecordIOError(f"record of {n} bytes: RecordIO records must be < 2^29 bytes")
-    if not any(_may_hold_magic(p) for p in parts):
-        out: list[bytes | memoryview] = [struct.pack("<II", MAGIC, n), *parts]
-        if n % 4:
-            out.append(b"\0" * (4 - n % 4))
-        return out
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
-    view = memoryview(data)
-    pieces: list[bytes | memoryview] = []
-    dptr = 0
-    for pos in _magic_words(data).tolist():  # aligned hits below n & ~3, like dmlc's loop
-        cflag = 1 if dptr == 0 else 2
-        pieces.append(struct.pack("<II", MAGIC, (cflag << 29) | (pos - dptr)))
-        pieces.append(view[dptr:pos])
-        dptr = pos + 4
-    pieces.append(struct.pack("<II", MAGIC, ((3 if dptr else 0) << 29) | (n - dptr)))
-    pieces.append(view[dptr:])
-    if n % 4:
-        pieces.append(b"\0" * (4 - n % 4))
-    return pieces
 
 
 def parse_record(buf: bytes | memoryview, pos: int = 0, where: str = "record") -> tuple[bytes, int]:
@@ -428,11 +382,6 @@ def read_index(idx_path: str | os.PathLike) -> list[tuple[int, int]]:
     return out
 
 
-def format_index(entries: Iterable[tuple[int, int]]) -> str:
-    """``.idx`` text as MXIndexedRecordIO writes it."""
-    return "".join(f"{k}\t{o}\n" for k, o in entries)
-
-
 def rebuild_index(
     rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None
 ) -> list[tuple[int, int]]:
@@ -484,26 +433,6 @@ def read_lst(lst_path: str | os.PathLike) -> Iterator[LstEntry]:
 
 
 # ---------------------------------------------------------------- image headers
-
-
-def image_info(data: bytes) -> tuple[int, int, int, str]:
-    """``(width, height, channels, ext)`` of an encoded image, from its header only."""
-    if data[:2] == b"\xff\xd8":
-        header = read_jpeg_header(data)
-        if header:
-            return header.width, header.height, header.components, ".jpg"
-    elif data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
-        w, h = struct.unpack_from(">II", data, 16)
-        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 3)
-        return w, h, channels, ".png"
-    from PIL import Image  # other formats: let Pillow read the header
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = (img.format or "bin").lower()
-            return img.width, img.height, len(img.getbands()), "." + fmt.replace("jpeg", "jpg")
-    except Exception as exc:
-        raise ValueError(f"not a readable image ({len(data)} bytes): {exc}") from None
 
 
 def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:
@@ -650,648 +579,6 @@ class RecordIODetection:
 
 
 # ---------------------------------------------------------------- image+JSON -> RecordIO
-
-
-def progress_bar(total: int | None, desc: str):
-    """A tqdm bar on stderr; redrawn often on a terminal, every 10 s in logs."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit="img",
-        desc=desc,
-        file=sys.stderr,
-        mininterval=0.5 if sys.stderr.isatty() else 10.0,
-        dynamic_ncols=True,
-    )
-
-
-@dataclass
-class ChannelStats:
-    """What one channel's conversion wrote."""
-
-    images: int = 0
-    objects: int = 0
-    empty_images: int = 0
-    max_objects: int = 0
-    class_counts: dict[int, int] = field(default_factory=dict)
-    rec_bytes: int = 0
-
-
-@dataclass
-class ConversionResult:
-    """Outcome of :func:`convert_to_recordio`."""
-
-    label_width: int
-    files: list[str]
-    channels: dict[str, ChannelStats]
-    seconds: float
-
-    @property
-    def images(self) -> int:
-        return sum(c.images for c in self.channels.values())
-
-    @property
-    def class_ids(self) -> list[int]:
-        return sorted({k for c in self.channels.values() for k in c.class_counts})
-
-
-@dataclass
-class _Chunk:
-    """A slice of one channel's annotation files, prepared by a worker."""
-
-    channel: str
-    data: str
-    json_uris: list[str]
-    start: int  # index of the first record in its channel
-    resize: int | None
-    quality: int
-    box_tolerance: float
-
-
-@dataclass
-class _Item:
-    """One record as a worker prepared it: everything but the image bytes (unless re-encoded)."""
-
-    json_uri: str
-    image_uri: str
-    size: tuple[int, int]  # (width, height) the JSON declares
-    head: bytes  # IR header + label: the record's first bytes
-    image: bytes | None = None  # image bytes held here (re-encoded, fetched, or too big)
-    loc: tuple[int, int] | None = None  # (offset, length) of the bytes in the shared slot
-    magic: bool = True  # False once checked: the record holds no aligned RecordIO magic
-
-
-@dataclass
-class _ChunkResult:
-    channel: str
-    items: list[_Item]
-    lst: str
-    stats: ChannelStats
-
-
-def _list_annotations(data: str, channel: str) -> list[str]:
-    folder = storage.join(data, annotation_channel(channel))
-    if storage.is_s3(data):
-        return [u for u in storage.list_files(folder) if u.lower().endswith(".json")]
-    try:
-        with os.scandir(folder) as it:
-            names = [e.name for e in it if e.name.endswith(".json") and e.is_file()]
-    except FileNotFoundError:
-        return []
-    return [os.path.join(folder, name) for name in sorted(names)]
-
-
-def _read_local(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)  # one call for a regular file; +1 notices growth
-        if len(data) != size:
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        return data
-    finally:
-        os.close(fd)
-
-
-def _fmt(x: float) -> str:
-    return repr(float(x))
-
-
-def _normalized_objects(
-    ann: ImageAnnotation, where: str, tolerance: float
-) -> list[tuple[int, float, float, float, float]]:
-    out = []
-    w, h = ann.width, ann.height
-    for j, box in enumerate(ann.boxes):
-        x0, y0, x1, y1 = box.corners
-        if box.width <= 0 or box.height <= 0:
-            raise ConversionError(
-                f"{where}: annotations[{j}]: box has no positive width/height "
-                f"(width={box.width}, height={box.height})"
-            )
-        if x0 < -tolerance or y0 < -tolerance or x1 > w + tolerance or y1 > h + tolerance:
-            raise ConversionError(
-                f"{where}: annotations[{j}]: box (xmin={x0}, ymin={y0}, xmax={x1}, ymax={y1}) "
-                f"is outside the {w}x{h} image"
-            )
-        x0, y0 = max(x0, 0.0), max(y0, 0.0)
-        x1, y1 = min(x1, float(w)), min(y1, float(h))
-        out.append((box.class_id, x0 / w, y0 / h, x1 / w, y1 / h))
-    return out
-
-
-def _reencode(img_bytes: bytes, resize: int | None, quality: int, where: str) -> bytes:
-    import cv2
-
-    # the stored pixel grid, as decode_rgb: the boxes refer to it, not to an EXIF rotation
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(np.frombuffer(img_bytes, np.uint8), flags)
-    if img is None:
-        raise ConversionError(f"{where}: image cannot be decoded")
-    if resize:
-        h, w = img.shape[:2]
-        size = (resize, h * resize // w) if h > w else (w * resize // h, resize)
-        img = cv2.resize(img, size)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ConversionError(f"{where}: JPEG encoding failed")
-    return buf.tobytes()
-
-
-def _prepare_chunk(task: _Chunk) -> _ChunkResult:
-    """Parse and check a chunk's JSON, build record headers, labels and ``.lst`` lines (the
-    Python-heavy half of the work; runs in worker processes). Image bytes are left to the
-    writer, unless ``resize`` asks for a re-encode (CPU-heavy, so done here)."""
-    stats = ChannelStats()
-    items: list[_Item] = []
-    lst: list[str] = []
-    s3 = storage.is_s3(task.data)
-    raws: Iterable[bytes]
-    pool = None
-    if s3:  # overlap request latency with a few threads; memory stays one chunk of JSON
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(8)
-        raws = pool.map(storage.read_bytes, task.json_uris)
-    else:
-        raws = map(_read_local, task.json_uris)
-    image_dir = storage.join(task.data, task.channel)
-    try:
-        for k, (json_uri, raw) in enumerate(zip(task.json_uris, raws, strict=True)):
-            index = task.start + k
-            try:
-                ann = ImageAnnotation.from_json(json.loads(raw), json_uri)
-            except (AnnotationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ConversionError(f"{json_uri}: {exc}") from None
-            if "\t" in ann.file or "\n" in ann.file:
-                raise ConversionError(f"{json_uri}: file name {ann.file!r} has a tab or newline")
-            image_uri = (
-                storage.join(image_dir, ann.file) if s3 else os.path.join(image_dir, ann.file)
-            )
-            objects = _normalized_objects(ann, json_uri, task.box_tolerance)
-            label = [float(HEADER_WIDTH), float(OBJECT_WIDTH)]
-            for obj in objects:
-                label.extend(obj)
-            head = struct.pack(f"{IR_FORMAT}{len(label)}f", len(label), 0.0, index, 0, *label)
-            item = _Item(json_uri, image_uri, (ann.width, ann.height), head)
-            if task.resize:
-                item.image = _reencode(_read_image(item), task.resize, task.quality, image_uri)
-            items.append(item)
-            fields = [str(index), "2", "5"]
-            for cls, *coords in objects:
-                fields.append(str(cls))
-                fields.extend(map(_fmt, coords))
-            fields.append(ann.file)
-            lst.append("\t".join(fields) + "\n")
-            stats.images += 1
-            stats.objects += len(objects)
-            stats.empty_images += not objects
-            stats.max_objects = max(stats.max_objects, len(objects))
-            for cls, *_ in objects:
-                stats.class_counts[cls] = stats.class_counts.get(cls, 0) + 1
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return _ChunkResult(task.channel, items, "".join(lst), stats)
-
-
-def _prepare_chunk_safe(task: _Chunk) -> _ChunkResult:
-    """Worker entry: re-raise anything as a plain, picklable :class:`ConversionError`."""
-    try:
-        return _prepare_chunk(task)
-    except ConversionError:
-        raise
-    except Exception as exc:  # noqa: BLE001  keep the message, lose the unpicklable type
-        raise ConversionError(f"{type(exc).__name__}: {exc}") from None
-
-
-def _read_image(item: _Item) -> bytes:
-    """Image bytes of an item, checked against the size its JSON declares."""
-    try:
-        image = (
-            storage.read_bytes(item.image_uri)
-            if storage.is_s3(item.image_uri)
-            else _read_local(item.image_uri)
-        )
-    except FileNotFoundError:
-        raise ConversionError(f"{item.json_uri}: image not found: {item.image_uri}") from None
-    except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
-        raise ConversionError(f"{item.json_uri}: cannot read {item.image_uri}: {exc}") from None
-    _check_image(item, image)
-    return image
-
-
-def _check_image(item: _Item, image: bytes | memoryview) -> None:
-    try:
-        width, height, _, _ = image_info(image)
-    except ValueError as exc:
-        raise ConversionError(f"{item.image_uri}: {exc}") from None
-    if (width, height) != item.size:
-        raise ConversionError(
-            f"{item.json_uri}: image_size {item.size[0]}x{item.size[1]} does not match the "
-            f"image {os.path.basename(item.image_uri)} ({width}x{height})"
-        )
-
-
-def _fill_slot(items: list[_Item], slot: memoryview, s3: bool) -> None:
-    """Worker side: put each item's image bytes into the shared ``slot`` (local files are read
-    straight into it), check them, and note whether the record needs a magic split. Bytes
-    that do not fit stay in ``item.image``."""
-    cursor = 0
-    fetched = _images(items, s3) if s3 else None
-    for item in items:
-        data: bytes | memoryview | None = item.image
-        if data is None and fetched is None:  # local file: read into the slot directly
-            try:
-                fd = os.open(item.image_uri, os.O_RDONLY)
-            except FileNotFoundError:
-                raise ConversionError(
-                    f"{item.json_uri}: image not found: {item.image_uri}"
-                ) from None
-            try:
-                size = os.fstat(fd).st_size
-                if cursor + size <= len(slot):
-                    view = slot[cursor : cursor + size]
-                    got = 0
-                    while got < size and (n := os.readv(fd, [view[got:]])):
-                        got += n
-                    if got != size:
-                        raise ConversionError(f"{item.image_uri}: file changed while read")
-                    item.loc = (cursor, size)
-                    cursor += size
-                    data = view
-                else:
-                    data = item.image = _read_local(item.image_uri)
-            finally:
-                os.close(fd)
-            _check_image(item, data)
-        else:
-            if data is None:
-                data = next(fetched)  # type: ignore[arg-type]  (read and checked)
-            elif fetched is not None:
-                next(fetched)  # keep the S3 prefetch in step (yields item.image)
-            if cursor + len(data) <= len(slot):
-                slot[cursor : cursor + len(data)] = data
-                item.loc = (cursor, len(data))
-                cursor += len(data)
-                item.image = None
-            else:
-                item.image = bytes(data)
-        if _may_hold_magic(item.head) or _may_hold_magic(data):  # rare: check exactly
-            item.magic = bool(len(_magic_words(item.head))) or bool(len(_magic_words(data)))
-        else:
-            item.magic = False
-
-
-def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
-    """The image bytes of ``items`` in order; S3 objects are fetched a few at a time ahead."""
-    if not s3 or all(it.image is not None for it in items):
-        for it in items:
-            yield it.image if it.image is not None else _read_image(it)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    window = 16  # requests in flight: bounded memory
-    with ThreadPoolExecutor(8) as pool:
-        pending: list = []
-        for it in items:
-            pending.append(pool.submit(lambda it=it: it.image or _read_image(it)))
-            if len(pending) >= window:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
-
-
-SLOT_BYTES = 16 << 20  # shared memory per chunk slot; each worker has two
-_SLOTS = 2
-
-
-class _Packer:
-    """Worker processes that prepare chunks (JSON, checks, labels, ``.lst``) and put the image
-    bytes into shared-memory slots, so that this process only copies each image once, from
-    the slot into the output. Chunk ``k`` goes to worker ``k % W``; each worker alternates
-    between its two slots and waits for this process to free one (bounded memory)."""
-
-    def __init__(self, workers: int, slot_bytes: int | None = None):
-        import mmap
-
-        ctx = multiprocessing.get_context("fork")
-        self.slot_bytes = slot_bytes = slot_bytes or SLOT_BYTES
-        self.arenas = [mmap.mmap(-1, _SLOTS * slot_bytes) for _ in range(workers)]
-        self.tasks = [ctx.Queue() for _ in range(workers)]
-        self.results = [ctx.Queue() for _ in range(workers)]
-        self.free = [ctx.Semaphore(_SLOTS) for _ in range(workers)]
-        self.procs = [
-            ctx.Process(
-                target=_packer_main,
-                args=(self.tasks[w], self.results[w], self.free[w], self.arenas[w], slot_bytes),
-                daemon=True,
-                name=f"odp-convert-{w}",
-            )
-            for w in range(workers)
-        ]
-        for proc in self.procs:
-            proc.start()
-
-    def run(self, tasks: list[_Chunk]) -> Iterator[tuple[_ChunkResult, memoryview]]:
-        """Prepared chunks in order, each with its slot (valid until the next one is asked)."""
-        n_workers = len(self.procs)
-        for k, task in enumerate(tasks):
-            self.tasks[k % n_workers].put(task)
-        for q in self.tasks:
-            q.put(None)
-        for k in range(len(tasks)):
-            w = k % n_workers
-            status, payload = self._get(w)
-            if status != "ok":
-                raise ConversionError(payload)
-            start = ((k // n_workers) % _SLOTS) * self.slot_bytes
-            view = memoryview(self.arenas[w])[start : start + self.slot_bytes]
-            try:
-                yield payload, view
-            finally:
-                view.release()
-            self.free[w].release()
-
-    def _get(self, w: int):
-        import queue
-
-        while True:
-            try:
-                return self.results[w].get(timeout=1.0)
-            except queue.Empty:
-                if not self.procs[w].is_alive():
-                    raise ConversionError(
-                        f"conversion worker {w} died (exit code {self.procs[w].exitcode})"
-                    ) from None
-
-    def close(self, ok: bool) -> None:
-        for proc in self.procs:
-            if ok:
-                proc.join(timeout=30)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-        for q in (*self.tasks, *self.results):
-            q.cancel_join_thread()
-            q.close()
-        self.arenas = []  # unmapped when the last view of them is gone
-
-
-def _packer_main(tasks, results, free, arena, slot_bytes: int) -> None:
-    import queue
-
-    from .workers import reset_child_signals
-
-    reset_child_signals()
-
-    parent = os.getppid()
-
-    def orphaned() -> bool:  # the converter was killed: do not linger
-        return os.getppid() != parent
-
-    n = 0
-    while True:
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            if orphaned():
-                return
-            continue
-        if task is None:
-            return
-        while not free.acquire(timeout=1.0):
-            if orphaned():
-                return
-        start = (n % _SLOTS) * slot_bytes
-        n += 1
-        slot = memoryview(arena)[start : start + slot_bytes]
-        try:
-            res = _prepare_chunk(task)
-            _fill_slot(res.items, slot, storage.is_s3(task.data))
-            results.put(("ok", res))
-        except Exception as exc:  # noqa: BLE001  report, then stop
-            msg = str(exc) if isinstance(exc, ConversionError) else f"{type(exc).__name__}: {exc}"
-            results.put(("error", msg))
-            return
-        finally:
-            slot.release()
-
-
-def _max_objects_in(data: str, channel: str) -> int:
-    best = 0
-    for uri in _list_annotations(data, channel):
-        try:
-            best = max(best, len(json.loads(storage.read_bytes(uri)).get("annotations", [])))
-        except (ValueError, AttributeError) as exc:
-            raise ConversionError(f"{uri}: {exc}") from None
-    return best
-
-
-MIN_PARALLEL_IMAGES = 1000  # below this, starting workers costs more than they save
-
-
-def _resolve_workers(workers: int, images: int, resize: int | None, remote: bool) -> int:
-    """``workers > 0`` as given. ``0`` (auto): one per core, except for small pass-through
-    jobs on local files, which one process finishes before a pool would have started."""
-    if workers and workers > 0:
-        return workers
-    if images < MIN_PARALLEL_IMAGES and not (resize or remote):
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def _typical_image_bytes(data: str, channel: str, sample: int = 32) -> int:
-    """Mean size of a few image files of a channel (a guess of 256 KiB on S3)."""
-    if storage.is_s3(data):
-        return 256 << 10
-    sizes = []
-    try:
-        with os.scandir(os.path.join(data, channel)) as it:
-            for entry in it:
-                if entry.is_file():
-                    sizes.append(entry.stat().st_size)
-                    if len(sizes) >= sample:
-                        break
-    except FileNotFoundError:
-        pass
-    return max(1, sum(sizes) // len(sizes)) if sizes else 256 << 10
-
-
-def _convert(
-    *,
-    listing: dict[str, list[str]],
-    prefixes: dict[str, str],
-    channel: str | None,
-    data: str,
-    chunk_size: int,
-    resize: int | None,
-    quality: int,
-    box_tolerance: float,
-    progress: bool,
-    durable: bool,
-    workers: int,
-) -> tuple[dict[str, ChannelStats], int]:
-    """One conversion attempt; publishes every output or none. Returns the channel stats and
-    the most objects in one image over both channels."""
-    channels = list(listing)
-    tasks = [
-        _Chunk(ch, data, uris[k : k + chunk_size], k, resize, quality, box_tolerance)
-        for ch, uris in listing.items()
-        for k in range(0, len(uris), chunk_size)
-    ]
-    in_s3 = storage.is_s3(data)
-    writers: dict[tuple[str, str], storage.AtomicWriter] = {}
-    stats = {ch: ChannelStats() for ch in channels}
-    bar = (
-        progress_bar(sum(len(v) for v in listing.values()), "convert recordio")
-        if progress
-        else None
-    )
-    packer: _Packer | None = None
-    try:
-        for ch in channels:
-            for ext in ("lst", "idx", "rec"):
-                writers[ch, ext] = storage.atomic_writer(f"{prefixes[ch]}.{ext}", durable=durable)
-
-        def record_chunk(res: _ChunkResult, offsets: list[int]) -> None:
-            first = stats[res.channel].images
-            writers[res.channel, "idx"].write(
-                format_index((first + k, off) for k, off in enumerate(offsets)).encode()
-            )
-            writers[res.channel, "lst"].write(res.lst.encode())
-            _merge(stats[res.channel], res.stats)
-
-        if workers > 1:
-            if resize:
-                import cv2  # noqa: F401  once here, not once per forked worker
-            packer = _Packer(min(workers, len(tasks)))
-            for res, slot in packer.run(tasks):
-                rec_w = writers[res.channel, "rec"]
-                writer = RecordWriter(rec_w, offset=rec_w.tell())
-                offsets = []
-                for item in res.items:
-                    image = item.image if item.loc is None else slot[item.loc[0] : sum(item.loc)]
-                    offsets.append(writer.write_parts([item.head, image], scan=item.magic))
-                res.stats.rec_bytes = writer.offset - (offsets[0] if offsets else 0)
-                record_chunk(res, offsets)
-                if bar is not None:
-                    bar.update(res.stats.images)
-            packer.close(ok=True)
-            packer = None
-        else:  # one process: prepare inline, stream the image bytes
-            for res in map(_prepare_chunk_safe, tasks):
-                rec_w = writers[res.channel, "rec"]
-                writer = RecordWriter(rec_w, offset=rec_w.tell())
-                offsets = [
-                    writer.write_parts([item.head, image])
-                    for item, image in zip(res.items, _images(res.items, in_s3), strict=True)
-                ]
-                res.stats.rec_bytes = writer.offset - (offsets[0] if offsets else 0)
-                record_chunk(res, offsets)
-                if bar is not None:
-                    bar.update(res.stats.images)
-        max_objects = max(st.max_objects for st in stats.values())
-        if channel is not None:  # one label_width for both channels: look at the other one
-            other = [c for c in CHANNELS if c != channel][0]
-            if storage.is_s3(data) or Path(data, annotation_channel(other)).is_dir():
-                max_objects = max(max_objects, _max_objects_in(data, other))
-        # Publish small files first and each .rec last: a .rec that exists is complete.
-        storage.commit_all([writers[ch, ext] for ch in channels for ext in ("lst", "idx", "rec")])
-        writers.clear()
-    finally:
-        if packer is not None:
-            packer.close(ok=False)
-        for w in writers.values():
-            w.abort()
-        if bar is not None:
-            bar.close()
-    return stats, max_objects
-
-
-def convert_to_recordio(
-    data: str | os.PathLike,
-    out_prefix: str | os.PathLike,
-    channel: str | None = None,
-    resize: int | None = None,
-    quality: int = 95,
-    workers: int = 0,
-    *,
-    box_tolerance: float = 0.0,
-    progress: bool = True,
-    durable: bool = True,
-    chunk_size: int | None = None,
-) -> ConversionResult:
-    """Convert an image+JSON dataset to RecordIO ``.rec``/``.idx``/``.lst``.
-
-    ``channel=None`` writes ``{out_prefix}_train.*`` and ``{out_prefix}_validation.*``; a
-    channel writes ``{out_prefix}.*``. One ``label_width`` (2 + 5 x most objects in any image
-    of either channel) is returned. Image bytes pass through unless ``resize`` (shorter side)
-    asks for a JPEG re-encode at ``quality``. Boxes overhanging the image by at most
-    ``box_tolerance`` pixels are clipped; others are an error.
-
-    With ``workers > 1``, worker processes parse and check the JSON, build labels and
-    ``.lst`` lines and read (or re-encode) the images into shared-memory slots, chunk by
-    chunk; this process copies each image once from its slot into the output, in order.
-    Memory is two slots per worker (``SLOT_BYTES``) whatever the dataset size.
-    ``workers=0`` uses every core, except for small local pass-through jobs (below
-    ``MIN_PARALLEL_IMAGES``) where one process is faster. Outputs appear only when all of
-    them are complete (``durable``: fsynced first); on error nothing is left behind.
-    """
-    t0 = time.perf_counter()
-    data, out_prefix = str(data), str(out_prefix)
-    if channel is not None and channel not in CHANNELS:
-        raise ValueError(f"channel must be one of {CHANNELS} or None, got {channel!r}")
-    if resize is not None and resize <= 0:
-        raise ValueError(f"resize must be a positive shorter side, got {resize}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if not storage.is_s3(data) and not Path(data).is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {data}")
-    channels = [channel] if channel else list(CHANNELS)
-    prefixes = {ch: out_prefix if channel else f"{out_prefix}_{ch}" for ch in channels}
-    listing = {ch: _list_annotations(data, ch) for ch in channels}
-    for ch, uris in listing.items():
-        if not uris:
-            raise ConversionError(
-                f"{storage.join(data, annotation_channel(ch))}: no annotation JSON files "
-                f"for channel '{ch}'"
-            )
-    total = sum(len(v) for v in listing.values())
-    n_workers = _resolve_workers(workers, total, resize, storage.is_s3(data))
-    if chunk_size is None and n_workers == 1:
-        chunk_size = 256  # only sets how often .idx/.lst are appended
-    elif chunk_size is None:  # a chunk's images should fit its shared-memory slot
-        typical = max(_typical_image_bytes(data, ch) for ch in channels)
-        chunk_size = max(1, min(64, SLOT_BYTES // (2 * typical), math.ceil(total / n_workers)))
-    n_tasks = sum(math.ceil(len(v) / chunk_size) for v in listing.values())
-    parallel = n_workers > 1 and n_tasks > 1
-    stats, max_objects = _convert(
-        listing=listing, prefixes=prefixes, channel=channel, data=data, chunk_size=chunk_size,
-        resize=resize, quality=quality, box_tolerance=box_tolerance, progress=progress,
-        durable=durable, workers=n_workers if parallel else 1,
-    )  # fmt: skip
-    label_width = HEADER_WIDTH + OBJECT_WIDTH * max(1, max_objects)
-    files = [f"{prefixes[ch]}.{ext}" for ch in channels for ext in ("rec", "idx", "lst")]
-    return ConversionResult(label_width, files, stats, time.perf_counter() - t0)
-
-
-def _merge(into: ChannelStats, part: ChannelStats) -> None:
-    into.images += part.images
-    into.objects += part.objects
-    into.empty_images += part.empty_images
-    into.max_objects = max(into.max_objects, part.max_objects)
-    into.rec_bytes += part.rec_bytes
-    for k, v in part.class_counts.items():
-        into.class_counts[k] = into.class_counts.get(k, 0) + v
-    into.class_counts = dict(sorted(into.class_counts.items()))
 
 
 # ---------------------------------------------------------------- RecordIO -> image+JSON

@@ -434,6 +434,11 @@ class _LocalAtomicWriter(AtomicWriter):
     def tell(self) -> int:
         return self._pos
 
+    def fileno(self) -> int:
+        """The temporary file's descriptor, for positional writes (``os.pwritev``) by this or
+        forked processes; :meth:`tell` does not see those."""
+        return self._f.fileno()
+
     def commit(self) -> str:
         if self._done:
             raise RuntimeError(f"{self.uri}: already committed or aborted")

@@ -246,9 +246,9 @@ def _replicated(src: Path, dst: Path, copies: int) -> Path:
 _MEASURE = textwrap.dedent(
     """
     import json, resource, sys
-    from pipeline_lib import recordio
-    recordio.SLOT_BYTES = 4 << 20  # small slots: both runs fill them, so only growth shows
-    res = recordio.convert_to_recordio(sys.argv[1], sys.argv[2], workers=2, progress=False)
+    from pipeline_lib import recordio_pack
+    recordio_pack.CHUNK_BYTES = 4 << 20  # small chunks: both runs fill them, so only growth shows
+    res = recordio_pack.convert_to_recordio(sys.argv[1], sys.argv[2], workers=2, progress=False)
     print(json.dumps({
         "images": res.images,
         # VmHWM, not RUSAGE_SELF: ru_maxrss survives exec and would count pytest's own peak
@@ -261,7 +261,7 @@ _MEASURE = textwrap.dedent(
 
 def test_parallel_conversion_memory_is_flat(tmp_path):
     """2 workers, 80 MB vs 320 MB of images: peak memory does not follow the data (the
-    shared-memory slots, 2 x SLOT_BYTES per worker, are the bound)."""
+    chunk each worker holds, CHUNK_BYTES, is the bound)."""
     base = tmp_path / "base"
     generate(base, SynthConfig(images=10, classes=3, seed=2, min_size=700, max_size=900))
     small = _replicated(base, tmp_path / "small", 20)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline_lib import recordio_pack
 from pipeline_lib.annotations import iter_channel, read_annotation
 from pipeline_lib.recordio import (
     MAGIC_BYTES,
@@ -304,7 +305,8 @@ def test_resize_reencodes_and_keeps_boxes(dataset, tmp_path):
         np.testing.assert_allclose(plain.label(i).objects, ann.label_array(True), atol=1e-6)
 
 
-def test_progress_bar_goes_to_stderr(dataset, tmp_path, capsys):
+def test_progress_bar_goes_to_stderr(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(recordio_pack, "PROGRESS_AFTER_SECONDS", 0.0)
     convert_to_recordio(dataset, tmp_path / "p", channel="validation", progress=True)
     captured = capsys.readouterr()
     assert "convert recordio" in captured.err and "4/4" in captured.err
@@ -594,16 +596,14 @@ def test_convert_image_containing_the_magic(dataset, tmp_path):
 def test_dead_worker_is_an_error_and_leaves_nothing(dataset, tmp_path, monkeypatch):
     import os
 
-    import pipeline_lib.recordio as recordio_module
-
-    real = recordio_module._prepare_chunk
+    real = recordio_pack._prepare_chunk
 
     def dying(task):
         if task.start >= 4:
             os._exit(3)  # a worker killed mid-run (OOM killer, segfault...)
         return real(task)
 
-    monkeypatch.setattr(recordio_module, "_prepare_chunk", dying)
+    monkeypatch.setattr(recordio_pack, "_prepare_chunk", dying)
     out = tmp_path / "out"
     with pytest.raises(ConversionError, match=r"worker \d died \(exit code 3\)"):
         convert_to_recordio(dataset, out / "x", workers=2, chunk_size=2, progress=False)
