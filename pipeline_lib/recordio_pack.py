@@ -232,41 +232,47 @@ class ConversionResult:
         return sorted({k for c in self.channels.values() for k in c.class_counts})
 
 
-@dataclass
 class _Chunk:
     """A slice of one channel's annotation files, packed by one worker."""
 
-    channel: str
-    data: str
-    json_uris: list[str]
-    start: int  # index of the first record in its channel
-    resize: int | None
-    quality: int
-    box_tolerance: float
+    __slots__ = ("channel", "data", "json_uris", "start", "resize", "quality", "box_tolerance")
+
+    def __init__(self, channel, data, json_uris, start, resize, quality, box_tolerance):
+        self.channel: str = channel
+        self.data: str = data
+        self.json_uris: list[str] = json_uris
+        self.start: int = start  # index of the first record in its channel
+        self.resize: int | None = resize
+        self.quality: int = quality
+        self.box_tolerance: float = box_tolerance
 
 
-@dataclass
 class _Item:
     """One record before its image bytes are read (unless re-encoded)."""
 
-    json_uri: str
-    image_uri: str
-    size: tuple[int, int]  # (width, height) the JSON declares
-    head: bytes  # IR header + label: the record's first bytes
-    image: bytes | None = None  # re-encoded image bytes
+    __slots__ = ("json_uri", "image_uri", "size", "head", "image")
+
+    def __init__(self, json_uri: str, image_uri: str, size: tuple[int, int], head: bytes):
+        self.json_uri = json_uri
+        self.image_uri = image_uri
+        self.size = size  # (width, height) the JSON declares
+        self.head = head  # IR header + label: the record's first bytes
+        self.image: bytes | None = None  # re-encoded image bytes
 
 
-@dataclass
 class _Packed:
     """A chunk ready to write: its framed bytes and what the ``.idx``/``.lst`` need."""
 
-    channel: str
-    start: int
-    size: int  # framed bytes
-    offsets: list[int]  # of each record, relative to the chunk
-    lst: str
-    stats: ChannelStats
-    pieces: list = field(default_factory=list, repr=False)  # stays in the worker
+    __slots__ = ("channel", "start", "size", "offsets", "lst", "stats", "pieces")
+
+    def __init__(self, channel, start, size, offsets, lst, stats, pieces=None):
+        self.channel: str = channel
+        self.start: int = start
+        self.size: int = size  # framed bytes
+        self.offsets: list[int] = offsets  # of each record, relative to the chunk
+        self.lst: str = lst
+        self.stats: ChannelStats = stats
+        self.pieces: list = pieces or []  # stays in the worker
 
     def meta(self) -> _Packed:
         return _Packed(self.channel, self.start, self.size, self.offsets, self.lst, self.stats)

@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,11 @@ def join(base: str | os.PathLike, *parts: str) -> str:
 
 _CLIENTS: dict[tuple, object] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+def _token() -> str:
+    """A random name part for temporary files (os.urandom: no ``uuid`` import)."""
+    return os.urandom(16).hex()
 
 
 def _s3_client():
@@ -116,7 +120,7 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if is_s3(uri):
         bucket, key = split_s3(uri)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        tmp = dest.with_name(f".{dest.name}.{_token()}.part")
         try:
             _s3_client().download_file(bucket, key, str(tmp))
             os.replace(tmp, dest)
@@ -135,7 +139,7 @@ def upload(src: str | os.PathLike, uri: str) -> str:
         return uri
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    tmp = dest.with_name(f".{dest.name}.{_token()}.part")
     try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
@@ -156,7 +160,7 @@ def atomic_write(uri: str | os.PathLike) -> Iterator[Path]:
         return
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    tmp = dest.with_name(f".{dest.name}.{_token()}.part")
     try:
         yield tmp
         os.replace(tmp, dest)
@@ -175,12 +179,12 @@ def atomic_dir(uri: str | os.PathLike) -> Iterator[Path]:
         return
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    tmp = dest.with_name(f".{dest.name}.{_token()}.part")
     tmp.mkdir()
     try:
         yield tmp
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
+            old = dest.with_name(f".{dest.name}.{_token()}.old")
             os.replace(dest, old)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
@@ -383,7 +387,7 @@ class _LocalAtomicWriter(AtomicWriter):
         self.uri = str(path)
         self.dest = Path(path)
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.dest.with_name(f".{self.dest.name}.{uuid.uuid4().hex}.part")
+        self.tmp = self.dest.with_name(f".{self.dest.name}.{_token()}.part")
         self.durable = durable
         self._f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115  raw: we track the offset
         self._pos = 0
