@@ -89,6 +89,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             resize=args.resize,
             quality=args.quality,
             workers=args.workers,
+            durable=args.durable,
         )
         print(f"label_width={result.label_width}")
         for path in result.files:
@@ -216,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--channel", choices=["train", "validation"])
     r.add_argument("--resize", type=int, help="re-encode with this shorter side")
     r.add_argument("--quality", type=int, default=95)
-    r.add_argument("--workers", type=int, default=0)
+    r.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    r.add_argument(
+        "--no-fsync",
+        dest="durable",
+        action="store_false",
+        help="publish the files without waiting for the disk (as im2rec does): faster on slow "
+        "disks, but a power loss right after may leave a .rec that looks complete and is not",
+    )
     m = csub.add_parser("manifest", help="image+JSON -> augmented manifest")
     m.add_argument("data")
     m.add_argument("out")

@@ -196,6 +196,10 @@ class _Trainer:
         ctx = _contexts()
         mxnet_home = os.environ.get("MXNET_HOME") or str(_default_mxnet_home())
         _fetch_pretrained(hp, mxnet_home)
+        if hp.use_pretrained_model:
+            from .model import find_pretrained
+
+            log.info(f"ImageNet base weights: {find_pretrained(hp.base_network, mxnet_home)}")
         net = build_ssd(
             hp.base_network,
             names,

@@ -20,11 +20,16 @@ class MetricLogger:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     history: list[dict[str, Any]] = field(default_factory=list)
     mlflow_run_id: str | None = None
+    _mlflow_failed: bool = field(default=False, repr=False)
 
     def _emit(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
 
-    def train_loss(self, epoch: int, batch: int, ce: float, l1: float) -> None:
+    def train_loss(
+        self, epoch: int, batch: int, ce: float, l1: float, step: int | None = None
+    ) -> None:
+        """Running mean losses of an epoch so far; ``step`` (global iteration) also sends
+        them to MLflow as ``batch_cross_entropy``/``batch_smooth_l1``."""
         self._emit(
             f"#quality_metric: host={self.host}, epoch={epoch}, batch={batch} "
             f"train cross_entropy <loss>=({ce})"
@@ -33,6 +38,8 @@ class MetricLogger:
             f"#quality_metric: host={self.host}, epoch={epoch}, batch={batch} "
             f"train smooth_l1 <loss>=({l1})"
         )
+        if step is not None:
+            self._to_mlflow({"batch_cross_entropy": ce, "batch_smooth_l1": l1}, step)
 
     def validation_map(self, epoch: int, value: float) -> None:
         self._emit(
@@ -53,13 +60,29 @@ class MetricLogger:
         self._emit(f"[{time.strftime('%H:%M:%S')}] {message}")
 
     def epoch_end(self, record: dict[str, Any]) -> None:
-        """Remember one epoch's values (and send them to MLflow when a run is attached)."""
+        """Remember one epoch's values (and send them to MLflow, ``step=epoch``)."""
         self.history.append(record)
-        if self.mlflow_run_id:
+        values = {k: v for k, v in record.items() if k != "epoch" and isinstance(v, int | float)}
+        self._to_mlflow(values, int(record["epoch"]))
+
+    def _to_mlflow(self, values: dict[str, float], step: int) -> None:
+        """One ``log_batch`` call to the attached run. A tracking server that stops answering
+        costs a warning, not the training job (metrics.json keeps every value)."""
+        if not self.mlflow_run_id or self._mlflow_failed:
+            return
+        try:
+            from mlflow.entities import Metric
             from mlflow.tracking import MlflowClient
 
-            client = MlflowClient()
             ts = int(time.time() * 1000)
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, int | float):
-                    client.log_metric(self.mlflow_run_id, key, float(value), ts, record["epoch"])
+            MlflowClient().log_batch(
+                self.mlflow_run_id,
+                metrics=[Metric(k, float(v), ts, step) for k, v in values.items()],
+                synchronous=True,
+            )
+        except Exception as exc:  # noqa: BLE001  any client/server failure
+            self._mlflow_failed = True
+            self.info(
+                f"warning: MLflow logging to run {self.mlflow_run_id} stopped "
+                f"({type(exc).__name__}: {str(exc)[:200]}); metrics.json still has every value"
+            )

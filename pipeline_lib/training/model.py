@@ -2,12 +2,15 @@
 
 Anchor sizes and steps follow GluonCV's presets for 300 and 512 and scale linearly for
 other sizes. Pretrained ImageNet weights are only ever read from a local cache folder
-(``MXNET_HOME/models``, the MXNet model-store layout); there is no hidden download.
+(``MXNET_HOME/models``, the MXNet model-store layout, ``<name>-<hash>.params``) and loaded
+the way GluonCV loads its own; there is never a download.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,10 @@ class PretrainedWeightsMissing(FileNotFoundError):
     """ImageNet weights were asked for but are not in the local cache."""
 
 
+class PretrainedWeightsInvalid(ValueError):
+    """The cached weights file does not fit the base network."""
+
+
 def pretrained_root(mxnet_home: str | Path) -> Path:
     """Folder holding ``<name>-<hash>.params`` files (the MXNet model-store layout)."""
     return Path(mxnet_home) / "models"
@@ -61,6 +68,30 @@ def find_pretrained(base_network: str, mxnet_home: str | Path) -> Path:
     return found[0]
 
 
+@contextlib.contextmanager
+def _local_model_store(name: str, path: Path) -> Iterator[None]:
+    """Make GluonCV's model store answer ``name`` with our cached ``path``.
+
+    GluonCV then loads the file exactly as it loads its own downloads, but without comparing
+    its SHA-1 to GluonCV's list of official files (which would reject any other ImageNet
+    training of the same architecture and then try to download) and never downloading.
+    """
+    from gluoncv.model_zoo import model_store
+
+    real = model_store.get_model_file
+
+    def local(wanted: str, tag=None, root=None) -> str:
+        if wanted != name:
+            raise PretrainedWeightsMissing(f"GluonCV asked for {wanted!r} weights, not {name!r}")
+        return str(path)
+
+    model_store.get_model_file = local
+    try:
+        yield
+    finally:
+        model_store.get_model_file = real
+
+
 def build_ssd(
     base_network: str,
     classes: list[str],
@@ -74,12 +105,11 @@ def build_ssd(
     from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
     spec = BASES[base_network]
-    kwargs: dict = {}
+    weights: Path | None = None
     if pretrained_base:
         if mxnet_home is None:
             raise ValueError("pretrained_base needs mxnet_home")
-        find_pretrained(base_network, mxnet_home)  # fail before GluonCV would download
-        kwargs["root"] = str(pretrained_root(mxnet_home))
+        weights = find_pretrained(base_network, mxnet_home)
     if spec.features == "vgg":
         if image_shape >= 512:
             features = vgg16_atrous_512
@@ -109,7 +139,6 @@ def build_ssd(
             pretrained=False,
             pretrained_base=pretrained,
             nms_thresh=nms_thresh,
-            **kwargs,
         )
 
     # Anchor centres must tile the whole image: the step of each layer is the input size
@@ -122,7 +151,16 @@ def build_ssd(
         warnings.simplefilter("ignore")
         maps = probe.features(mx.nd.zeros((1, 3, image_shape, image_shape)))
     steps = [image_shape / m.shape[-1] for m in maps]
-    return make(steps, pretrained_base)
+    if weights is None:
+        return make(steps, False)
+    try:
+        with _local_model_store(spec.gluon_name, weights):
+            return make(steps, True)
+    except (AssertionError, ValueError, mx.base.MXNetError) as exc:
+        raise PretrainedWeightsInvalid(
+            f"{weights}: not usable as ImageNet weights for {base_network} "
+            f"({spec.gluon_name}): {str(exc).splitlines()[0][:300]}"
+        ) from None
 
 
 def anchors_for(net: mx.gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:

@@ -239,3 +239,21 @@ def test_trains_from_an_augmented_manifest_at_512(tmp_path, dataset):
         "0": "circle",
         "1": "square",
     }
+
+
+@pytest.mark.integration
+def test_pretrained_weights_come_from_s3_into_the_cache(
+    tmp_path, dataset, monkeypatch, s3, imagenet_file, capsys
+):
+    """use_pretrained_model=1 with ODP_PRETRAINED_URI=s3://...: the file is fetched into
+    MXNET_HOME/models once and training starts from it."""
+    source = imagenet_file(tmp_path / "source", "mobilenet-0.25")
+    s3.client().upload_file(str(source), s3.bucket, f"imagenet/{source.name}")
+    home = tmp_path / "mxhome"
+    monkeypatch.setenv("MXNET_HOME", str(home))
+    monkeypatch.setenv("ODP_PRETRAINED_URI", s3.uri("imagenet/"))
+    paths = _layout(tmp_path, dataset, use_pretrained_model=1, epochs=1)
+    assert run_training(str(paths.root)) == 0, (paths.output / "failure").read_text()
+    cached = home / "models" / source.name
+    assert cached.read_bytes() == source.read_bytes()
+    assert f"ImageNet base weights: {cached}" in capsys.readouterr().out
