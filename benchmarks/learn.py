@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/learn.py                         # mobilenet-0.25, 10 minutes
     .venv/bin/python benchmarks/learn.py --networks mobilenet-0.25 vgg-16 resnet-50 \
-        --budget 600 300 300
+        --budget 600 600 600 --lr 0.003 0.0005 0.0005
 
 Each network trains through the real container contract (`odp train` in a subprocess) on
 the same `odp synth` dataset (default 500 images: 400 train / 100 validation, 3 classes),
@@ -30,7 +30,7 @@ from pipeline_lib.training.contract import prepare_ml_root  # noqa: E402
 CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 
 
-def run_one(network: str, dataset: Path, work: Path, budget: int, args) -> dict:
+def run_one(network: str, dataset: Path, work: Path, budget: int, lr: float, args) -> dict:
     hp = {
         "num_classes": args.classes,
         "num_training_samples": int(args.images * 0.8),
@@ -39,7 +39,7 @@ def run_one(network: str, dataset: Path, work: Path, budget: int, args) -> dict:
         "epochs": 1000,
         "mini_batch_size": args.batch,
         "optimizer": "adam",
-        "learning_rate": args.lr,
+        "learning_rate": lr,
         "image_shape": 300,
         "max_runtime_seconds": budget,
         "seed": 0,
@@ -51,7 +51,7 @@ def run_one(network: str, dataset: Path, work: Path, budget: int, args) -> dict:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     seconds = time.perf_counter() - start
     metrics = json.loads((paths.output / "metrics.json").read_text()) if rc == 0 else {}
-    return {"network": network, "rc": rc, "seconds": seconds, **metrics}
+    return {"network": network, "lr": lr, "rc": rc, "seconds": seconds, **metrics}
 
 
 def main() -> None:
@@ -61,25 +61,27 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--lr", nargs="+", type=float, default=[0.003], help="one, or per network")
     parser.add_argument("--work", default=None, help="keep outputs here (default: temp)")
     args = parser.parse_args()
     budgets = args.budget * len(args.networks) if len(args.budget) == 1 else args.budget
+    lrs = args.lr * len(args.networks) if len(args.lr) == 1 else args.lr
     work = Path(args.work or tempfile.mkdtemp(prefix="odp-learn-"))
     dataset = work / "dataset"
     generate(dataset, SynthConfig(images=args.images, classes=args.classes, seed=0))
     print(f"dataset: {dataset} ({args.images} images, {args.classes} classes); logs in {work}")
     print(f"machine: {os.cpu_count()} CPUs\n")
     results = [
-        run_one(n, dataset, work, b, args) for n, b in zip(args.networks, budgets, strict=True)
+        run_one(n, dataset, work, b, lr, args)
+        for n, b, lr in zip(args.networks, budgets, lrs, strict=True)
     ]
-    print(f"{'network':<16}{'budget s':>9}{'epochs':>8}{'best mAP':>10}{'at epoch':>10}")
+    print(f"{'network':<16}{'lr':>8}{'budget s':>9}{'epochs':>8}{'best mAP':>10}{'at epoch':>10}")
     for r in results:
         if r["rc"]:
             print(f"{r['network']:<16} failed (exit {r['rc']}), see {work}/{r['network']}.log")
             continue
         print(
-            f"{r['network']:<16}{r['seconds']:>9.0f}{r['epochs_completed']:>8}"
+            f"{r['network']:<16}{r['lr']:>8g}{r['seconds']:>9.0f}{r['epochs_completed']:>8}"
             f"{r['validation:mAP']:>10.3f}{r['best_epoch']:>10}"
         )
     print("\nvalidation mAP (VOC07, IoU 0.5) per epoch:")

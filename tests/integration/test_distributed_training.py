@@ -83,6 +83,10 @@ class _Hosts:
 
     def __init__(self, roots: list[Path]):
         self.roots = roots
+        self.logs = [root / "odp-train.log" for root in roots]
+        self._start()
+
+    def _start(self) -> None:
         env = {
             **os.environ,
             "ODP_DIST_HOST_ADDRESSES": "127.0.0.1",
@@ -93,9 +97,8 @@ class _Hosts:
             "MXNET_CPU_WORKER_NTHREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
-        self.logs = [root / "odp-train.log" for root in roots]
         self.procs = []
-        for root, log in zip(roots, self.logs, strict=True):
+        for root, log in zip(self.roots, self.logs, strict=True):
             with open(log, "wb") as out:
                 self.procs.append(
                     subprocess.Popen(
@@ -107,13 +110,19 @@ class _Hosts:
                     )
                 )
 
-    def wait(self, timeout: float = RUN_TIMEOUT) -> list[int]:
+    def wait(self, timeout: float = RUN_TIMEOUT, retry_bind: bool = True) -> list[int]:
         deadline = time.monotonic() + timeout
         try:
-            return [p.wait(max(1.0, deadline - time.monotonic())) for p in self.procs]
+            codes = [p.wait(max(1.0, deadline - time.monotonic())) for p in self.procs]
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"distributed run did not finish within {timeout}s:\n{self.output()}")
+        if retry_bind and any(codes) and "bind failed" in self.output():
+            # free_port() only finds a port that was free a moment ago; another process may
+            # take it before the scheduler binds it. Not what the test is about: new ports.
+            self._start()
+            return self.wait(timeout, retry_bind=False)
+        return codes
 
     def wait_for(self, index: int, pattern: str, timeout: float = RUN_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
