@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # mlflow costs seconds to import; only the functions below im
 CANDIDATE_ALIAS = "candidate"
 CHAMPION_ALIAS = "champion"
 IDEMPOTENCY_TAG = "odp.idempotency_key"
+LIVE_TAG = "odp.live_run"  # a run opened by start_run: metrics arrive while the job works
 MODEL_SHA_TAG = "odp.model_sha256"
 MODEL_ARTIFACT_PATH = "model"
 MODEL_FILE = "model.tar.gz"
@@ -279,20 +280,59 @@ def _find_version_by_key(client: MlflowClient, name: str, key: str) -> ModelVers
     return client.get_model_version(name, first.version)  # search results carry no aliases
 
 
-def _find_finished_run(client: MlflowClient, experiment_id: str, key: str) -> str | None:
+def _find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, bool] | None:
+    """A run of job ``key`` to finish registering: ``(run_id, True)`` for a finished run that
+    holds the model (an attempt died before creating the version), ``(run_id, False)`` for
+    the live run :func:`start_run` opened. Runs left by dead attempts are marked KILLED."""
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)}",
         order_by=["attributes.start_time DESC"],
     )
+    found: tuple[str, bool] | None = None
     for run in runs:
-        if run.info.status == "FINISHED":
+        if found is not None:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+        elif run.info.status == "FINISHED":
             names = {a.path for a in client.list_artifacts(run.info.run_id, MODEL_ARTIFACT_PATH)}
             if f"{MODEL_ARTIFACT_PATH}/{MODEL_FILE}" in names:
-                return run.info.run_id
-        elif run.info.status == "RUNNING":  # an attempt that died half-way
-            client.set_terminated(run.info.run_id, "KILLED")
-    return None
+                found = (run.info.run_id, True)
+        elif run.info.status == "RUNNING":
+            if run.data.tags.get(LIVE_TAG) == "true":
+                found = (run.info.run_id, False)
+            else:  # a registration attempt that died half-way
+                client.set_terminated(run.info.run_id, "KILLED")
+    return found
+
+
+def start_run(
+    idempotency_key: str,
+    *,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Open (or, for a retry, reopen) the MLflow run of job ``idempotency_key`` so that
+    training can log into it as it goes (``odp train`` with ``ODP_MLFLOW_RUN_ID``).
+    :func:`register_model` with the same key later completes this run with the model."""
+    key = _normalize_key(idempotency_key)
+    client = get_client(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)} and tags.`{LIVE_TAG}` = 'true'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for run in runs:
+        if run.info.status == "RUNNING":
+            return run.info.run_id
+    run_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={**run_tags, IDEMPOTENCY_TAG: key, LIVE_TAG: "true"}
+    )
+    return run.info.run_id
 
 
 def _wait_ready(client: MlflowClient, mv: ModelVersion, timeout: float = 300) -> ModelVersion:
@@ -381,6 +421,12 @@ def register_model(
                 if newest is not None and int(newest.version) == int(mv.version):
                     client.set_registered_model_alias(name, CANDIDATE_ALIAS, mv.version)
                     mv = client.get_model_version(name, mv.version)
+            for run in client.search_runs(  # a live run of a re-run that found this version
+                [experiment_id],
+                filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)}",
+            ):
+                if run.info.status == "RUNNING" and run.info.run_id != mv.run_id:
+                    client.set_terminated(run.info.run_id, "KILLED")
             info = _version_info(client, mv, created=False)
             info["experiment_id"] = experiment_id
             return info
@@ -399,11 +445,13 @@ def register_model(
     try:
         with _local_model(model_dir_or_tar) as tar_path:
             sha = _sha256(tar_path)
-            run_id = _find_finished_run(client, experiment_id, key) if key else None
-            if run_id is None:
+            found = _find_run(client, experiment_id, key) if key else None
+            run_id = found[0] if found else None
+            if not (found and found[1]):
                 run_id = _log_run(
                     client,
                     experiment_id,
+                    run_id=run_id,
                     tar_path=tar_path,
                     run_name=run_name,
                     params=params,
@@ -440,6 +488,7 @@ def _log_run(
     client: MlflowClient,
     experiment_id: str,
     *,
+    run_id: str | None,
     tar_path: Path,
     run_name: str | None,
     params: Mapping[str, Any] | None,
@@ -449,15 +498,17 @@ def _log_run(
     tags: Mapping[str, str],
     model_name: str,
 ) -> str:
-    """Create, fill and finish one run; returns its id (the run is marked FAILED on error)."""
-    from mlflow.entities import Metric, Param
+    """Fill and finish a run: a new one, or the live run ``run_id`` (whose per-epoch
+    metrics arrived during training). Returns its id; the run is marked FAILED on error."""
+    from mlflow.entities import Metric, Param, RunTag
 
-    run = client.create_run(
-        experiment_id,
-        run_name=run_name,
-        tags={**tags, "odp.registered_model_name": model_name},
-    )
-    run_id = run.info.run_id
+    run_tags = {**tags, "odp.registered_model_name": model_name}
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
+    else:
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
+        if "validation_mAP" in client.get_run(run_id).data.metrics:
+            epoch_metrics = None  # already logged, step by step, while training
     try:
         now = int(time.time() * 1000)
         param_list = [

@@ -157,6 +157,7 @@ def train_local(
         _run_streaming(
             [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)],
             paths.output,
+            env=_live_mlflow_env(inputs),
         )
     metrics = json.loads((paths.output / "metrics.json").read_text())
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
@@ -167,10 +168,26 @@ def train_local(
     }
 
 
-def _run_streaming(cmd: list[str], output_dir: Path) -> None:
+def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:
+    """Environment that makes ``odp train`` log its metrics into this DAG run's MLflow run
+    as it goes (the register task completes the same run). Without a reachable tracking
+    server, training goes on and the metrics are logged at registration."""
+    from pipeline_lib.registry import resolve_tracking_uri, start_run
+
+    key = f"{inputs['dag_id']}/{inputs['run_id']}"
+    try:
+        run_id = start_run(key, run_name=key, tags={"odp.dataset_uri": inputs["dataset_uri"]})
+    except Exception as exc:  # noqa: BLE001  metrics are not worth failing the training for
+        log.warning("no live MLflow metrics: %s", exc)
+        return {}
+    log.info("live training metrics go to MLflow run %s", run_id)
+    return {"ODP_MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": resolve_tracking_uri()}
+
+
+def _run_streaming(cmd: list[str], output_dir: Path, env: dict[str, str] | None = None) -> None:
     """Run a command, copying each output line into the task log as it arrives."""
     log.info("running: %s", " ".join(cmd))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from pipeline_lib import registry
 from pipeline_lib.synthetic import SynthConfig, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +83,10 @@ def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
     assert "mAP" in run.data.metrics and 0.0 <= run.data.metrics["mAP"] <= 1.0
     assert run.data.params["base_network"] == "mobilenet-0.25"
     assert len(client.get_metric_history(version.run_id, "train_cross_entropy")) == 2
+    # training logged into this very run as it went (per epoch and per logged iteration);
+    # registration then completed it with the model
+    assert run.data.tags[registry.LIVE_TAG] == "true" and run.info.status == "FINISHED"
+    assert len(client.get_metric_history(version.run_id, "batch_cross_entropy")) >= 2
     artifacts = {a.path for a in client.list_artifacts(version.run_id)}
     assert any("model" in a for a in artifacts), artifacts
 

@@ -186,6 +186,44 @@ def test_retry_after_crash_reuses_finished_run(
     assert [r.info.run_id for r in runs] == [info["run_id"]]
 
 
+def test_live_run_from_training_is_completed_by_registration(store: Path, tmp_path: Path) -> None:
+    """start_run opens the run training logs into; a retry gets it back; register_model with
+    the same key fills that run (no second run, no duplicated epoch metrics)."""
+    from mlflow.entities import Metric
+
+    key = "object_detection_training/live__1"
+    run_id = registry.start_run(key, run_name="live", tags={"odp.dataset_uri": "/data"})
+    assert registry.start_run(key) == run_id  # the train task retried
+    client = registry.get_client()
+    client.log_batch(
+        run_id, metrics=[Metric("validation_mAP", v, 0, e) for e, v in [(0, 0.2), (1, 0.4)]]
+    )
+    epochs = [{"epoch": 0, "validation_mAP": 0.2}, {"epoch": 1, "validation_mAP": 0.4}]
+    info = registry.register_model(
+        make_model_dir(tmp_path / "model"),
+        "reg-live",
+        metrics={"mAP": 0.4},
+        epoch_metrics=epochs,
+        idempotency_key=key,
+        params={"epochs": "2"},
+    )
+    assert info["created"] is True and info["run_id"] == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["epochs"] == "2"
+    assert run.data.tags["odp.dataset_uri"] == "/data" and run.data.metrics["mAP"] == 0.4
+    history = client.get_metric_history(run_id, "validation_mAP")
+    assert [(m.step, m.value) for m in history] == [(0, 0.2), (1, 0.4)]
+
+    # the whole DAG run again: the version exists, and the new live run does not linger
+    rerun = registry.start_run(key)
+    assert rerun != run_id
+    again = registry.register_model(
+        make_model_dir(tmp_path / "model"), "reg-live", metrics={"mAP": 0.4}, idempotency_key=key
+    )
+    assert again["created"] is False and again["run_id"] == run_id
+    assert client.get_run(rerun).info.status == "KILLED"
+
+
 def test_candidate_moves_and_champion_follows_the_metric(store: Path, tmp_path: Path) -> None:
     name = "reg-promote"
     model_dir = make_model_dir(tmp_path / "model")
