@@ -47,7 +47,7 @@ DEMO_BATCH ?= 16
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
   "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
   "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "optimizer": "adam", \
-  "learning_rate": 0.003, "compute": "local"}
+  "learning_rate": 0.001, "compute": "local", "hyperparameters": {"seed": "0"}}
 
 # ---- tests ----------------------------------------------------------------------------------
 # `make test` runs everything, integration tests included (so does CI, with CI=true);
