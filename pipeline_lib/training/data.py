@@ -7,6 +7,9 @@ EXIF orientation not applied), which is what the validator checks ``image_size``
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,14 +101,26 @@ def dataset_classes(dataset, channel_dir: Path | None = None) -> dict[int, str]:
 
 
 class TransformDataset(mx.gluon.data.Dataset):
-    """Apply a GluonCV SSD transform to a numpy detection dataset (runs in data workers)."""
+    """Apply a GluonCV SSD transform to a numpy detection dataset (runs in data workers).
 
-    def __init__(self, dataset, transform):
+    Forked data workers start with a copy of the parent's random state, so without a reseed
+    every worker would draw the very same flips, crops and colour jitter. Each worker seeds
+    ``random``/``numpy`` once from ``seed`` and its pool index (reproducible per worker)."""
+
+    def __init__(self, dataset, transform, seed: int | None = None):
         self._dataset, self._transform = dataset, transform
+        self._seed = random.randrange(2**31) if seed is None else seed
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self._dataset)
 
     def __getitem__(self, idx: int):
+        if os.getpid() != self._pid:  # first item in a forked worker
+            self._pid = os.getpid()
+            worker = (multiprocessing.current_process()._identity or (0,))[0]
+            seed = (self._seed * 1_000_003 + worker) % 2**32
+            random.seed(seed)
+            np.random.seed(seed)
         img, label = self._dataset[idx]
         return self._transform(mx.nd.array(img, dtype="uint8"), label)

@@ -48,11 +48,19 @@ class EpochStats:
 
 
 def train_loader(
-    dataset, net, image_shape: int, batch_size: int, workers: int, iou: float, sampler=None
+    dataset,
+    net,
+    image_shape: int,
+    batch_size: int,
+    workers: int,
+    iou: float,
+    sampler=None,
+    seed: int | None = None,
 ):
     """DataLoader producing ``(image, cls_targets, box_targets)`` batches with augmentation.
 
-    ``sampler``: the indices to draw (a distributed worker's shard); shuffled otherwise."""
+    ``sampler``: the indices to draw (a distributed worker's shard); shuffled otherwise.
+    ``seed``: base of each data worker's own random seed (random when ``None``)."""
     from gluoncv.data.batchify import Stack, Tuple
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
 
@@ -63,7 +71,7 @@ def train_loader(
     transform = SSDDefaultTrainTransform(image_shape, image_shape, anchors, iou_thresh=iou)
     with default_signals_for_forks():
         return gluon.data.DataLoader(
-            TransformDataset(dataset, transform),
+            TransformDataset(dataset, transform, seed),
             batch_size,
             shuffle=sampler is None,
             sampler=sampler,

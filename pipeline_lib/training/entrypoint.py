@@ -243,7 +243,15 @@ class _Trainer:
         workers = hp.num_workers if hp.num_workers >= 0 else (os.cpu_count() or 1)
         shard = self.cluster.sampler(len(train_ds), hp.seed, start_epoch) if self.cluster else None
         tl = train_loader(
-            train_ds, net, hp.image_shape, hp.mini_batch_size, workers, hp.overlap_threshold, shard
+            train_ds,
+            net,
+            hp.image_shape,
+            hp.mini_batch_size,
+            workers,
+            hp.overlap_threshold,
+            shard,
+            # new draws for a resumed job, and for every host of a distributed one
+            hp.seed + start_epoch + 7919 * (self.cluster.plan.host_index if self.cluster else 0),
         )
         stop_check = self.cluster.stop_check(self.stopper) if self.cluster else self.stopper
         vl = val_loader(val_ds, hp.image_shape, hp.mini_batch_size, workers)
