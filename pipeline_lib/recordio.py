@@ -1,20 +1,13 @@
-"""MXNet RecordIO for object detection: ``.rec``/``.idx``/``.lst`` writing and reading.
-
-File format (dmlc-core ``RecordIOWriter``, what ``mx.recordio.MXRecordIO`` writes): each
-record is ``uint32 magic=0xced7230a``, ``uint32 lrec`` (top 3 bits: continuation flag, low
-29 bits: length), the data, zero padding to 4 bytes. A 4-byte-aligned occurrence of the magic
-inside the data splits the record into parts (flags 1, 2, ..., 3) and the magic itself is
-dropped; readers put it back. The data of an image record is ``mx.recordio.pack``'s layout:
-``struct IfQQ (flag=label size, 0.0, id, id2)``, ``flag`` float32 label values, image bytes.
+"""MXNet RecordIO for object detection: ``.rec``/``.idx``/``.lst`` reading (and the writer,
+re-exported from :mod:`pipeline_lib.recordio_pack`, whose docstring describes the framing).
 
 Detection label (the SageMaker/MXNet convention): ``[A, B, extra header..., (cls, xmin, ymin,
 xmax, ymax, extra object values...) * N]`` with header width ``A >= 2``, object width
 ``B >= 5`` and coordinates normalized to [0, 1]. We write ``A=2, B=5``; we read any width.
 
-The converter lives in :mod:`pipeline_lib.recordio_pack` (re-exported here): standard
-library only (no ``import mxnet``, not even numpy), byte-identical to
-``mx.recordio.MXIndexedRecordIO`` + ``pack``; the tests check that byte for byte and read our
-files back with MXNet's and GluonCV's readers.
+The converter is standard library only (no ``import mxnet``, not even numpy) and
+byte-identical to ``mx.recordio.MXIndexedRecordIO`` + ``pack``; the tests check that byte for
+byte and read our files back with MXNet's and GluonCV's readers.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ core and no image byte passes through this process.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -55,30 +56,33 @@ class ConversionError(ValueError):
 # ---------------------------------------------------------------- record framing
 
 
-_memmem = None
+@functools.cache
+def _libc_function(name: str, restype, *argtypes):
+    """A C library function with its signature, or ``None`` where there is none (non-glibc)."""
+    import ctypes
+
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.restype, fn.argtypes = restype, list(argtypes)
+    return fn
 
 
 def _has_magic(data: bytes | int, length: int | None = None) -> bool:
     """Whether the magic occurs anywhere in ``data`` (bytes, or an address and a length):
     glibc's ``memmem`` (SIMD, ~3x faster than ``in``) where available. Most data has none;
     the rare hit is checked exactly by :func:`magic_offsets`."""
-    global _memmem
-    if _memmem is None:
-        try:
-            import ctypes
+    import ctypes
 
-            fn = ctypes.CDLL(None).memmem
-            fn.restype = ctypes.c_void_p
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
-            _memmem = fn
-        except (OSError, AttributeError):
-            _memmem = False
+    memmem = _libc_function(
+        "memmem", ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p,
+        ctypes.c_size_t,
+    )  # fmt: skip
     n = len(data) if length is None else length  # type: ignore[arg-type]
-    if _memmem:
-        return _memmem(data, n, MAGIC_BYTES, 4) is not None
+    if memmem is not None:
+        return memmem(data, n, MAGIC_BYTES, 4) is not None
     if isinstance(data, int):  # an address without memmem: read it
-        import ctypes
-
         data = ctypes.string_at(data, n)
     return MAGIC_BYTES in data
 
@@ -106,9 +110,7 @@ def frame_pieces(parts: list[bytes]) -> list[bytes | memoryview]:
     parts = [p if isinstance(p, bytes) else bytes(p) for p in parts]
     if not any(_has_magic(p) and magic_offsets(p) for p in parts):
         return _frame_whole(parts)
-    n = sum(len(p) for p in parts)
-    if n >= MAX_RECORD_BYTES:
-        raise ConversionError(f"record of {n} bytes: RecordIO records must be < 2^29 bytes")
+    n = _record_size(parts)
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     view = memoryview(data)
     pieces: list[bytes | memoryview] = []
@@ -125,11 +127,16 @@ def frame_pieces(parts: list[bytes]) -> list[bytes | memoryview]:
     return pieces
 
 
-def _frame_whole(parts: list) -> list:
-    """The pieces of a record that holds no aligned magic: header, the parts, padding."""
+def _record_size(parts: list) -> int:
     n = sum(len(p) for p in parts)
     if n >= MAX_RECORD_BYTES:
         raise ConversionError(f"record of {n} bytes: RecordIO records must be < 2^29 bytes")
+    return n
+
+
+def _frame_whole(parts: list) -> list:
+    """The pieces of a record that holds no aligned magic: header, the parts, padding."""
+    n = _record_size(parts)
     out = [struct.pack("<II", MAGIC, n), *parts]
     if n % 4:
         out.append(b"\0" * (4 - n % 4))
@@ -161,7 +168,7 @@ def image_info(data: bytes) -> tuple[int, int, int, str]:
         raise ValueError(f"not a readable image ({len(data)} bytes): {exc}") from None
 
 
-def progress_bar(total: int | None, desc: str, delay: float = 0.0):
+def progress_bar(total: int | None, desc: str):
     """A tqdm bar on stderr; redrawn often on a terminal, every 10 s in logs."""
     from tqdm import tqdm
 
@@ -172,7 +179,6 @@ def progress_bar(total: int | None, desc: str, delay: float = 0.0):
         file=sys.stderr,
         mininterval=0.5 if sys.stderr.isatty() else 10.0,
         dynamic_ncols=True,
-        delay=delay,
     )
 
 
@@ -541,25 +547,17 @@ def _pwrite_all(fd: int, pieces: list, offset: int) -> None:
         offset += want
 
 
-_libc = None
-
-
 def _start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing a range to disk now (``sync_file_range``), so that
     the fsync at the end finds little left to do. A no-op where unavailable."""
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
+    import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            fn = libc.sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _libc = fn
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
+    fn = _libc_function(
+        "sync_file_range", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+        ctypes.c_uint,
+    )  # fmt: skip
+    if fn is not None:
+        fn(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE: start, do not wait
 
 
 class _Workers:

@@ -280,17 +280,21 @@ def _find_version_by_key(client: MlflowClient, name: str, key: str) -> ModelVers
     return client.get_model_version(name, first.version)  # search results carry no aliases
 
 
-def _find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, bool] | None:
-    """A run of job ``key`` to finish registering: ``(run_id, True)`` for a finished run that
-    holds the model (an attempt died before creating the version), ``(run_id, False)`` for
-    the live run :func:`start_run` opened. Runs left by dead attempts are marked KILLED."""
-    runs = client.search_runs(
+def _runs_of_job(client: MlflowClient, experiment_id: str, key: str) -> list:
+    """Runs tagged with idempotency key ``key``, newest first."""
+    return client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)}",
         order_by=["attributes.start_time DESC"],
     )
+
+
+def _find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, bool] | None:
+    """A run of job ``key`` to finish registering: ``(run_id, True)`` for a finished run that
+    holds the model (an attempt died before creating the version), ``(run_id, False)`` for
+    the live run :func:`start_run` opened. Runs left by dead attempts are marked KILLED."""
     found: tuple[str, bool] | None = None
-    for run in runs:
+    for run in _runs_of_job(client, experiment_id, key):
         if found is not None:
             if run.info.status == "RUNNING":
                 client.set_terminated(run.info.run_id, "KILLED")
@@ -320,13 +324,8 @@ def start_run(
     key = _normalize_key(idempotency_key)
     client = get_client(tracking_uri)
     experiment_id = ensure_experiment(client, experiment)
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)} and tags.`{LIVE_TAG}` = 'true'",
-        order_by=["attributes.start_time DESC"],
-    )
-    for run in runs:
-        if run.info.status == "RUNNING":
+    for run in _runs_of_job(client, experiment_id, key):
+        if run.info.status == "RUNNING" and run.data.tags.get(LIVE_TAG) == "true":
             return run.info.run_id
     run_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     run = client.create_run(
@@ -421,10 +420,8 @@ def register_model(
                 if newest is not None and int(newest.version) == int(mv.version):
                     client.set_registered_model_alias(name, CANDIDATE_ALIAS, mv.version)
                     mv = client.get_model_version(name, mv.version)
-            for run in client.search_runs(  # a live run of a re-run that found this version
-                [experiment_id],
-                filter_string=f"tags.`{IDEMPOTENCY_TAG}` = {_quote(key)}",
-            ):
+            # a live run of a re-run that found this version
+            for run in _runs_of_job(client, experiment_id, key):
                 if run.info.status == "RUNNING" and run.info.run_id != mv.run_id:
                     client.set_terminated(run.info.run_id, "KILLED")
             info = _version_info(client, mv, created=False)

@@ -221,3 +221,14 @@ def s3(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
 # directly (without starting Airflow) need the same.
 if str(REPO_ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "plugins"))
+
+
+# ------------------------------------------------------------------ the tiny training job
+
+
+@pytest.fixture(scope="session")
+def training_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset of ``training_job`` (20 synthetic images), generated once per session."""
+    from training_job import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("training-data"))

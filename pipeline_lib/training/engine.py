@@ -117,10 +117,12 @@ def train_one_epoch(
     ce_metric, l1_metric = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
     net.hybridize(static_alloc=True, static_shape=True)
     samples, data_wait = 0, 0.0
-    try:
-        batches_per_epoch: int | None = len(loader)
-    except TypeError:
-        batches_per_epoch = None
+    batches_per_epoch = len(loader) if hasattr(loader, "__len__") else None
+
+    def log_loss(batch_idx: int, ce: float, l1: float) -> None:
+        step = epoch * batches_per_epoch + batch_idx if batches_per_epoch else None
+        logger.train_loss(epoch, batch_idx, ce, l1, step)
+
     start = time.perf_counter()
     fetch_start = start
     batch_idx = -1
@@ -154,14 +156,12 @@ def train_one_epoch(
                 f"smooth_l1={l1}; lower learning_rate or check the boxes in the data"
             )
         if log_interval and (batch_idx + 1) % log_interval == 0:
-            step = epoch * batches_per_epoch + batch_idx if batches_per_epoch else None
-            logger.train_loss(epoch, batch_idx, ce, l1, step)
+            log_loss(batch_idx, ce, l1)
         fetch_start = time.perf_counter()
     seconds = time.perf_counter() - start
     ce, l1 = ce_metric.get()[1], l1_metric.get()[1]
     if not (log_interval and (batch_idx + 1) % log_interval == 0):
-        step = epoch * batches_per_epoch + batch_idx if batches_per_epoch else None
-        logger.train_loss(epoch, batch_idx, ce, l1, step)
+        log_loss(batch_idx, ce, l1)
     return EpochStats(ce, l1, samples, seconds, data_wait)
 
 

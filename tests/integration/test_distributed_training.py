@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from training_job import channels, hyperparameters
 
-from pipeline_lib.synthetic import SynthConfig, generate
 from pipeline_lib.training.contract import prepare_ml_root
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 HOSTS = ("algo-1", "algo-2")
 RUN_TIMEOUT = 240  # seconds for one two-host run (it takes ~30 s on 2 cores)
 ARTIFACT = {
@@ -35,11 +34,9 @@ ARTIFACT = {
 }
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthConfig(images=20, classes=2, seed=3, max_objects=2))  # 16 train, 4 val
-    return root
+@pytest.fixture
+def dataset(training_data):
+    return training_data  # 16 train, 4 validation images
 
 
 def free_port() -> int:
@@ -48,29 +45,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _hp(**over):
-    hp = {
-        "num_classes": 2,
-        "num_training_samples": 16,
-        "base_network": "mobilenet-0.25",
-        "use_pretrained_model": 0,
-        "epochs": 1,
-        "mini_batch_size": 4,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-        "num_workers": 0,
-    }
-    hp.update(over)
-    return hp
-
-
 def _roots(tmp_path: Path, dataset: Path, **over) -> list[Path]:
     roots = []
     for host in HOSTS:
         paths = prepare_ml_root(
             tmp_path / host,
-            {c: dataset / c for c in CHANNELS},
-            _hp(**over),
+            channels(dataset),
+            hyperparameters(**{"epochs": 1, **over}),
             hosts=HOSTS,
             current_host=host,
         )

@@ -6,47 +6,26 @@ import json
 
 import pytest
 from mlflow.tracking import MlflowClient
+from training_job import layout
 
-from pipeline_lib.synthetic import SynthConfig, generate
-from pipeline_lib.training.contract import prepare_ml_root
 from pipeline_lib.training.entrypoint import run_training
 
 pytestmark = pytest.mark.integration
 
-CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthConfig(images=20, classes=2, seed=3, max_objects=2))
-    return root
-
 
 def _layout(tmp_path, dataset):
-    hp = {
-        "num_classes": 2,
-        "num_training_samples": 16,
-        "base_network": "mobilenet-0.25",
-        "use_pretrained_model": 0,
-        "epochs": 2,
-        "mini_batch_size": 4,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-        "num_workers": 0,
-    }
-    return prepare_ml_root(tmp_path / "ml", {c: dataset / c for c in CHANNELS}, hp)
+    return layout(tmp_path / "ml", dataset)
 
 
 def test_metrics_reach_the_given_mlflow_run_per_epoch_and_step(
-    mlflow_server, dataset, tmp_path, monkeypatch
+    mlflow_server, training_data, tmp_path, monkeypatch
 ):
     client = MlflowClient(tracking_uri=mlflow_server.url)
     experiment = client.create_experiment(f"live-{tmp_path.name}")
     run_id = client.create_run(experiment).info.run_id
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     monkeypatch.setenv("ODP_MLFLOW_RUN_ID", run_id)
-    paths = _layout(tmp_path, dataset)
+    paths = _layout(tmp_path, training_data)
     assert run_training(str(paths.root)) == 0, (paths.output / "failure").read_text()
 
     epochs = json.loads((paths.output / "metrics.json").read_text())["epochs"]
@@ -62,7 +41,7 @@ def test_metrics_reach_the_given_mlflow_run_per_epoch_and_step(
 
 
 def test_an_unreachable_tracking_server_does_not_stop_training(
-    dataset, tmp_path, monkeypatch, capsys
+    training_data, tmp_path, monkeypatch, capsys
 ):
     """Metrics still land in metrics.json; the log says MLflow logging stopped, once."""
     import socket
@@ -74,7 +53,7 @@ def test_an_unreachable_tracking_server_does_not_stop_training(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     monkeypatch.setenv("ODP_MLFLOW_RUN_ID", "0123456789abcdef")
-    paths = _layout(tmp_path, dataset)
+    paths = _layout(tmp_path, training_data)
     assert run_training(str(paths.root)) == 0
     out = capsys.readouterr().out
     assert out.count("MLflow logging to run 0123456789abcdef stopped") == 1

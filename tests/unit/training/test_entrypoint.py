@@ -8,39 +8,20 @@ import sys
 import time
 
 import pytest
+from training_job import CHANNELS, layout
+from training_job import hyperparameters as _hp
 
-from pipeline_lib.synthetic import SynthConfig, generate
 from pipeline_lib.training.contract import prepare_ml_root
 from pipeline_lib.training.entrypoint import run_training
 
-CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthConfig(images=20, classes=2, seed=3, max_objects=2))
-    return root
-
-
-def _hp(**over):
-    hp = {
-        "num_classes": 2,
-        "num_training_samples": 16,
-        "base_network": "mobilenet-0.25",
-        "use_pretrained_model": 0,
-        "epochs": 2,
-        "mini_batch_size": 4,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-        "num_workers": 0,
-    }
-    hp.update(over)
-    return hp
+@pytest.fixture
+def dataset(training_data):
+    return training_data
 
 
 def _layout(tmp_path, dataset, **over):
-    return prepare_ml_root(tmp_path / "ml", {c: dataset / c for c in CHANNELS}, _hp(**over))
+    return layout(tmp_path / "ml", dataset, **over)
 
 
 def test_trains_and_writes_the_sagemaker_artifact(tmp_path, dataset, capsys):
