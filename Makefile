@@ -72,9 +72,15 @@ $(VENV)/bin/uv: | $(PY)
 # --compile-bytecode: .pyc files are written now, so imports never compile (numpy alone takes
 # 0.2 s to compile, and PYTHONDONTWRITEBYTECODE=1 would make every process pay it again).
 # editable_mode=compat: a plain path in a .pth, not an import hook (10 ms off every start-up).
+# The lock installs one cv2 (opencv-python-headless; see requirements.overrides.txt): it is
+# reinstalled on every sync because removing an old opencv-python deletes the cv2/ files the
+# two wheels share. The editable install puts the repo on sys.path (pipeline_lib); the
+# odp-plugins.pth line does the same for plugins/ (odp_airflow), as a wheel install would.
 $(VENV_STAMP): $(REPO)/requirements.lock $(REPO)/pyproject.toml | $(VENV)/bin/uv
-	$(VENV)/bin/uv pip sync --python $(PY) --compile-bytecode $(REPO)/requirements.lock
+	$(VENV)/bin/uv pip sync --python $(PY) --compile-bytecode \
+	  --reinstall-package opencv-python-headless $(REPO)/requirements.lock
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -C editable_mode=compat -e $(REPO)
+	echo "$(REPO)/plugins" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/odp-plugins.pth"
 	touch $@
 
 venv: $(VENV_STAMP)  ## create/update .venv from requirements.lock (skipped when up to date)
@@ -82,7 +88,7 @@ venv: $(VENV_STAMP)  ## create/update .venv from requirements.lock (skipped when
 # ---- local Airflow ----------------------------------------------------------------------------
 # Rendered every time (cheap); the file is only rewritten when its content changes.
 $(AIRFLOW_CFG): FORCE | venv
-	$(PY) -m pipeline_lib.localenv render-config
+	$(PY) -m odp_airflow.local render-config
 
 # `airflow db migrate` only when the venv or the config changed, or the DB is missing.
 $(AIRFLOW_DB_STAMP): $(AIRFLOW_CFG) $(VENV_STAMP) $(if $(wildcard $(AIRFLOW_HOME)/airflow.db),,FORCE)
@@ -100,7 +106,7 @@ $(DEMO_DATA)/.odp-synth-done: | venv
 demo: airflow-init $(DEMO_DATA)/.odp-synth-done  ## run the whole DAG on a synthetic dataset
 	started=$$(date +%s); \
 	airflow dags test object_detection_training -c '$(strip $(DEMO_CONF))'; \
-	$(PY) -m pipeline_lib.localenv demo-summary --model-name $(DEMO_MODEL) --since "$$started"
+	$(PY) -m odp_airflow.local demo-summary --model-name $(DEMO_MODEL) --since "$$started"
 
 # ---- tests ------------------------------------------------------------------------------------
 # pytest exit code 5 ("no tests collected") counts as a failure here.
@@ -112,10 +118,10 @@ test-unit: airflow-init  ## the suite without the slow `integration` tests
 
 # ---- UIs --------------------------------------------------------------------------------------
 ui: airflow-init  ## Airflow + MLflow UIs on localhost (Ctrl-C stops both)
-	$(PY) -m pipeline_lib.localenv ui
+	$(PY) -m odp_airflow.local ui
 
 urls: venv  ## print the local URLs and the login
-	@$(PY) -m pipeline_lib.localenv urls
+	@$(PY) -m odp_airflow.local urls
 
 # ---- code quality -----------------------------------------------------------------------------
 lint: venv  ## ruff check + ruff format --check

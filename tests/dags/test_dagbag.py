@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib import localenv
+from odp_airflow.local.config import render_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS = REPO_ROOT / "dags"
@@ -77,7 +77,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ODP_HOME", str(home))
         mp.setenv("AIRFLOW_HOME", str(home / "airflow"))
-        localenv.render_config()
+        render_config()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(
         ODP_HOME=str(home),

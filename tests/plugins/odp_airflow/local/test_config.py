@@ -1,4 +1,4 @@
-"""pipeline_lib.localenv: airflow.cfg rendering, login file, demo summary."""
+"""odp_airflow.local.config: airflow.cfg rendering and the login file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib import localenv
+from odp_airflow.local import config as localenv
 from pipeline_lib.settings import REPO_ROOT
 
 
@@ -110,34 +110,3 @@ def test_airflow_reads_the_rendered_config(odp_home) -> None:
         "load_examples": "False",
         "sql_alchemy_conn": f"sqlite:///{odp_home.airflow_home}/airflow.db",
     }
-
-
-def test_urls_mentions_login_and_ports(odp_home, capsys: pytest.CaptureFixture[str]) -> None:
-    assert localenv.main(["urls"]) == 0
-    out = capsys.readouterr().out
-    assert "http://localhost:8080" in out and "admin / admin" in out
-    assert "http://127.0.0.1:5000" in out and str(odp_home.home) in out
-
-
-def test_demo_summary(odp_home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline_lib import registry
-
-    assert localenv.main(["demo-summary", "--model-name", "odp-demo"]) == 1
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model_algo_1-symbol.json").write_text("{}")
-    started = time.time() - 1
-    info = registry.register_model(model, "odp-demo", metrics={"mAP": 0.4321})
-    registry.promote_if_better("odp-demo", info["version"])
-    capsys.readouterr()
-
-    assert localenv.main(["demo-summary", "--model-name", "odp-demo", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["version"] == 1 and summary["mAP"] == pytest.approx(0.4321)
-    assert summary["aliases"] == ["candidate", "champion"]
-
-    assert localenv.main(["demo-summary", "--model-name", "odp-demo", "--since", str(started)]) == 0
-    text = capsys.readouterr().out
-    assert "0.4321" in text and "odp-demo" in text and "version 1" in text and "make ui" in text
-    future = str(time.time() + 3600)
-    assert localenv.main(["demo-summary", "--model-name", "odp-demo", "--since", future]) == 1
