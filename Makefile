@@ -47,7 +47,7 @@ DEMO_BATCH ?= 16
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
   "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
   "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "optimizer": "adam", \
-  "learning_rate": 0.001, "compute": "local", "hyperparameters": {"seed": "0"}}
+  "learning_rate": 0.001, "hyperparameters": {"seed": "0"}}
 
 # ---- tests ----------------------------------------------------------------------------------
 # `make test` runs everything, integration tests included (so does CI, with CI=true);
@@ -109,11 +109,12 @@ demo: airflow-init $(DEMO_DATA)/.odp-synth-done  ## run the whole DAG on a synth
 	$(PY) -m odp_airflow.local demo-summary --model-name $(DEMO_MODEL) --since "$$started"
 
 # ---- tests ------------------------------------------------------------------------------------
-# pytest exit code 5 ("no tests collected") counts as a failure here.
-test: airflow-init  ## run the whole test suite, integration tests included
+# pytest exit code 5 ("no tests collected") counts as a failure here. Tests make their own
+# temporary Airflow home, MLflow store and artifact root (tests/conftest.py): never .local/.
+test: venv  ## run the whole test suite, integration tests included
 	cd $(REPO) && $(PYTEST) $(PYTEST_ARGS) tests
 
-test-unit: airflow-init  ## the suite without the slow `integration` tests
+test-unit: venv  ## the suite without the slow `integration` tests
 	cd $(REPO) && $(PYTEST) -m "not integration" $(PYTEST_ARGS) tests
 
 # ---- UIs --------------------------------------------------------------------------------------

@@ -17,14 +17,12 @@ the task log and the full `report.json` kept.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from odp_airflow.failure import RETRY_POLICY, TIMEOUTS, stage
 from odp_airflow.params import default_dataset_uri
-
-BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
+from pipeline_lib.hyperparameters import BASE_NETWORKS, OPTIMIZERS
 
 
 @dag(
@@ -34,8 +32,9 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
     catchup=False,
     doc_md=__doc__,
     tags=["object-detection", "training"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
-    max_active_runs=2,
+    # Transient failures retry with backoff; bad input fails at once (odp_airflow.failure).
+    # Concurrent runs: airflow.cfg's max_active_runs_per_dag (1 locally), not set here.
+    default_args=RETRY_POLICY,
     params={
         "dataset_uri": Param(
             default_dataset_uri(),
@@ -54,7 +53,7 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
         "base_network": Param(
             "mobilenet-0.25",
             type="string",
-            enum=BASE_NETWORKS,
+            enum=list(BASE_NETWORKS),
             title="Base network",
             description="SSD backbone: vgg-16 and resnet-50 as SageMaker; mobilenets for CPU.",
         ),
@@ -63,9 +62,7 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
         "learning_rate": Param(
             0.001, type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
         ),
-        "optimizer": Param(
-            "adam", type="string", enum=["sgd", "adam", "rmsprop", "adadelta"], title="Optimizer"
-        ),
+        "optimizer": Param("adam", type="string", enum=list(OPTIMIZERS), title="Optimizer"),
         "image_shape": Param(300, type="integer", enum=[300, 384, 512], title="Image size"),
         "use_pretrained_model": Param(
             False,
@@ -78,13 +75,6 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
             type="object",
             title="More hyperparameters",
             description='Any other SageMaker hyperparameter, e.g. {"lr_scheduler_step": "10,20"}.',
-        ),
-        "compute": Param(
-            "local",
-            type="string",
-            enum=["local"],
-            title="Training compute",
-            description="local: a subprocess on the worker.",
         ),
         "empty_images": Param(
             "reject",
@@ -103,42 +93,43 @@ BASE_NETWORKS = ["mobilenet-0.25", "mobilenet-1.0", "vgg-16", "resnet-50"]
     },
 )
 def object_detection_training():
-    @task
+    @task(execution_timeout=TIMEOUTS["resolve_inputs"])
     def resolve_inputs() -> dict:
         from odp_airflow import tasks
 
         ctx = get_current_context()
-        return _guard(tasks.resolve_inputs, dict(ctx["params"]), ctx["dag"].dag_id, ctx["run_id"])
+        params, dag_id = dict(ctx["params"]), ctx["dag"].dag_id
+        return stage(tasks.resolve_inputs)(params, dag_id, ctx["run_id"])
 
-    @task
+    @task(execution_timeout=TIMEOUTS["validate"])
     def validate(inputs: dict) -> dict:
         from odp_airflow import tasks
 
-        return _guard(tasks.validate_dataset, inputs)
+        return stage(tasks.validate_dataset)(inputs)
 
-    @task
+    @task(execution_timeout=TIMEOUTS["convert"])
     def convert(inputs: dict, validation: dict) -> dict:
         from odp_airflow import tasks
 
-        return tasks.convert_dataset(inputs, validation)
+        return stage(tasks.convert_dataset)(inputs, validation)
 
-    @task
+    @task(execution_timeout=TIMEOUTS["train"])
     def train(inputs: dict, validation: dict, converted: dict) -> dict:
         from odp_airflow import tasks
 
-        return tasks.train_local(inputs, validation, converted)
+        return stage(tasks.train_local)(inputs, validation, converted)
 
-    @task
+    @task(execution_timeout=TIMEOUTS["evaluate"])
     def evaluate(inputs: dict, trained: dict) -> dict:
         from odp_airflow import tasks
 
-        return tasks.evaluate_trained(inputs, trained)
+        return stage(tasks.evaluate_trained)(inputs, trained)
 
-    @task
+    @task(execution_timeout=TIMEOUTS["register"])
     def register(inputs: dict, trained: dict, evaluated: dict) -> dict:
         from odp_airflow import tasks
 
-        return tasks.register_trained(inputs, trained, evaluated)
+        return stage(tasks.register_trained)(inputs, trained, evaluated)
 
     inputs = resolve_inputs()
     validation = validate(inputs)
@@ -146,18 +137,6 @@ def object_detection_training():
     trained = train(inputs, validation, converted)
     evaluated = evaluate(inputs, trained)
     register(inputs, trained, evaluated)
-
-
-def _guard(fn, *args):
-    """Bad data or configuration fails the task without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from odp_airflow.tasks import StageFailed
-
-    try:
-        return fn(*args)
-    except StageFailed as exc:
-        raise AirflowFailException(str(exc)) from None
 
 
 object_detection_training()

@@ -211,6 +211,16 @@ def parse(raw: Mapping[str, object]) -> Hyperparameters:
     return Hyperparameters(**values)
 
 
+def check_user_values(raw: Mapping[str, object]) -> None:
+    """Check what a user sets before the data is known (a DAG run's Params, a tuning space).
+
+    The same rules as :func:`parse`; only the keys the data dictates (``REQUIRED``: counted
+    from the dataset when training starts) may be absent.
+    """
+    counted_later = {k: "1" for k in REQUIRED if k not in raw}
+    parse({**counted_later, **raw})
+
+
 def load(path: str) -> Hyperparameters:
     """Parse ``hyperparameters.json``."""
     with open(path, encoding="utf-8") as fh:

@@ -1,8 +1,12 @@
 """Local paths and s3:// URIs behind one small interface, with atomic writes.
 
+One job (storage access) in one module: every function takes either kind of location.
 Writes go to a temporary name and are moved into place only when complete, so a crash or
-a retry never leaves a half-written file that looks finished. S3 endpoints follow boto3's
-own configuration (``AWS_ENDPOINT_URL`` works for MinIO, moto and other S3-compatible stores).
+a retry never leaves a half-written file that looks finished; a folder published to S3
+carries a completion manifest written last (:func:`atomic_dir`). S3 endpoints follow boto3's
+own configuration (``AWS_ENDPOINT_URL`` works for MinIO, moto and other S3-compatible
+stores); the client has connect/read timeouts and a bounded retry with backoff
+(``AWS_MAX_ATTEMPTS``, default 4; ``AWS_RETRY_MODE``, default ``standard``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def _s3_client():
         env.get("AWS_SESSION_TOKEN"),
         env.get("AWS_PROFILE"),
         env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION"),
+        env.get("AWS_MAX_ATTEMPTS"),
+        env.get("AWS_RETRY_MODE"),
     )
     client = _CLIENTS.get(key)
     if client is None:
@@ -76,7 +82,14 @@ def _s3_client():
         with _CLIENTS_LOCK:
             client = _CLIENTS.get(key)
             if client is None:
-                client = boto3.session.Session().client("s3")
+                from botocore.config import Config
+
+                retries = {
+                    "max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 4),
+                    "mode": env.get("AWS_RETRY_MODE") or "standard",
+                }
+                config = Config(connect_timeout=10, read_timeout=120, retries=retries)
+                client = boto3.session.Session().client("s3", config=config)
                 if len(_CLIENTS) > 16:
                     _CLIENTS.clear()
                 _CLIENTS[key] = client
@@ -168,14 +181,26 @@ def atomic_write(uri: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+#: The completion manifest of a folder published to S3 (:func:`atomic_dir`).
+COMPLETE_MARKER = ".odp-complete.json"
+
+
 @contextlib.contextmanager
 def atomic_dir(uri: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary local folder; on success it replaces ``uri`` as a whole."""
+    """Yield a temporary local folder; on success it replaces ``uri`` as a whole.
+
+    Locally that is one rename. On S3, where a prefix cannot be renamed: the old completion
+    manifest is removed first (the folder reads as incomplete from then on), the files are
+    uploaded, keys left by an earlier attempt are deleted, and a new manifest listing every
+    file (path and size) is written last. Readers (:func:`download_dir`, :func:`local_dir`)
+    take exactly the files the manifest lists; a folder without one (uploaded by another
+    tool) is read as listed.
+    """
     uri = str(uri)
     if is_s3(uri):
         with tempfile.TemporaryDirectory(prefix="odp-") as tmpdir:
             yield Path(tmpdir)
-            upload_dir(tmpdir, uri)
+            _publish_s3_dir(Path(tmpdir), uri)
         return
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -194,10 +219,60 @@ def atomic_dir(uri: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _publish_s3_dir(src: Path, uri: str) -> None:
+    import json
+
+    bucket, key = split_s3(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    client = _s3_client()
+    client.delete_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER)
+    files = {p.relative_to(src).as_posix(): p.stat().st_size for p in _files_below(src)}
+    for rel in sorted(files):
+        upload(src / rel, join(uri, rel))
+    stale = [u for u in list_files(uri) if _relative(u, bucket, prefix) not in files]
+    for i in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
+        objects = [{"Key": split_s3(u)[1]} for u in stale[i : i + 1000]]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    manifest = json.dumps({"files": files}, sort_keys=True).encode()
+    client.put_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER, Body=manifest)
+
+
+def _relative(file_uri: str, bucket: str, prefix: str) -> str:
+    return file_uri[len(f"{S3_PREFIX}{bucket}/{prefix}") :]
+
+
+def _files_below(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def published_files(uri: str) -> dict[str, int] | None:
+    """The files (relative path -> size) of an S3 folder published by :func:`atomic_dir`,
+    or None when the folder has no completion manifest (not published that way, or a
+    publication under way)."""
+    import json
+
+    bucket, key = split_s3(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    try:
+        body = _s3_client().get_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER)["Body"]
+    except Exception as exc:  # botocore's NoSuchKey: not imported here (start-up cost)
+        if _http_status(exc) == 404:
+            return None
+        raise
+    return {str(k): int(v) for k, v in json.loads(body.read())["files"].items()}
+
+
+def _http_status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None
+
+
 def upload_dir(src: str | os.PathLike, uri: str) -> str:
     """Copy every file below a local folder to a folder or prefix."""
     src = Path(src)
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+    for path in _files_below(src):
         upload(path, join(uri, path.relative_to(src).as_posix()))
     return uri
 
@@ -207,6 +282,11 @@ def download_dir(uri: str, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if not is_s3(uri):
         shutil.copytree(uri, dest, dirs_exist_ok=True)
+        return dest
+    published = published_files(uri)
+    if published is not None:  # exactly what the last complete publication wrote
+        for rel in sorted(published):
+            download(join(uri, rel), dest / rel)
         return dest
     _, key = split_s3(uri)
     prefix = key.rstrip("/") + "/" if key else ""

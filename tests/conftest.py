@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,11 +24,38 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-# Airflow reads AIRFLOW_HOME once, at import: point it at the project's local home (as
-# `make` does) before any test module imports Airflow, never at ~/airflow.
-os.environ.setdefault("ODP_HOME", str(REPO_ROOT / ".local"))
-os.environ.setdefault("AIRFLOW_HOME", str(Path(os.environ["ODP_HOME"]) / "airflow"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Tests never touch the user's local state (.local/, what `make ui` shows): the whole session
+# gets its own throw-away ODP_HOME, Airflow home, MLflow store and artifact root, set here,
+# before any test module imports Airflow (which reads AIRFLOW_HOME once, at import).
+# MXNET_HOME (pretrained-weight cache) is left alone: tests that need weights make their own.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="odp-test-home-"))
+os.environ["ODP_HOME"] = str(SESSION_HOME)
+os.environ["AIRFLOW_HOME"] = str(SESSION_HOME / "airflow")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SESSION_HOME / 'mlflow' / 'mlflow.db'}"
+os.environ["ODP_MLFLOW_ARTIFACTS"] = str(SESSION_HOME / "mlflow" / "artifacts")
+os.environ["ODP_ARTIFACT_ROOT"] = str(SESSION_HOME / "artifacts")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+for _name in ("MLFLOW_REGISTRY_URI", "ODP_MLFLOW_EXPERIMENT", "ODP_DEFAULT_DATASET"):
+    os.environ.pop(_name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The session's Airflow home with a rendered airflow.cfg and a migrated SQLite DB."""
+    from odp_airflow.local.config import render_config
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    stamp = home / ".odp-db-migrated"
+    if not stamp.exists():
+        render_config()
+        airflow = VENV_BIN / "airflow"
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+        stamp.touch()
+    return home
 
 
 # ------------------------------------------------------------------ local state in tmp_path

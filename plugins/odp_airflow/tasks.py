@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from .failure import StageFailed
 from .runs import RunRoot
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,10 @@ HYPERPARAMETER_PARAMS = (
 )
 
 
-class StageFailed(Exception):
-    """A stage failed for a reason that a retry cannot fix (bad data, bad configuration)."""
-
-
 def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
     """Normalise the run's Params into the inputs every later stage reads."""
     from pipeline_lib import storage
+    from pipeline_lib.hyperparameters import check_user_values
     from pipeline_lib.settings import load_settings
 
     dataset = str(params.get("dataset_uri") or "").strip()
@@ -51,7 +48,13 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
     root = RunRoot(params.get("artifact_root") or settings.artifact_root, dag_id, run_id)
     hyper = {k: params[k] for k in HYPERPARAMETER_PARAMS if params.get(k) is not None}
     hyper["use_pretrained_model"] = int(bool(hyper.get("use_pretrained_model", 0)))
-    hyper.update(params.get("hyperparameters") or {})
+    extra = params.get("hyperparameters") or {}
+    if not isinstance(extra, dict):
+        raise StageFailed("Param 'hyperparameters' must be a JSON object of name -> value")
+    hyper.update(extra)
+    hyper = {k: str(v) for k, v in hyper.items()}
+    # The parser training uses, now: a typo must not wait for validation and conversion.
+    check_user_values(hyper)
     inputs = {
         "dataset_uri": dataset,
         "artifact_root": root.artifact_root,
@@ -59,10 +62,9 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "dag_id": dag_id,
         "run_id": run_id,
         "model_name": params["model_name"],
-        "compute": params.get("compute", "local"),
         "empty_images": params.get("empty_images", "reject"),
         "promotion_margin": float(params.get("promotion_margin", 0.0)),
-        "hyperparameters": {k: str(v) for k, v in hyper.items()},
+        "hyperparameters": hyper,
     }
     log.info("run root: %s", root.uri)
     return inputs
@@ -137,16 +139,31 @@ def training_hyperparameters(
 def train_local(
     inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run ``odp train`` as a local subprocess on the container layout; package the model."""
+    """Run ``odp train`` as a local subprocess on the container layout; package the model.
+
+    A local run root keeps ``ml/`` (checkpoints) across retries, so a retry resumes; with an
+    s3:// run root the container layout lives in a temporary folder removed on every exit.
+    """
+    from pipeline_lib import storage
+
+    task_uri = storage.join(inputs["run_root"], "train")
+    if not storage.is_s3(task_uri):
+        return _train_in(Path(task_uri, "ml"), inputs, validation, converted)
+    with tempfile.TemporaryDirectory(prefix="odp-ml-") as tmp:
+        return _train_in(Path(tmp), inputs, validation, converted)
+
+
+def _train_in(
+    ml_root: Path, inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
+) -> dict[str, Any]:
     from pipeline_lib import storage
     from pipeline_lib.training.artifacts import package
     from pipeline_lib.training.contract import prepare_ml_root
 
+    from .subprocesses import run_logged
+
     hyper = training_hyperparameters(inputs, validation, converted)
     task_uri = storage.join(inputs["run_root"], "train")
-    local_root = not storage.is_s3(task_uri)
-    # A local run root keeps checkpoints across retries, so a retry resumes.
-    ml_root = Path(task_uri, "ml") if local_root else Path(tempfile.mkdtemp(prefix="odp-ml-"))
     with (
         storage.local_dir(converted["channels"]["train"]) as train_dir,
         storage.local_dir(converted["channels"]["validation"]) as val_dir,
@@ -154,11 +171,14 @@ def train_local(
         paths = prepare_ml_root(
             ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
         )
-        _run_streaming(
-            [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)],
-            paths.output,
-            env=_live_mlflow_env(inputs),
-        )
+        cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)]
+        code = run_logged(cmd, env={**os.environ, **_live_mlflow_env(inputs)})
+    if code != 0:
+        failure = paths.output / "failure"
+        reason = failure.read_text().strip() if failure.exists() else "no failure file written"
+        if reason.startswith("ClientError"):  # SageMaker's "your input": a retry cannot fix it
+            raise StageFailed(f"odp train failed: {reason}")
+        raise RuntimeError(f"odp train exited with {code}: {reason}")
     metrics = json.loads((paths.output / "metrics.json").read_text())
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
     return {
@@ -182,22 +202,6 @@ def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:
         return {}
     log.info("live training metrics go to MLflow run %s", run_id)
     return {"ODP_MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": resolve_tracking_uri()}
-
-
-def _run_streaming(cmd: list[str], output_dir: Path, env: dict[str, str] | None = None) -> None:
-    """Run a command, copying each output line into the task log as it arrives."""
-    log.info("running: %s", " ".join(cmd))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.info("%s", line.rstrip())
-    if proc.returncode != 0:
-        failure = output_dir / "failure"
-        reason = failure.read_text().strip() if failure.exists() else "no failure file written"
-        raise RuntimeError(f"odp train exited with {proc.returncode}: {reason}")
 
 
 def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.integration
-AIRFLOW_HOME = os.environ["AIRFLOW_HOME"]  # set by conftest before Airflow is imported
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +29,9 @@ def _restore_signal_handlers():
 
 
 @pytest.fixture
-def env(odp_home, monkeypatch):
-    """Pipeline state in tmp (ODP_HOME, MLflow, artifacts); Airflow's own migrated DB."""
-    monkeypatch.setenv("AIRFLOW_HOME", AIRFLOW_HOME)
-    if not Path(AIRFLOW_HOME, ".odp-db-migrated").exists():
-        airflow = Path(sys.executable).with_name("airflow")
-        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+def env(odp_home, airflow_db, monkeypatch):
+    """Pipeline state in tmp (ODP_HOME, MLflow, artifacts); the session's migrated Airflow DB."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(airflow_db))
     return odp_home
 
 

@@ -137,3 +137,47 @@ def test_content_hash_on_s3_needs_no_download_and_tracks_changes(s3, dataset):
     key = "data/train/train_000001.jpg"
     s3.client().put_object(Bucket=s3.bucket, Key=key, Body=b"changed")
     assert dataset_content_hash(s3.uri("data"), {"resize": None}) != h
+
+
+def _publish(uri: str, files: dict[str, bytes]) -> None:
+    with storage.atomic_dir(uri) as tmp:
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+
+
+def test_atomic_dir_on_s3_replaces_the_folder_as_a_whole(s3, tmp_path):
+    """A republished folder holds nothing from the earlier attempt; the manifest comes last."""
+    uri = s3.uri("runs/r1/validate/report")
+    _publish(uri, {"report.json": b"{}", "docs/index.html": b"<html>", "old.txt": b"x"})
+    _publish(uri, {"report.json": b'{"ok": true}', "summary.txt": b"fine"})
+    assert s3.keys("runs/r1/validate/report/") == [
+        "runs/r1/validate/report/.odp-complete.json",
+        "runs/r1/validate/report/report.json",
+        "runs/r1/validate/report/summary.txt",
+    ]
+    assert storage.published_files(uri) == {"report.json": 12, "summary.txt": 4}
+    got = storage.download_dir(uri, tmp_path / "got")
+    assert sorted(p.name for p in got.rglob("*") if p.is_file()) == ["report.json", "summary.txt"]
+    assert (got / "report.json").read_bytes() == b'{"ok": true}'
+
+
+def test_failed_attempt_leaves_the_published_folder_alone(s3):
+    uri = s3.uri("runs/r2/out")
+    _publish(uri, {"a.txt": b"first"})
+    with pytest.raises(RuntimeError), storage.atomic_dir(uri) as tmp:
+        (tmp / "b.txt").write_bytes(b"half")
+        raise RuntimeError("task killed")
+    assert storage.published_files(uri) == {"a.txt": 5}
+    assert s3.keys("runs/r2/out/") == ["runs/r2/out/.odp-complete.json", "runs/r2/out/a.txt"]
+
+
+def test_reader_takes_only_what_the_manifest_lists(s3, tmp_path):
+    """Keys that appear beside a published folder (another writer, a manual upload) are not
+    part of it."""
+    uri = s3.uri("runs/r3/out")
+    _publish(uri, {"a.txt": b"first"})
+    s3.client().put_object(Bucket=s3.bucket, Key="runs/r3/out/intruder.txt", Body=b"?")
+    got = storage.download_dir(uri, tmp_path / "got")
+    assert [p.name for p in got.iterdir()] == ["a.txt"]
+    assert storage.published_files(s3.uri("runs/r3/nothing")) is None
