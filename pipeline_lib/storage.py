@@ -85,7 +85,7 @@ def _s3_client():
                 from botocore.config import Config
 
                 retries = {
-                    "max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 4),
+                    "total_max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 4),
                     "mode": env.get("AWS_RETRY_MODE") or "standard",
                 }
                 config = Config(connect_timeout=10, read_timeout=120, retries=retries)

@@ -40,7 +40,7 @@ class StageFailed(Exception):
 
 def is_permanent(exc: BaseException) -> bool:
     """Whether retrying cannot help (see the module docstring for the rules)."""
-    if isinstance(exc, StageFailed | ValueError | _PERMANENT_OS_ERRORS):
+    if isinstance(exc, (StageFailed, ValueError, *_PERMANENT_OS_ERRORS)):
         return True
     status = _http_status(exc)
     return status is not None and 400 <= status < 500 and status not in _RETRYABLE_HTTP

@@ -3,70 +3,25 @@
 from __future__ import annotations
 
 import json
-import signal
-from pathlib import Path
 
 import pytest
+from dag_runs import load_dag, small_conf, task_states, tries
 from PIL import Image
 
 from pipeline_lib import registry
 from pipeline_lib.synthetic import SynthConfig, generate
 
-REPO = Path(__file__).resolve().parents[2]
-
-
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def _restore_signal_handlers():
-    """dag.test() runs tasks in this process and leaves Airflow's SIGTERM handler behind;
-    forked workers of later tests would inherit it and ignore Pool.terminate()."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-@pytest.fixture
-def env(odp_home, airflow_db, monkeypatch):
-    """Pipeline state in tmp (ODP_HOME, MLflow, artifacts); the session's migrated Airflow DB."""
-    monkeypatch.setenv("AIRFLOW_HOME", str(airflow_db))
-    return odp_home
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("object_detection_training")
-
-
-def _conf(dataset: Path, model_name: str) -> dict:
-    return {
-        "dataset_uri": str(dataset),
-        "model_name": model_name,
-        "epochs": 2,
-        "mini_batch_size": 8,
-        "base_network": "mobilenet-0.25",
-        "use_pretrained_model": False,
-        "hyperparameters": {"num_workers": "0"},
-    }
-
-
-def _states(dagrun) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dagrun.get_task_instances()}
-
-
-def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
-    odp_home = env
+def test_full_dag_registers_a_candidate_with_map(dag_env, tmp_path):
+    odp_home = dag_env
     from mlflow.tracking import MlflowClient
 
     dataset = tmp_path / "dataset"
     generate(dataset, SynthConfig(images=30, classes=2, seed=5))
-    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-model"))
-    states = _states(dagrun)
+    dagrun = load_dag().test(run_conf=small_conf(dataset, "e2e-model"))
+    states = task_states(dagrun)
     assert str(dagrun.state) == "success", states
     assert set(states.values()) == {"success"}
 
@@ -93,8 +48,8 @@ def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
     assert (run_dirs[0] / "evaluate" / "metrics.json").exists()
 
     # A second run: the champion is re-evaluated on the same data and compared like with like.
-    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-model"))
-    assert str(dagrun.state) == "success", _states(dagrun)
+    dagrun = load_dag().test(run_conf=small_conf(dataset, "e2e-model"))
+    assert str(dagrun.state) == "success", task_states(dagrun)
     second = client.get_model_version_by_alias("e2e-model", "candidate")
     assert int(second.version) == int(version.version) + 1
     (second_dir,) = [d for d in run_dirs[0].parent.iterdir() if d != run_dirs[0]]
@@ -106,16 +61,17 @@ def test_full_dag_registers_a_candidate_with_map(env, tmp_path):
     assert champion.version == expected
 
 
-def test_grayscale_image_stops_the_run_at_validate(env, tmp_path):
-    odp_home = env
+def test_grayscale_image_stops_the_run_at_validate(dag_env, tmp_path):
+    odp_home = dag_env
     dataset = tmp_path / "dataset"
     generate(dataset, SynthConfig(images=10, classes=2, seed=6))
     victim = sorted((dataset / "train").glob("*.jpg"))[0]
     Image.open(victim).convert("L").save(victim)
-    dagrun = _dag().test(run_conf=_conf(dataset, "e2e-bad"))
-    states = _states(dagrun)
+    dagrun = load_dag().test(run_conf=small_conf(dataset, "e2e-bad"))
+    states = task_states(dagrun)
     assert str(dagrun.state) == "failed"
     assert states["validate"] == "failed"
+    assert tries(dagrun)["validate"] == 1  # invalid data: no retry
     for downstream in ("convert", "train", "evaluate", "register"):
         assert states[downstream] in ("upstream_failed", "None"), states
     assert not list(odp_home.artifact_root.glob("runs/*/*/train"))

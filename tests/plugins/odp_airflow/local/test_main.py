@@ -49,7 +49,7 @@ def test_wait_ready_prints_the_urls_once_services_answer(odp_home) -> None:
     import sys
     import threading
 
-    from conftest import free_port
+    from servers import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/health"
