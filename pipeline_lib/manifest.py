@@ -184,6 +184,7 @@ def dataset_to_manifest(
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
     if storage.is_s3(data):
+
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
             for uri in list_annotation_files(data, channel):
                 try:

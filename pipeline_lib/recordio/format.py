@@ -153,15 +153,15 @@ def read_record(
         if head is None:
             head = read(pos, 8)
         if len(head) < 8:
-            got = (
-                f"needs 8 bytes, {len(head)} left" if indexed else f"has {len(head)} of 8 bytes"
-            )
+            got = f"needs 8 bytes, {len(head)} left" if indexed else f"has {len(head)} of 8 bytes"
             raise RecordIOError(
                 f"{where}: truncated: record header at byte {pos} {got} (incomplete .rec file?)"
             )
         magic, lrec = struct.unpack_from("<II", head)
         if magic != MAGIC:
-            hint = "not a RecordIO file, or a wrong .idx offset" if indexed else "not a RecordIO file?"
+            hint = (
+                "not a RecordIO file, or a wrong .idx offset" if indexed else "not a RecordIO file?"
+            )
             raise RecordIOError(
                 f"{where}: bad magic 0x{magic:08x} at byte {pos}, expected 0x{MAGIC:08x} ({hint})"
             )
