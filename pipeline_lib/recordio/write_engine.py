@@ -45,6 +45,7 @@ class Packed:
 
 
 def read_local(path: str) -> bytes:
+    """A local file's bytes in as few system calls as possible."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -60,6 +61,7 @@ def read_local(path: str) -> bytes:
 
 
 def read_failed(item, exc: Exception) -> ConversionError:
+    """The error for an image that cannot be read, naming its JSON and its path."""
     if isinstance(exc, FileNotFoundError):
         return ConversionError(f"{item.json_uri}: image not found: {item.image_uri}")
     return ConversionError(f"{item.json_uri}: cannot read {item.image_uri}: {exc}")

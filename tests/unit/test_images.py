@@ -6,9 +6,7 @@ import io
 
 import pytest
 from PIL import Image
-from recordio_helpers import (
-    png_bytes,
-)
+from recordio_helpers import png_bytes
 
 from pipeline_lib.images import image_info
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from recordio_helpers import (
-    copy_dataset,
-)
+from recordio_helpers import copy_dataset
 
 from pipeline_lib.recordio.cache_key import dataset_content_hash
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from recordio_helpers import (
-    pack_label,
-    pack_record,
-    write_rec,
-)
+from recordio_helpers import pack_label, pack_record, write_rec
 
 from pipeline_lib.recordio.format import (
     MAGIC_BYTES,
@@ -18,9 +14,7 @@ from pipeline_lib.recordio.format import (
     parse_record,
     unpack_record,
 )
-from pipeline_lib.recordio.reader import (
-    idx_path_for,
-)
+from pipeline_lib.recordio.reader import idx_path_for
 
 
 def test_pack_record_matches_mxnet_pack():

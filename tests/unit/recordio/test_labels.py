@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recordio_helpers import (
-    pack_label,
-)
+from recordio_helpers import pack_label
 
 from pipeline_lib.recordio.errors import RecordIOError
 from pipeline_lib.recordio.labels import unpack_label

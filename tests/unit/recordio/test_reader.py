@@ -10,18 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recordio_helpers import (
-    pack_label,
-    pack_record,
-    png_bytes,
-    write_rec,
-)
+from recordio_helpers import pack_label, pack_record, png_bytes, write_rec
 
 from pipeline_lib.recordio.errors import RecordIOError
 from pipeline_lib.recordio.export import recordio_to_dataset
-from pipeline_lib.recordio.format import (
-    MAGIC_BYTES,
-)
+from pipeline_lib.recordio.format import MAGIC_BYTES
 from pipeline_lib.recordio.reader import (
     RecordIODetection,
     iter_records,

@@ -10,26 +10,16 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from recordio_helpers import (
-    copy_dataset,
-    file_names,
-    max_objects,
-)
+from recordio_helpers import copy_dataset, file_names, max_objects
 
 from pipeline_lib import progress
 from pipeline_lib.annotations import iter_channel
 from pipeline_lib.recordio import convert as recordio_convert
 from pipeline_lib.recordio.convert import convert_to_recordio
 from pipeline_lib.recordio.errors import ConversionError
-from pipeline_lib.recordio.format import (
-    MAGIC_BYTES,
-)
+from pipeline_lib.recordio.format import MAGIC_BYTES
 from pipeline_lib.recordio.labels import unpack_label
-from pipeline_lib.recordio.reader import (
-    RecordIODetection,
-    iter_records,
-    read_lst,
-)
+from pipeline_lib.recordio.reader import RecordIODetection, iter_records, read_lst
 
 
 def test_convert_both_channels(converted, dataset):
