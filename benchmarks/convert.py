@@ -53,7 +53,7 @@ MARK = "BENCH_NET_SECONDS="
 # ours: the library call, timed after the imports
 OURS_NET = f"""
 import sys, time
-from pipeline_lib.recordio import convert_to_recordio
+from pipeline_lib.recordio.convert import convert_to_recordio
 t0 = time.perf_counter()
 convert_to_recordio(sys.argv[1], sys.argv[2], channel="train", workers=int(sys.argv[3]),
                     durable=sys.argv[4] == "1", progress=False)

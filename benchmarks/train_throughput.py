@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline_lib.recordio import convert_to_recordio  # noqa: E402
+from pipeline_lib.recordio.convert import convert_to_recordio  # noqa: E402
 from pipeline_lib.synthetic import SynthConfig, generate  # noqa: E402
 from pipeline_lib.training.contract import prepare_ml_root  # noqa: E402
 

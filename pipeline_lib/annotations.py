@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import storage
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `odp convert` starts without it
     import numpy as np
@@ -55,6 +58,33 @@ class Box:
             "width": _num(self.width),
             "height": _num(self.height),
         }
+
+
+# ---------------------------------------------------------------- box rules
+# The one geometric check of a box, shared by the converter and the validators (pixel boxes
+# of image+JSON and manifests, normalized boxes of RecordIO labels with width = height = 1).
+# Callers check that the values are finite first.
+
+
+def has_positive_size(width: float, height: float) -> bool:
+    """Whether a box has a positive width and height."""
+    return width > 0 and height > 0
+
+
+def leaves_image(
+    xmin: float,
+    ymin: float,
+    xmax: float,
+    ymax: float,
+    width: float,
+    height: float,
+    tol_x: float = 0.0,
+    tol_y: float | None = None,
+) -> bool:
+    """Whether a box's corners leave the ``width x height`` image by more than the tolerance
+    (``tol_x`` horizontally, ``tol_y`` vertically; ``tol_y`` defaults to ``tol_x``)."""
+    tol_y = tol_x if tol_y is None else tol_y
+    return xmin < -tol_x or ymin < -tol_y or xmax > width + tol_x or ymax > height + tol_y
 
 
 def _num(x: float) -> int | float:
@@ -181,6 +211,36 @@ def _parse_categories(value: object, source: str) -> dict[int, str]:
 def annotation_channel(channel: str) -> str:
     """``train`` -> ``train_annotation``."""
     return f"{channel}_annotation"
+
+
+def list_annotation_files(data: str, channel: str) -> list[str]:
+    """The annotation JSON files of a channel of an image+JSON dataset (local folder or
+    ``s3://`` prefix); local ones sorted by name. A missing folder lists nothing."""
+    folder = storage.join(data, annotation_channel(channel))
+    if storage.is_s3(data):
+        return [u for u in storage.list_files(folder) if u.lower().endswith(".json")]
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if e.name.endswith(".json") and e.is_file()]
+    except FileNotFoundError:
+        return []
+    return [os.path.join(folder, name) for name in sorted(names)]
+
+
+def stem_key(name: str) -> str:
+    """Image names that would share an annotation JSON (same stem, any case)."""
+    return os.path.splitext(name)[0].lower()
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``stem_1.ext``, ``stem_2.ext``... if its stem is taken; records it."""
+    stem, ext = os.path.splitext(name)
+    candidate, n = name, 1
+    while stem_key(candidate) in used:
+        candidate = f"{stem}_{n}{ext}"
+        n += 1
+    used.add(stem_key(candidate))
+    return candidate
 
 
 def read_annotation(path: Path) -> ImageAnnotation:

@@ -80,7 +80,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     if args.target == "recordio":
-        from .recordio_pack import convert_to_recordio
+        from .recordio.convert import convert_to_recordio
 
         result = convert_to_recordio(
             args.data,

@@ -16,7 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from .annotations import detections_json
-from .recordio import decode_rgb
+from .images import decode_rgb
 from .training.artifacts import PARAMS, SYMBOL, model_files, read_artifact_config
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255

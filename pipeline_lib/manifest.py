@@ -31,8 +31,11 @@ from .annotations import (
     ImageAnnotation,
     annotation_channel,
     iter_channel,
+    list_annotation_files,
+    unique_name,
 )
-from .recordio import decode_rgb, image_info, progress_bar, unique_name
+from .images import decode_rgb, image_info
+from .progress import progress_bar
 
 SOURCE_REF = "source-ref"
 OBJECT_DETECTION_TYPE = "groundtruth/object_detection"
@@ -181,10 +184,9 @@ def dataset_to_manifest(
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
     if storage.is_s3(data):
-        from .recordio_pack import _list_annotations
 
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
-            for uri in _list_annotations(data, channel):
+            for uri in list_annotation_files(data, channel):
                 try:
                     ann = ImageAnnotation.from_json(json.loads(storage.read_bytes(uri)), uri)
                 except json.JSONDecodeError as exc:

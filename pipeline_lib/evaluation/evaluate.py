@@ -74,7 +74,7 @@ class EvalData:
 
 def _image_json_data(ann_dir: Path, image_dir: Path) -> EvalData:
     from ..annotations import class_map
-    from ..recordio import decode_rgb  # OpenCV, as MXNet's readers and the predictor
+    from ..images import decode_rgb  # OpenCV, as MXNet's readers and the predictor
 
     truths = [read_ground_truth_file(p) for p in sorted(ann_dir.glob("*.json"))]
     if not truths:
@@ -123,7 +123,7 @@ def _unique(names: list[str]) -> list[str]:
 def _open_file(path: str) -> EvalData:
     name = Path(storage.split_s3(path)[1] if storage.is_s3(path) else path)
     if name.suffix == ".rec":
-        from ..recordio import RecordIODetection
+        from ..recordio.reader import RecordIODetection
 
         ds = RecordIODetection(path)
         names = [f"{name.stem}_{i:06d}" for i in range(len(ds))]

@@ -17,7 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from ..annotations import annotation_channel, class_map, read_annotation, read_class_map
-from ..recordio import decode_rgb
+from ..images import decode_rgb
 
 RECORDIO_TYPES = ("application/x-recordio", "application/x-recordio-protobuf")
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "application/jpeg")
@@ -72,7 +72,7 @@ def open_channel(spec: ChannelSpec, annotation_path: Path | None = None):
         attribute = spec.attribute_names[1] if len(spec.attribute_names) > 1 else "bounding-box"
         return ManifestDetection(str(manifests[0]), attribute=attribute, base_dir=str(spec.path))
     if spec.content_type in RECORDIO_TYPES:
-        from ..recordio import RecordIODetection
+        from ..recordio.reader import RecordIODetection
 
         recs = [p for p in files if p.suffix == ".rec"]
         if len(recs) != 1:

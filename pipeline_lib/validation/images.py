@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from ..jpeg import read_jpeg_header
+from ..images import PNG_MAGIC, read_jpeg_header
 from .report import Finding, finding
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 _PNG_COLOR = {0: ("L", 1), 2: ("RGB", 3), 3: ("P", 1), 4: ("LA", 2), 6: ("RGBA", 4)}
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TAIL = 1024
 ORIENTATION_TAG = 0x0112
 _ORIENTATION_NAMES = {
@@ -82,7 +81,7 @@ def content_digest(data: bytes) -> bytes:
 
 def _png_ihdr(data: bytes) -> tuple[int, int, int, int] | None:
     """(width, height, bit depth, colour type) from a PNG's IHDR, or None."""
-    if len(data) < 33 or data[:8] != _PNG_MAGIC or data[12:16] != b"IHDR":
+    if len(data) < 33 or data[:8] != PNG_MAGIC or data[12:16] != b"IHDR":
         return None
     width, height, depth, color = struct.unpack(">IIBB", data[16:26])
     return width, height, depth, color

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..annotations import has_positive_size, leaves_image
 from .dataset import Aggregator, ItemResult
 from .images import inspect_image
 from .options import ValidationOptions
@@ -276,7 +277,7 @@ def _check_label(labels, name, rec, info, opts, out) -> ParsedRecord | None:
         if not (cls.is_integer() and cls >= 0):
             out.append(_obj(name, rec, where, "recordio.label", "class id >= 0", cls))
             continue
-        if x1 <= x0 or y1 <= y0:
+        if not has_positive_size(x1 - x0, y1 - y0):
             out.append(
                 _obj(
                     name,
@@ -288,7 +289,7 @@ def _check_label(labels, name, rec, info, opts, out) -> ParsedRecord | None:
                 )
             )
             continue
-        if x0 < -tol_x or y0 < -tol_y or x1 > 1 + tol_x or y1 > 1 + tol_y:
+        if leaves_image(x0, y0, x1, y1, 1, 1, tol_x, tol_y):
             out.append(
                 _obj(
                     name, rec, where, "box.out_of_bounds", "coordinates in [0, 1]", [x0, y0, x1, y1]

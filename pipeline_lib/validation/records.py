@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..annotations import has_positive_size, leaves_image
 from .report import Finding, finding
 
 TOP_FIELDS = {"file", "image_size", "annotations", "categories"}
@@ -190,7 +191,7 @@ def check_record(
         left, top, bw, bh = coords
         b = (int(cid), left, top, bw, bh)
         parsed.boxes.append(b)
-        if bw <= 0 or bh <= 0:
+        if not has_positive_size(bw, bh):
             out.append(
                 finding(
                     "box.non_positive",
@@ -204,7 +205,7 @@ def check_record(
             )
         elif width is not None and height is not None:
             t = tolerance
-            if left < -t or top < -t or left + bw > width + t or top + bh > height + t:
+            if leaves_image(left, top, left + bw, top + bh, width, height, t):
                 out.append(
                     finding(
                         "box.out_of_bounds",

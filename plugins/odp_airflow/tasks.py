@@ -98,7 +98,8 @@ def convert_dataset(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[
     Each channel folder also gets ``class_map.json`` (RecordIO labels carry no names).
     """
     from pipeline_lib import storage
-    from pipeline_lib.recordio import convert_to_recordio, dataset_content_hash
+    from pipeline_lib.recordio.cache_key import dataset_content_hash
+    from pipeline_lib.recordio.convert import convert_to_recordio
 
     options = {"format": "recordio", "version": 1}
     key = dataset_content_hash(inputs["dataset_uri"], options)

@@ -15,12 +15,9 @@ import pytest
 
 from pipeline_lib.annotations import iter_channel
 from pipeline_lib.manifest import ManifestDetection, dataset_to_manifest
-from pipeline_lib.recordio import (
-    RecordIODetection,
-    convert_to_recordio,
-    idx_path_for,
-    recordio_to_dataset,
-)
+from pipeline_lib.recordio.convert import convert_to_recordio
+from pipeline_lib.recordio.export import recordio_to_dataset
+from pipeline_lib.recordio.reader import RecordIODetection, idx_path_for
 from pipeline_lib.synthetic import SynthConfig, generate
 
 pytestmark = pytest.mark.integration
@@ -246,9 +243,9 @@ def _replicated(src: Path, dst: Path, copies: int) -> Path:
 _MEASURE = textwrap.dedent(
     """
     import json, resource, sys
-    from pipeline_lib import recordio_pack
-    recordio_pack.CHUNK_BYTES = 4 << 20  # small chunks: both runs fill them, so only growth shows
-    res = recordio_pack.convert_to_recordio(sys.argv[1], sys.argv[2], workers=2, progress=False)
+    from pipeline_lib.recordio import convert, write_engine
+    write_engine.CHUNK_BYTES = 4 << 20  # small chunks: both runs fill them, so only growth shows
+    res = convert.convert_to_recordio(sys.argv[1], sys.argv[2], workers=2, progress=False)
     print(json.dumps({
         "images": res.images,
         # VmHWM, not RUSAGE_SELF: ru_maxrss survives exec and would count pytest's own peak

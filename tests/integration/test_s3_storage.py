@@ -13,13 +13,11 @@ import pytest
 
 from pipeline_lib import storage
 from pipeline_lib.manifest import ManifestDetection, dataset_to_manifest, manifest_to_dataset
-from pipeline_lib.recordio import (
-    ConversionError,
-    RecordIODetection,
-    convert_to_recordio,
-    dataset_content_hash,
-    recordio_to_dataset,
-)
+from pipeline_lib.recordio.cache_key import dataset_content_hash
+from pipeline_lib.recordio.convert import convert_to_recordio
+from pipeline_lib.recordio.errors import ConversionError
+from pipeline_lib.recordio.export import recordio_to_dataset
+from pipeline_lib.recordio.reader import RecordIODetection
 from pipeline_lib.synthetic import SynthConfig, generate
 
 pytestmark = pytest.mark.integration

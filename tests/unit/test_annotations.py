@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from pipeline_lib.annotations import AnnotationError, Box, ImageAnnotation, read_annotation
+from pipeline_lib.annotations import (
+    AnnotationError,
+    Box,
+    ImageAnnotation,
+    has_positive_size,
+    leaves_image,
+    read_annotation,
+)
 
 GOOD = {
     "file": "a.jpg",
@@ -51,3 +58,13 @@ def test_malformed_json_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(AnnotationError, match="bad.json"):
         read_annotation(path)
+
+
+def test_box_rules_in_pixels_and_normalized():
+    assert (
+        has_positive_size(1, 0.5) and not has_positive_size(0, 3) and not has_positive_size(2, -1)
+    )
+    assert not leaves_image(0, 0, 10, 20, 10, 20)
+    assert leaves_image(-0.5, 0, 10, 20, 10, 20) and not leaves_image(-0.5, 0, 10, 20, 10, 20, 0.5)
+    assert leaves_image(0, 0, 10, 20.1, 10, 20, 0.5, 0.0)  # per-axis tolerance
+    assert leaves_image(0.1, 0.1, 1.01, 0.5, 1, 1) and not leaves_image(0.1, 0.1, 1.0, 0.5, 1, 1)

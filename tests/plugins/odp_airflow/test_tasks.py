@@ -9,7 +9,7 @@ import pytest
 
 from odp_airflow import tasks
 from odp_airflow.runs import RunRoot, safe_segment
-from pipeline_lib.recordio import RecordIODetection
+from pipeline_lib.recordio.reader import RecordIODetection
 from pipeline_lib.synthetic import SynthConfig, generate
 
 

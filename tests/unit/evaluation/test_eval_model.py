@@ -76,7 +76,7 @@ def test_other_input_formats_give_the_same_numbers(dataset: Path, tmp_path: Path
     dataset_to_manifest(dataset, manifest, channel="validation", relative=False)
     r = evaluate_model(None, manifest, tmp_path / "b", predictor=predictor, num_samples=2)
     assert r["metrics"]["mAP"] == pytest.approx(base["metrics"]["mAP"], abs=1e-12)
-    from pipeline_lib.recordio import convert_to_recordio
+    from pipeline_lib.recordio.convert import convert_to_recordio
 
     convert_to_recordio(dataset, tmp_path / "val", channel="validation", workers=1, progress=False)
     r = evaluate_model(

@@ -1,0 +1,509 @@
+"""image+JSON -> MXNet RecordIO (``.rec``/``.idx``/``.lst``): the converter behind
+``odp convert recordio``, its public API and S3 spooling.
+
+Pure standard library at start-up (no numpy, no MXNet), so the command starts in tens of
+milliseconds; OpenCV is imported only to re-encode (``resize``). The annotation JSON of a
+chunk is parsed and checked here, labels and ``.lst`` lines built, images read and framed;
+:mod:`.write_engine` runs that packing on every core and writes the chunks in place. The
+bytes are identical to ``mx.recordio.MXIndexedRecordIO`` + ``pack`` (tests check that).
+
+One job, a little over 450 lines: checking and packing a chunk and assembling the outputs
+share the chunk types and the per-channel statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import storage
+from ..annotations import (
+    CHANNELS,
+    AnnotationError,
+    ImageAnnotation,
+    annotation_channel,
+    has_positive_size,
+    leaves_image,
+    list_annotation_files,
+)
+from ..images import decode_bgr, image_info
+from ..progress import LazyProgress
+from . import write_engine
+from .errors import ConversionError
+from .format import (
+    HEADER_WIDTH,
+    OBJECT_WIDTH,
+    format_index,
+    frame_pieces,
+    frame_whole,
+    has_magic,
+    pack_header,
+)
+from .write_engine import (
+    Arena,
+    Packed,
+    Workers,
+    pwrite_all,
+    read_failed,
+    read_local,
+    start_writeback,
+)
+
+CONVERTER_VERSION = 1  # part of the cache key: bump when the bytes we write change
+MIN_PARALLEL_IMAGES = 1000  # below this, starting workers costs more than they save
+MAX_CHUNK_IMAGES = 64
+
+
+@dataclass
+class ChannelStats:
+    """What one channel's conversion wrote."""
+
+    images: int = 0
+    objects: int = 0
+    empty_images: int = 0
+    max_objects: int = 0
+    class_counts: dict[int, int] = field(default_factory=dict)
+    rec_bytes: int = 0
+
+
+@dataclass
+class ConversionResult:
+    """Outcome of :func:`convert_to_recordio`."""
+
+    label_width: int
+    files: list[str]
+    channels: dict[str, ChannelStats]
+    seconds: float
+
+    @property
+    def images(self) -> int:
+        return sum(c.images for c in self.channels.values())
+
+    @property
+    def class_ids(self) -> list[int]:
+        return sorted({k for c in self.channels.values() for k in c.class_counts})
+
+
+class _Chunk:
+    """A slice of one channel's annotation files, packed by one worker."""
+
+    __slots__ = ("channel", "data", "json_uris", "start", "resize", "quality", "box_tolerance")
+
+    def __init__(self, channel, data, json_uris, start, resize, quality, box_tolerance):
+        self.channel: str = channel
+        self.data: str = data
+        self.json_uris: list[str] = json_uris
+        self.start: int = start  # index of the first record in its channel
+        self.resize: int | None = resize
+        self.quality: int = quality
+        self.box_tolerance: float = box_tolerance
+
+
+class _Item:
+    """One record before its image bytes are read (unless re-encoded)."""
+
+    __slots__ = ("json_uri", "image_uri", "size", "head", "image")
+
+    def __init__(self, json_uri: str, image_uri: str, size: tuple[int, int], head: bytes):
+        self.json_uri = json_uri
+        self.image_uri = image_uri
+        self.size = size  # (width, height) the JSON declares
+        self.head = head  # IR header + label: the record's first bytes
+        self.image: bytes | None = None  # re-encoded image bytes
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def _normalized_objects(
+    ann: ImageAnnotation, where: str, tolerance: float
+) -> list[tuple[int, float, float, float, float]]:
+    out = []
+    w, h = ann.width, ann.height
+    for j, box in enumerate(ann.boxes):
+        x0, y0, x1, y1 = box.corners
+        if not has_positive_size(box.width, box.height):
+            raise ConversionError(
+                f"{where}: annotations[{j}]: box has no positive width/height "
+                f"(width={box.width}, height={box.height})"
+            )
+        if leaves_image(x0, y0, x1, y1, w, h, tolerance):
+            raise ConversionError(
+                f"{where}: annotations[{j}]: box (xmin={x0}, ymin={y0}, xmax={x1}, ymax={y1}) "
+                f"is outside the {w}x{h} image"
+            )
+        x0, y0 = max(x0, 0.0), max(y0, 0.0)
+        x1, y1 = min(x1, float(w)), min(y1, float(h))
+        out.append((box.class_id, x0 / w, y0 / h, x1 / w, y1 / h))
+    return out
+
+
+def _reencode(img_bytes: bytes, resize: int | None, quality: int, where: str) -> bytes:
+    import cv2
+
+    # the stored pixel grid, as decode_rgb: the boxes refer to it, not to an EXIF rotation
+    img = decode_bgr(img_bytes)
+    if img is None:
+        raise ConversionError(f"{where}: image cannot be decoded")
+    if resize:
+        h, w = img.shape[:2]
+        size = (resize, h * resize // w) if h > w else (w * resize // h, resize)
+        img = cv2.resize(img, size)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ConversionError(f"{where}: JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
+    """Parse and check a chunk's JSON, build record headers, labels and ``.lst`` lines;
+    re-encode the images when ``resize`` asks for it."""
+    stats = ChannelStats()
+    items: list[_Item] = []
+    lst: list[str] = []
+    s3 = storage.is_s3(task.data)
+    raws: Iterable[bytes]
+    pool = None
+    if s3:  # overlap request latency with a few threads; memory stays one chunk of JSON
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(8)
+        raws = pool.map(storage.read_bytes, task.json_uris)
+    else:
+        raws = map(read_local, task.json_uris)
+    image_dir = storage.join(task.data, task.channel)
+    try:
+        for k, (json_uri, raw) in enumerate(zip(task.json_uris, raws, strict=True)):
+            index = task.start + k
+            try:
+                ann = ImageAnnotation.from_json(json.loads(raw), json_uri)
+            except (AnnotationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ConversionError(f"{json_uri}: {exc}") from None
+            if "\t" in ann.file or "\n" in ann.file:
+                raise ConversionError(f"{json_uri}: file name {ann.file!r} has a tab or newline")
+            image_uri = (
+                storage.join(image_dir, ann.file) if s3 else os.path.join(image_dir, ann.file)
+            )
+            objects = _normalized_objects(ann, json_uri, task.box_tolerance)
+            label = [float(HEADER_WIDTH), float(OBJECT_WIDTH)]
+            for obj in objects:
+                label.extend(obj)
+            head = pack_header(label, index)
+            item = _Item(json_uri, image_uri, (ann.width, ann.height), head)
+            if task.resize:
+                item.image = _reencode(_read_image(item), task.resize, task.quality, image_uri)
+            items.append(item)
+            fields = [str(index), "2", "5"]
+            for cls, *coords in objects:
+                fields.append(str(cls))
+                fields.extend(map(_fmt, coords))
+            fields.append(ann.file)
+            lst.append("\t".join(fields) + "\n")
+            stats.images += 1
+            stats.objects += len(objects)
+            stats.empty_images += not objects
+            stats.max_objects = max(stats.max_objects, len(objects))
+            for cls, *_ in objects:
+                stats.class_counts[cls] = stats.class_counts.get(cls, 0) + 1
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return items, "".join(lst), stats
+
+
+def _read_image(item: _Item) -> bytes:
+    """Image bytes of an item, checked against the size its JSON declares."""
+    try:
+        image = (
+            storage.read_bytes(item.image_uri)
+            if storage.is_s3(item.image_uri)
+            else read_local(item.image_uri)
+        )
+    except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
+        raise read_failed(item, exc) from None
+    _check_image(item, image)
+    return image
+
+
+def _check_image(item: _Item, image: bytes | memoryview) -> None:
+    try:
+        width, height, _, _ = image_info(image)
+    except ValueError as exc:
+        raise ConversionError(f"{item.image_uri}: {exc}") from None
+    if (width, height) != item.size:
+        raise ConversionError(
+            f"{item.json_uri}: image_size {item.size[0]}x{item.size[1]} does not match the "
+            f"image {os.path.basename(item.image_uri)} ({width}x{height})"
+        )
+
+
+def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
+    """The image bytes of ``items`` in order; S3 objects are fetched a few at a time ahead."""
+    if not s3 or all(it.image is not None for it in items):
+        for it in items:
+            yield it.image if it.image is not None else _read_image(it)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    window = 16  # requests in flight: bounded memory
+    with ThreadPoolExecutor(8) as pool:
+        pending: list = []
+        for it in items:
+            pending.append(pool.submit(lambda it=it: it.image or _read_image(it)))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def _pack_chunk(task: _Chunk, arena: Arena | None = None) -> Packed:
+    """Everything about a chunk but where it goes: labels, ``.lst`` lines, the image bytes
+    (read and checked) and their framing. Local images are read into ``arena``, which must
+    not be reused before the pieces are written."""
+    items, lst, stats = _prepare_chunk(task)
+    s3 = storage.is_s3(task.data)
+    if arena is not None:
+        arena.cursor = 0
+    pieces: list = []
+    offsets = []
+    size = 0
+    fetched = _images(items, s3) if s3 or arena is None or task.resize else None
+    for item in items:
+        if fetched is None:
+            image, maybe_magic = arena.read(item)  # type: ignore[union-attr]
+            _check_image(item, image)
+        else:
+            image = next(fetched)
+            maybe_magic = has_magic(image)
+        if maybe_magic or has_magic(item.head):  # rare: frame exactly
+            framed = frame_pieces([item.head, bytes(image)])
+        else:
+            framed = frame_whole([item.head, image])
+        offsets.append(size)
+        pieces.extend(framed)
+        size += sum(len(p) for p in framed)
+    stats.rec_bytes = size
+    return Packed(task.channel, task.start, size, offsets, lst, stats, pieces)
+
+
+def _max_objects_in(data: str, channel: str) -> int:
+    best = 0
+    for uri in list_annotation_files(data, channel):
+        try:
+            best = max(best, len(json.loads(storage.read_bytes(uri)).get("annotations", [])))
+        except (ValueError, AttributeError) as exc:
+            raise ConversionError(f"{uri}: {exc}") from None
+    return best
+
+
+def _resolve_workers(workers: int, images: int, resize: int | None, remote: bool) -> int:
+    """``workers > 0`` as given. ``0`` (auto): one per core, except for small pass-through
+    jobs on local files, which one process finishes before a pool would have started."""
+    if workers and workers > 0:
+        return workers
+    if images < MIN_PARALLEL_IMAGES and not (resize or remote):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _typical_image_bytes(data: str, channel: str, sample: int = 32) -> int:
+    """Mean size of a few image files of a channel (a guess of 256 KiB on S3)."""
+    if storage.is_s3(data):
+        return 256 << 10
+    sizes = []
+    try:
+        with os.scandir(os.path.join(data, channel)) as it:
+            for entry in it:
+                if entry.is_file():
+                    sizes.append(entry.stat().st_size)
+                    if len(sizes) >= sample:
+                        break
+    except FileNotFoundError:
+        pass
+    return max(1, sum(sizes) // len(sizes)) if sizes else 256 << 10
+
+
+def _convert_local(
+    tasks: list[_Chunk],
+    prefixes: dict[str, str],
+    *,
+    workers: int,
+    durable: bool,
+    progress: bool,
+) -> dict[str, ChannelStats]:
+    """Write every chunk into local outputs; publish all of them or none."""
+    channels = list(prefixes)
+    writers: dict[tuple[str, str], storage.AtomicWriter] = {}
+    stats = {ch: ChannelStats() for ch in channels}
+    bar = (
+        LazyProgress(sum(len(t.json_uris) for t in tasks), "convert recordio") if progress else None
+    )
+    pool: Workers | None = None
+    try:
+        for ch in channels:
+            for ext in ("lst", "idx", "rec"):
+                writers[ch, ext] = storage.atomic_writer(f"{prefixes[ch]}.{ext}", durable=durable)
+        fds = {ch: writers[ch, "rec"].fileno() for ch in channels}
+
+        def packed_chunks() -> Iterator[tuple[Packed, int]]:
+            if workers > 1:
+                nonlocal pool
+                if any(t.resize for t in tasks):
+                    import cv2  # noqa: F401  once here, not once per forked worker
+                pool = Workers(min(workers, len(tasks)), tasks, fds, durable, _pack_chunk)
+                yield from pool.run()
+                pool.close(ok=True)
+                return
+            pos = dict.fromkeys(channels, 0)
+            arena = Arena(2 * write_engine.CHUNK_BYTES)
+            for task in tasks:
+                packed = _pack_chunk(task, arena)
+                fd, offset = fds[task.channel], pos[task.channel]
+                pwrite_all(fd, packed.pieces, offset)
+                if durable:
+                    start_writeback(fd, offset, packed.size)
+                pos[task.channel] += packed.size
+                yield packed, offset
+
+        for packed, offset in packed_chunks():
+            ch = packed.channel
+            writers[ch, "idx"].write(
+                format_index((packed.start + k, offset + o) for k, o in enumerate(packed.offsets))
+                .encode()
+            )  # fmt: skip
+            writers[ch, "lst"].write(packed.lst.encode())
+            _merge(stats[ch], packed.stats)
+            if bar is not None:
+                bar.update(packed.stats.images)
+        pool = None
+        # Publish small files first and each .rec last: a .rec that exists is complete.
+        storage.commit_all([writers[ch, ext] for ch in channels for ext in ("lst", "idx", "rec")])
+        writers.clear()
+    finally:
+        if pool is not None:
+            pool.close(ok=False)
+        for w in writers.values():
+            w.abort()
+        if bar is not None:
+            bar.close()
+    return stats
+
+
+def convert_to_recordio(
+    data: str | os.PathLike,
+    out_prefix: str | os.PathLike,
+    channel: str | None = None,
+    resize: int | None = None,
+    quality: int = 95,
+    workers: int = 0,
+    *,
+    box_tolerance: float = 0.0,
+    progress: bool = True,
+    durable: bool = True,
+    chunk_size: int | None = None,
+) -> ConversionResult:
+    """Convert an image+JSON dataset to RecordIO ``.rec``/``.idx``/``.lst``.
+
+    ``channel=None`` writes ``{out_prefix}_train.*`` and ``{out_prefix}_validation.*``; a
+    channel writes ``{out_prefix}.*``. One ``label_width`` (2 + 5 x most objects in any image
+    of either channel) is returned. Image bytes pass through unless ``resize`` (shorter side)
+    asks for a JPEG re-encode at ``quality``. Boxes overhanging the image by at most
+    ``box_tolerance`` pixels are clipped; others are an error.
+
+    ``workers=0`` uses every core, except for small local pass-through jobs (below
+    ``MIN_PARALLEL_IMAGES``) where one process is faster. Memory is one chunk of images
+    (``write_engine.CHUNK_BYTES``) per worker whatever the dataset size. Outputs appear only when all of
+    them are complete (``durable``: on disk first; write-back starts as each chunk is
+    written); on error nothing is left behind. ``s3://`` outputs are assembled in a local
+    temporary folder and uploaded (multipart) when complete.
+    """
+    t0 = time.perf_counter()
+    data, out_prefix = str(data), str(out_prefix)
+    if channel is not None and channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS} or None, got {channel!r}")
+    if resize is not None and resize <= 0:
+        raise ValueError(f"resize must be a positive shorter side, got {resize}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if not storage.is_s3(data) and not Path(data).is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {data}")
+    channels = [channel] if channel else list(CHANNELS)
+    prefixes = {ch: out_prefix if channel else f"{out_prefix}_{ch}" for ch in channels}
+    listing = {ch: list_annotation_files(data, ch) for ch in channels}
+    for ch, uris in listing.items():
+        if not uris:
+            raise ConversionError(
+                f"{storage.join(data, annotation_channel(ch))}: no annotation JSON files "
+                f"for channel '{ch}'"
+            )
+    total = sum(len(v) for v in listing.values())
+    n_workers = _resolve_workers(workers, total, resize, storage.is_s3(data))
+    if chunk_size is None:  # a chunk's images are held in memory at once
+        typical = max(_typical_image_bytes(data, ch) for ch in channels)
+        chunk_size = max(1, min(MAX_CHUNK_IMAGES, write_engine.CHUNK_BYTES // typical))
+        if n_workers > 1:
+            chunk_size = min(chunk_size, math.ceil(total / n_workers))
+    tasks = [
+        _Chunk(ch, data, uris[k : k + chunk_size], k, resize, quality, box_tolerance)
+        for ch, uris in listing.items()
+        for k in range(0, len(uris), chunk_size)
+    ]
+    n_workers = n_workers if len(tasks) > 1 else 1
+    options = {"workers": n_workers, "durable": durable, "progress": progress}
+    if storage.is_s3(out_prefix):
+        stats = _convert_via_spool(tasks, prefixes, **options)
+    else:
+        stats = _convert_local(tasks, prefixes, **options)
+
+    max_objects = max(st.max_objects for st in stats.values())
+    if channel is not None:  # one label_width for both channels: look at the other one
+        other = [c for c in CHANNELS if c != channel][0]
+        if storage.is_s3(data) or Path(data, annotation_channel(other)).is_dir():
+            max_objects = max(max_objects, _max_objects_in(data, other))
+    label_width = HEADER_WIDTH + OBJECT_WIDTH * max(1, max_objects)
+    files = [f"{prefixes[ch]}.{ext}" for ch in channels for ext in ("rec", "idx", "lst")]
+    return ConversionResult(label_width, files, stats, time.perf_counter() - t0)
+
+
+def _convert_via_spool(
+    tasks: list[_Chunk], prefixes: dict[str, str], **options
+) -> dict[str, ChannelStats]:
+    """Convert into a local temporary folder, then upload each file (``.rec`` last)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="odp-convert-") as tmp:
+        local = {ch: os.path.join(tmp, ch) for ch in prefixes}
+        stats = _convert_local(tasks, local, **{**options, "durable": False})
+        writers = []
+        try:
+            for ch in prefixes:
+                for ext in ("lst", "idx", "rec"):
+                    w = storage.atomic_writer(f"{prefixes[ch]}.{ext}")
+                    writers.append(w)
+                    w.append_file(f"{local[ch]}.{ext}")
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        storage.commit_all(writers)
+    return stats
+
+
+def _merge(into: ChannelStats, part: ChannelStats) -> None:
+    into.images += part.images
+    into.objects += part.objects
+    into.empty_images += part.empty_images
+    into.max_objects = max(into.max_objects, part.max_objects)
+    into.rec_bytes += part.rec_bytes
+    for k, v in part.class_counts.items():
+        into.class_counts[k] = into.class_counts.get(k, 0) + v
+    into.class_counts = dict(sorted(into.class_counts.items()))
