@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline_lib.evaluation.coco import coco_from_columns  # noqa: E402
-from pipeline_lib.evaluation.metrics import DetectionStore, VOCMetric  # noqa: E402
+from pipeline_lib.evaluation.store import DetectionStore  # noqa: E402
+from pipeline_lib.evaluation.voc import VOCMetric  # noqa: E402
 
 # ------------------------------------------------------------------ data
 

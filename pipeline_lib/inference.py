@@ -16,8 +16,8 @@ import mxnet as mx
 import numpy as np
 
 from .annotations import detections_json
+from .artifact import PARAMS, SYMBOL, model_files, read_artifact_config
 from .images import decode_rgb
-from .training.artifacts import PARAMS, SYMBOL, model_files, read_artifact_config
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255

@@ -20,21 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from .metrics import (
-    ClassResult,
-    DetectionColumns,
-    DetectionStore,
-    GroundTruth,
-    Predictions,
-    _json_float,
-    class_names_map,
-    same_group_pairs,
-)
+from .store import DetectionMetric, check_same_length, class_names_map, same_group_pairs
+from .types import ClassResult, COCOResult, DetectionColumns, GroundTruth, Predictions
 
 # name -> (ap?, iou threshold or None for .50:.95, area range, max detections); pycocotools order
 COCO_STATS: dict[str, tuple[bool, float | None, str, int]] = {
@@ -59,48 +50,6 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, 
 REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 COCOBackend = Literal["numpy", "faster_coco_eval"]
 MATCH_CHUNK = 8192  # (detection, ground truth) pairs matched at once: bounds memory
-
-
-@dataclass(frozen=True)
-class COCOResult:
-    """The 12 COCO numbers (``None`` where pycocotools prints -1: nothing to measure) and per-class AP.
-
-    ``per_class[c].ap`` is the class's AP@[.5:.95] (area all, 100 detections), ``None`` when
-    the class has no (non-crowd) ground truth; ``per_class_ap50`` the same at IoU 0.5.
-    ``precision`` ``[T, R, K, A, M]`` and ``recall`` ``[T, K, A, M]`` are pycocotools'
-    ``eval`` arrays (-1 = undefined), classes in ``per_class`` order.
-    """
-
-    stats: dict[str, float | None]
-    per_class: dict[int, ClassResult]
-    per_class_ap50: dict[int, float | None]
-    num_images: int
-    precision: np.ndarray = field(repr=False, compare=False)
-    recall: np.ndarray = field(repr=False, compare=False)
-
-    @property
-    def metrics(self) -> dict[str, float | None]:
-        """The 12 numbers plus ``mAP`` (= ``AP``, the primary COCO number)."""
-        return {"mAP": self.stats["AP"], **self.stats}
-
-    def stats_array(self) -> np.ndarray:
-        """The 12 numbers in pycocotools' ``COCOeval.stats`` order, -1 where undefined."""
-        return np.array([-1.0 if v is None else v for v in self.stats.values()])
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary."""
-        per_class = []
-        for cid, c in self.per_class.items():
-            d = c.to_dict()
-            d["ap50"] = self.per_class_ap50[cid]
-            per_class.append(d)
-        return {
-            "metric": "coco",
-            "iou": "0.50:0.95",
-            "metrics": {k: _json_float(v) for k, v in self.metrics.items()},
-            "num_images": self.num_images,
-            "per_class": per_class,
-        }
 
 
 def _summarize(
@@ -420,16 +369,8 @@ def _evaluate_faster_coco_eval(
     )
 
 
-class COCOMetric:
+class COCOMetric(DetectionMetric[COCOResult]):
     """COCO metrics with a ``reset`` / ``update`` / ``get`` interface (numpy, pixel boxes)."""
-
-    def __init__(self, class_names: Mapping[int, str] | Sequence[str] | None = None) -> None:
-        self.class_names = class_names
-        self.store = DetectionStore()
-
-    def reset(self) -> None:
-        """Forget all images."""
-        self.store.reset()
 
     def update(
         self,
@@ -452,9 +393,13 @@ class COCOMetric:
             gt_area=gt_area,
         )
 
-    def get(self) -> COCOResult:
-        """The COCO numbers over everything added since the last reset."""
-        return coco_from_columns(self.store.columns(), self.class_names)
+    def add_pair(self, gt: GroundTruth, pred: Predictions) -> None:
+        """Add one image; ``gt.crowd`` and ``gt.area`` are used the pycocotools way."""
+        self.update(pred.boxes, pred.classes, pred.scores, gt.boxes, gt.classes, gt.crowd, gt.area)
+
+    def compute(self, cols: DetectionColumns) -> COCOResult:
+        """The COCO numbers for concatenated columns."""
+        return coco_from_columns(cols, self.class_names)
 
 
 def compute_coco(
@@ -463,11 +408,5 @@ def compute_coco(
     class_names: Mapping[int, str] | Sequence[str] | None = None,
 ) -> COCOResult:
     """COCO metrics of per-image predictions against per-image ground truth (same order)."""
-    if len(ground_truth) != len(predictions):
-        raise ValueError(
-            f"{len(ground_truth)} ground-truth images but {len(predictions)} prediction images"
-        )
-    m = COCOMetric(class_names)
-    for gt, pred in zip(ground_truth, predictions, strict=True):
-        m.update(pred.boxes, pred.classes, pred.scores, gt.boxes, gt.classes, gt.crowd, gt.area)
-    return m.get()
+    check_same_length(ground_truth, predictions)
+    return COCOMetric(class_names).add_pairs(ground_truth, predictions).get()

@@ -27,8 +27,11 @@ import numpy as np
 
 from .. import storage
 from ..annotations import detections_json
+from .dispatch import evaluate_store
 from .files import GroundTruthFile, read_ground_truth_file
-from .metrics import DetectionStore, MetricName, evaluate_store, voc_from_columns
+from .store import DetectionStore
+from .types import MetricName
+from .voc import voc_from_columns
 
 log = logging.getLogger(__name__)
 

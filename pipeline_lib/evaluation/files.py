@@ -25,7 +25,9 @@ import numpy as np
 
 from .. import storage
 from ..annotations import AnnotationError, ImageAnnotation, class_map
-from .metrics import DetectionStore, MetricName, evaluate_store
+from .dispatch import evaluate_store
+from .store import DetectionStore
+from .types import MetricName
 
 GT_CHANNEL_DIR = "validation_annotation"
 

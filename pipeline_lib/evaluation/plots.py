@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .metrics import ClassResult
+from .types import ClassResult
 
 PANEL_INCHES = 2.8
 DPI = 100

@@ -27,9 +27,9 @@ from .. import storage
 from ..annotations import Box
 from .common import (
     ImportedImage,
+    ImportReport,
     content_key,
     describe,
-    image_header,
     output_dir,
     split,
     write_dataset,
@@ -120,8 +120,7 @@ def _import(coco, src, src_json, out, crowd, img_root, channel, val_fraction, se
     )
     images: list[ImportedImage] = []
     missing: list[str] = []
-    size_disagrees: list[str] = []
-    not_rgb: list[str] = []
+    report = ImportReport("COCO", "COCO")
     crowd_count: Counter[str] = Counter()
     unknown_cat = 0
     for im in sorted(coco["images"], key=lambda i: i["id"]):
@@ -130,11 +129,7 @@ def _import(coco, src, src_json, out, crowd, img_root, channel, val_fraction, se
             missing.append(im["file_name"])
             continue
         ch = fixed or ("validation" if str(im["id"]) in val_ids else "train")
-        width, height, depth = image_header(path)
-        if (im.get("width"), im.get("height")) != (width, height):
-            size_disagrees.append(path.name)
-        if depth != 3:
-            not_rgb.append(path.name)
+        width, height, depth = report.inspect(path, (im.get("width"), im.get("height")))
         item = ImportedImage(path, ch, width, height, depth)
         for ann in sorted(by_image.get(im["id"], []), key=lambda a: a.get("id", 0)):
             if ann["category_id"] not in remap:
@@ -154,32 +149,24 @@ def _import(coco, src, src_json, out, crowd, img_root, channel, val_fraction, se
     with output_dir(out) as dest:
         write_dataset(dest, images, categories)
 
-    counts = Counter(i.channel for i in images)
     split_how = (
         f"channel {channel}"
         if channel
         else (f"from the file name ({fixed})" if fixed else f"random, val_fraction={val_fraction}")
     )
     gaps = [c["id"] for c in cats] != list(range(len(cats)))
-    parts = [
-        f"imported {len(images)} images from COCO {src_json} into {out} (train "
-        f"{counts['train']}, validation {counts['validation']}; split: {split_how}), "
-        f"{sum(len(i.boxes) for i in images)} boxes, {len(categories)} classes"
-        + (" (category ids remapped to 0..K-1)" if gaps else ""),
-        f"crowd: {crowd} ({crowd_count['dropped']} dropped, {crowd_count['kept']} kept)",
-    ]
+    notes = [f"crowd: {crowd} ({crowd_count['dropped']} dropped, {crowd_count['kept']} kept)"]
     if unknown_cat:
-        parts.append(f"{unknown_cat} annotations with an unlisted category_id skipped")
+        notes.append(f"{unknown_cat} annotations with an unlisted category_id skipped")
     if missing:
-        parts.append(f"{len(missing)} images not found, skipped: {describe(missing)}")
-    if size_disagrees:
-        parts.append(
-            f"{len(size_disagrees)} COCO sizes differ from the image (image used): "
-            f"{describe(size_disagrees)}"
-        )
-    if not_rgb:
-        parts.append(
-            f"{len(not_rgb)} images are not 3-channel (validation will flag them): "
-            f"{describe(sorted(not_rgb))}"
-        )
-    return "; ".join(parts)
+        notes.append(f"{len(missing)} images not found, skipped: {describe(missing)}")
+    classes_note = " (category ids remapped to 0..K-1)" if gaps else ""
+    return report.summary(
+        images,
+        src=src_json,
+        out=out,
+        split_how=split_how,
+        num_classes=len(categories),
+        classes_note=classes_note,
+        notes=notes,
+    )

@@ -1,4 +1,5 @@
-"""What both importers share: the output record, the split, and writing the SageMaker layout.
+"""What both importers share: the output record, the split, writing the SageMaker layout, and
+the summary line.
 
 Output layout (ready for ``odp validate``)::
 
@@ -21,6 +22,7 @@ import json
 import random
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +139,59 @@ def describe(names: list[str], limit: int = 5) -> str:
     """``a, b, c and 4 more``."""
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@dataclass
+class ImportReport:
+    """What both importers report: images whose header disagrees with the size the
+    annotation claims, non-RGB images, and the summary line built from them.
+
+    ``source`` names the format in the headline (``VOC``, ``COCO``), ``sizes_from`` where the
+    claimed sizes come from (``XML``, ``COCO``).
+    """
+
+    source: str
+    sizes_from: str
+    size_disagrees: list[str] = field(default_factory=list)
+    not_rgb: list[str] = field(default_factory=list)
+
+    def inspect(self, path: Path, claimed: tuple | None) -> tuple[int, int, int]:
+        """(width, height, channels) from the image header, noting a size that differs from
+        ``claimed`` (``None``: nothing claimed) and a non-RGB image."""
+        width, height, depth = image_header(path)
+        if claimed is not None and claimed != (width, height):
+            self.size_disagrees.append(path.name)
+        if depth != 3:
+            self.not_rgb.append(path.name)
+        return width, height, depth
+
+    def summary(
+        self,
+        images: list[ImportedImage],
+        *,
+        src: str,
+        out: str,
+        split_how: str,
+        num_classes: int,
+        classes_note: str,
+        notes: list[str],
+    ) -> str:
+        """``imported N images ... ; <notes>; <size and channel notes>`` (one line)."""
+        counts = Counter(i.channel for i in images)
+        headline = (
+            f"imported {len(images)} images from {self.source} {src} into {out} (train "
+            f"{counts['train']}, validation {counts['validation']}; split: {split_how}), "
+            f"{sum(len(i.boxes) for i in images)} boxes, {num_classes} classes" + classes_note
+        )
+        parts = [headline, *notes]
+        if self.size_disagrees:
+            parts.append(
+                f"{len(self.size_disagrees)} {self.sizes_from} sizes differ from the image "
+                f"(image used): {describe(self.size_disagrees)}"
+            )
+        if self.not_rgb:
+            parts.append(
+                f"{len(self.not_rgb)} images are not 3-channel (validation will flag them): "
+                f"{describe(sorted(self.not_rgb))}"
+            )
+        return "; ".join(parts)

@@ -25,9 +25,9 @@ from ..annotations import Box
 from .common import (
     IMAGE_SUFFIXES,
     ImportedImage,
+    ImportReport,
     content_key,
     describe,
-    image_header,
     output_dir,
     split,
     write_dataset,
@@ -158,8 +158,7 @@ def import_voc(
         not_in_sets: list[str] = []
         dropped_class: Counter[str] = Counter()
         dropped_difficult = marked_difficult = zero_based = 0
-        size_disagrees: list[str] = []
-        not_rgb: list[str] = []
+        report = ImportReport("VOC", "XML")
         for rec in records:
             img_path = _image_for(rec, by_name, by_stem)
             if img_path is None:
@@ -172,11 +171,8 @@ def import_voc(
                     continue
             else:
                 channel = "validation" if rec.xml.stem in val_ids else "train"
-            width, height, depth = image_header(img_path)
-            if rec.size is not None and rec.size[:2] != (width, height):
-                size_disagrees.append(img_path.name)
-            if depth != 3:
-                not_rgb.append(img_path.name)
+            claimed = rec.size[:2] if rec.size is not None else None
+            width, height, depth = report.inspect(img_path, claimed)
             item = ImportedImage(img_path, channel, width, height, depth)
             for obj in rec.objects:
                 if obj.name not in class_ids:
@@ -196,40 +192,33 @@ def import_voc(
         with output_dir(out) as dest:
             write_dataset(dest, images, categories)
 
-    counts = Counter(i.channel for i in images)
-    n_boxes = sum(len(i.boxes) for i in images)
     split_how = (
         "ImageSets/Main train/val"
         if sets is not None
         else f"random by content, val_fraction={val_fraction}, seed={seed}"
     )
-    parts = [
-        f"imported {len(images)} images from VOC {src} into {out} (train {counts['train']}, "
-        f"validation {counts['validation']}; split: {split_how}), {n_boxes} boxes, "
-        f"{len(categories)} classes: "
-        + ", ".join(f"{i} {c}" for i, c in sorted(categories.items())),
+    notes = [
         f"difficult: {difficult} ({marked_difficult} boxes marked 'difficult': 1, "
         f"{dropped_difficult} dropped)",
     ]
     if dropped_class:
-        parts.append(
+        notes.append(
             f"{sum(dropped_class.values())} objects of classes not in --classes skipped: "
             + ", ".join(f"{k} ({v})" for k, v in sorted(dropped_class.items()))
         )
     if missing:
-        parts.append(f"{len(missing)} annotations without an image skipped: {describe(missing)}")
+        notes.append(f"{len(missing)} annotations without an image skipped: {describe(missing)}")
     if not_in_sets:
-        parts.append(f"{len(not_in_sets)} images in neither train.txt nor val.txt skipped")
+        notes.append(f"{len(not_in_sets)} images in neither train.txt nor val.txt skipped")
     if zero_based:
-        parts.append(f"{zero_based} boxes with a 0 coordinate kept as 0-based")
-    if size_disagrees:
-        parts.append(
-            f"{len(size_disagrees)} XML sizes differ from the image (image used): "
-            f"{describe(size_disagrees)}"
-        )
-    if not_rgb:
-        parts.append(
-            f"{len(not_rgb)} images are not 3-channel (validation will flag them): "
-            f"{describe(sorted(not_rgb))}"
-        )
-    return "; ".join(parts)
+        notes.append(f"{zero_based} boxes with a 0 coordinate kept as 0-based")
+    classes_note = ": " + ", ".join(f"{i} {c}" for i, c in sorted(categories.items()))
+    return report.summary(
+        images,
+        src=src,
+        out=out,
+        split_how=split_how,
+        num_classes=len(categories),
+        classes_note=classes_note,
+        notes=notes,
+    )

@@ -1,29 +1,21 @@
-"""The model artifact: SageMaker's file names plus an inference-ready export.
+"""Export of a trained network into the model artifact's files (training's side of it).
 
-``model/`` holds ``model_algo_1-symbol.json`` + ``model_algo_1-0000.params`` (the hybridized
-network with NMS, loadable with ``SymbolBlock.imports`` without any training code),
-``model_algo_1.gluon.params`` (Gluon weights, used to seed incremental training),
+``model/`` gets the hybridized network with NMS (loadable with ``SymbolBlock.imports``
+without any training code), the Gluon weights (to seed incremental training),
 ``hyperparams.json`` (the merged configuration, string values) and ``class_map.json``.
+Packaging, reading and extracting ``model.tar.gz`` live in :mod:`pipeline_lib.artifact`.
 """
 
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import mxnet as mx
 
-from ..annotations import read_class_map, write_class_map
+from ..annotations import write_class_map
+from ..artifact import CLASS_MAP, GLUON_PARAMS, HYPERPARAMS, PREFIX
 from ..hyperparameters import Hyperparameters
-from ..storage import atomic_write
-
-PREFIX = "model_algo_1"
-SYMBOL = f"{PREFIX}-symbol.json"
-PARAMS = f"{PREFIX}-0000.params"
-GLUON_PARAMS = f"{PREFIX}.gluon.params"
-HYPERPARAMS = "hyperparams.json"
-CLASS_MAP = "class_map.json"
 
 
 def export_model(net, model_dir: Path, hp: Hyperparameters, classes: dict[int, str]) -> None:
@@ -38,42 +30,3 @@ def export_model(net, model_dir: Path, hp: Hyperparameters, classes: dict[int, s
     net.export(str(model_dir / PREFIX), epoch=0)
     (model_dir / HYPERPARAMS).write_text(json.dumps(hp.to_strings(), indent=1))
     write_class_map(model_dir / CLASS_MAP, classes)
-
-
-def package(model_dir: Path, tar_path: str | Path) -> str:
-    """Tar ``model_dir``'s files into ``model.tar.gz`` (flat, as SageMaker does), atomically."""
-    with atomic_write(tar_path) as tmp:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for path in sorted(Path(model_dir).iterdir()):
-                if path.is_file():
-                    tar.add(path, arcname=path.name)
-    return str(tar_path)
-
-
-def unpack(tar_path: str | Path, dest: Path) -> Path:
-    """Extract a ``model.tar.gz`` safely (no paths leaving ``dest``)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tar_path, "r:gz") as tar:
-        tar.extractall(dest, filter="data")
-    return dest
-
-
-def model_files(path: str | Path, scratch: Path) -> Path:
-    """A folder with the artifact files: ``path`` itself, or ``model.tar.gz`` unpacked."""
-    path = Path(path)
-    if path.is_dir():
-        tars = list(path.glob("*.tar.gz"))
-        if not (path / SYMBOL).exists() and len(tars) == 1:
-            return unpack(tars[0], scratch)
-        return path
-    return unpack(path, scratch)
-
-
-def read_artifact_config(model_dir: Path) -> tuple[dict[str, str], dict[int, str]]:
-    """``(hyperparams, class_map)`` of an unpacked artifact, with a clear error when incomplete."""
-    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not (model_dir / n).exists()]
-    if missing:
-        raise FileNotFoundError(f"model artifact in {model_dir} is missing {missing}")
-    hp = json.loads((model_dir / HYPERPARAMS).read_text())
-    return hp, read_class_map(model_dir / CLASS_MAP)

@@ -167,7 +167,7 @@ def train_one_epoch(
 
 def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[float, dict]:
     """VOC07 mAP@0.5 (the SageMaker ``validation:mAP``) and per-class AP on a loader."""
-    from ..evaluation.metrics import VOCMetric
+    from ..evaluation.voc import VOCMetric
 
     metric = VOCMetric(iou_threshold=0.5, metric="voc07", class_names=classes)
     net.hybridize(static_alloc=True, static_shape=True)  # also drops the training graph

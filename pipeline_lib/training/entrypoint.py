@@ -341,7 +341,7 @@ class _Trainer:
         """Initialise weights; seed them from the ``model`` channel when present."""
         import mxnet as mx
 
-        from .artifacts import GLUON_PARAMS, model_files, read_artifact_config
+        from ..artifact import GLUON_PARAMS, model_files, read_artifact_config
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deferred-init notices

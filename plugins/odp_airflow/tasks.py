@@ -158,7 +158,7 @@ def _train_in(
     ml_root: Path, inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
 ) -> dict[str, Any]:
     from pipeline_lib import storage
-    from pipeline_lib.training.artifacts import package
+    from pipeline_lib.artifact import package
     from pipeline_lib.training.contract import prepare_ml_root
 
     from .subprocesses import run_logged
@@ -225,9 +225,8 @@ def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[st
 
 
 def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str) -> dict | None:
-    import tarfile
-
     from pipeline_lib import storage
+    from pipeline_lib.artifact import class_map_json
     from pipeline_lib.evaluation.evaluate import evaluate_model
     from pipeline_lib.registry import get_champion, resolve_model_uri
 
@@ -236,13 +235,8 @@ def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str
         log.info("no champion yet for %s", inputs["model_name"])
         return None
     champion_tar = resolve_model_uri(f"models:/{inputs['model_name']}@champion")
-
-    def class_map(tar_path) -> dict:
-        with tarfile.open(tar_path) as tar:
-            return json.load(tar.extractfile("class_map.json"))
-
     with storage.local_file(trained["model_uri"]) as candidate_tar:
-        same_classes = class_map(champion_tar) == class_map(candidate_tar)
+        same_classes = class_map_json(champion_tar) == class_map_json(candidate_tar)
     if not same_classes:
         log.info("champion v%s has another class map: not compared", champion["version"])
         return {"version": champion["version"], "comparable": False}

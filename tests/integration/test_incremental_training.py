@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from pipeline_lib.artifact import package
 from pipeline_lib.synthetic import SynthConfig, generate
-from pipeline_lib.training.artifacts import package
 from pipeline_lib.training.contract import prepare_ml_root
 from pipeline_lib.training.entrypoint import run_training
 

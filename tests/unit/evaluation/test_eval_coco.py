@@ -15,7 +15,8 @@ from pipeline_lib.evaluation.coco import (
     coco_from_columns,
     compute_coco,
 )
-from pipeline_lib.evaluation.metrics import DetectionStore, GroundTruth, Predictions
+from pipeline_lib.evaluation.store import DetectionStore
+from pipeline_lib.evaluation.types import GroundTruth, Predictions
 
 
 def _pycocotools(images, n_classes: int):

@@ -12,7 +12,7 @@ import pytest
 from pipeline_lib.annotations import AnnotationError
 from pipeline_lib.cli import main
 from pipeline_lib.evaluation.files import evaluate_detection_files, load_ground_truth
-from pipeline_lib.evaluation.metrics import VOCMetric
+from pipeline_lib.evaluation.voc import VOCMetric
 from pipeline_lib.synthetic import SynthConfig, generate
 
 

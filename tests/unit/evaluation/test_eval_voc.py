@@ -10,15 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.evaluation.metrics import (
-    GroundTruth,
-    Predictions,
-    VOCMetric,
-    average_precision,
-    compute_voc,
-    pair_iou,
-    to_pixels,
-)
+from pipeline_lib.evaluation.types import GroundTruth, Predictions, to_pixels
+from pipeline_lib.evaluation.voc import VOCMetric, average_precision, compute_voc, pair_iou
 
 REPO = Path(__file__).resolve().parents[3]
 PADILLA = REPO.parent / "shared" / "references" / "padilla_odm"

@@ -1,0 +1,134 @@
+"""pipeline_lib.artifact: packaging, members, side files and safe extraction of model.tar.gz."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib import artifact
+
+CLASS_MAP = {"0": "circle", "1": "square"}
+
+
+def make_model_dir(folder: Path) -> Path:
+    """A folder shaped like ML_ROOT/model (stand-in contents, not a real network)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / artifact.SYMBOL).write_text('{"nodes": []}')
+    (folder / artifact.PARAMS).write_text("weights")
+    (folder / artifact.HYPERPARAMS).write_text(json.dumps({"epochs": "2", "image_shape": "300"}))
+    (folder / artifact.CLASS_MAP).write_text(json.dumps(CLASS_MAP))
+    return folder
+
+
+def test_package_is_flat_unless_recursive(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "model")
+    (model / "sub").mkdir()
+    (model / "sub" / "extra.txt").write_text("x")
+    flat = artifact.package(model, tmp_path / "flat.tar.gz")
+    assert flat == str(tmp_path / "flat.tar.gz")
+    assert artifact.member_names(flat) == sorted(p.name for p in model.iterdir() if p.is_file())
+    deep = artifact.package(model, tmp_path / "deep.tar.gz", recursive=True)
+    assert "sub/extra.txt" in artifact.member_names(deep)
+    assert not list(tmp_path.glob(".*.part"))  # written atomically
+
+
+def test_members_class_map_and_hyperparameters(tmp_path: Path) -> None:
+    tar = artifact.package(make_model_dir(tmp_path / "model"), tmp_path / "model.tar.gz")
+    assert artifact.class_map_json(tar) == CLASS_MAP
+    assert artifact.hyperparameters_json(tar)["epochs"] == "2"
+    assert artifact.read_member(tar, artifact.PARAMS) == b"weights"
+    with pytest.raises(KeyError):
+        artifact.read_member(tar, "missing.json")
+
+
+def test_copy_side_files_at_any_depth(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_model_dir(src / "nested")
+    tar = artifact.package(src, tmp_path / "model.tar.gz", recursive=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    found = artifact.copy_side_files(tar, dest)
+    assert sorted(p.name for p in found) == [artifact.CLASS_MAP, artifact.HYPERPARAMS]
+    assert json.loads((dest / artifact.CLASS_MAP).read_text()) == CLASS_MAP
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(ValueError, match="not a readable model.tar.gz"):
+        artifact.copy_side_files(tmp_path / "bad.tar.gz", dest)
+
+
+def test_model_files_and_config(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "model")
+    assert artifact.model_files(model, tmp_path / "scratch") == model
+    tar = artifact.package(model, tmp_path / "out" / "model.tar.gz")
+    for source in (tar, tmp_path / "out"):  # the tarball, or a folder holding it
+        folder = artifact.model_files(source, tmp_path / f"x-{Path(source).name}")
+        hp, classes = artifact.read_artifact_config(folder)
+        assert hp["image_shape"] == "300" and classes == {0: "circle", 1: "square"}
+    (model / artifact.PARAMS).unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        artifact.read_artifact_config(model)
+
+
+def _tar_with(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+def test_extract_confines_members_to_the_target(tmp_path: Path) -> None:
+    escaping = (_file("../escape.txt"), _link("out-link", "../../etc/passwd"))
+    for i, member in enumerate(escaping):
+        bad = _tar_with(tmp_path / f"bad{i}.tar.gz", member)
+        with pytest.raises(tarfile.FilterError):
+            artifact.extract(bad, tmp_path / f"out{i}")
+    assert not (tmp_path / "escape.txt").exists()
+    absolute = _tar_with(tmp_path / "abs.tar.gz", _file("/abs.txt"))
+    out = artifact.extract(absolute, tmp_path / "abs")  # the leading slash is stripped
+    assert (out / "abs.txt").is_file()
+
+
+def test_extract_keeps_regular_files_only(tmp_path: Path) -> None:
+    tar = _tar_with(
+        tmp_path / "m.tar.gz",
+        _file("a.txt", b"A"),
+        _file("dir/b.txt", b"B"),
+        _link("inside-link", "a.txt"),
+        _link("hard-link", "a.txt", tarfile.LNKTYPE),
+    )
+    out = artifact.extract(tar, tmp_path / "out")
+    assert (out / "a.txt").read_bytes() == b"A" and (out / "dir" / "b.txt").read_bytes() == b"B"
+    assert not (out / "inside-link").exists() and not (out / "inside-link").is_symlink()
+    assert not (out / "hard-link").exists()
+
+
+def test_as_tarball_forms(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "model")
+    with artifact.as_tarball(model) as tar:  # a folder of model files is tarred
+        assert sorted(artifact.member_names(tar)) == sorted(p.name for p in model.iterdir())
+    packed = Path(artifact.package(model, tmp_path / "out" / artifact.MODEL_FILE))
+    with artifact.as_tarball(packed) as tar:
+        assert tar == packed
+    with artifact.as_tarball(packed.parent) as tar:
+        assert tar == packed
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"), artifact.as_tarball(tmp_path / "empty"):
+        pass
+    with pytest.raises(FileNotFoundError, match="no model"), artifact.as_tarball(tmp_path / "no"):
+        pass
