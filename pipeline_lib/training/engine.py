@@ -6,13 +6,12 @@ steps, early stopping, the checkpoint cadence (the best weights whenever the val
 improves, the resume point after every epoch) and stopping (SIGTERM, ``max_runtime_seconds``).
 The per-batch work follows GluonCV's ``scripts/detection/ssd/train_ssd.py`` (targets computed
 in data workers, SSDMultiBoxLoss, VOC07 mAP on validation) and fails fast on a non-finite
-loss. Stopping requests are honoured between batches.
+loss. Stopping requests (``stopping.Stopper``) are honoured between batches.
 """
 
 from __future__ import annotations
 
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,48 +25,11 @@ from ..hyperparameters import Hyperparameters
 from .checkpoints import Checkpointer, LoopState
 from .errors import TrainingError
 from .metrics_log import MetricLogger
+from .stopping import Stopper, StopRequested
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite: training stops at once."""
-
-
-class StopRequested(Exception):
-    """A stop (signal or run-time limit) arrived between batches."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Stopper:
-    """Turns SIGTERM into a flag checked between batches, plus the run-time limit."""
-
-    def __init__(self) -> None:
-        self.signal_reason: str | None = None
-        self.deadline: float | None = None
-
-    def install(self) -> None:
-        self._previous = signal.signal(signal.SIGTERM, self._on_signal)
-
-    def uninstall(self) -> None:
-        """Put back the handler that was there before (training may run in-process)."""
-        signal.signal(signal.SIGTERM, self._previous)
-
-    def limit_runtime(self, seconds: float, started: float) -> None:
-        """Stop ``seconds`` after the monotonic time ``started`` (0: no limit)."""
-        if seconds:
-            self.deadline = started + seconds
-
-    def _on_signal(self, signum, _frame) -> None:
-        self.signal_reason = f"received {signal.Signals(signum).name}"
-
-    def __call__(self) -> str | None:
-        if self.signal_reason:
-            return self.signal_reason
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "max_runtime_seconds reached"
-        return None
 
 
 @dataclass(frozen=True)
@@ -159,9 +121,7 @@ class EpochStats:
 # --------------------------------------------------------------------------- the epoch loop
 
 
-def fit(
-    inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = False
-) -> FitResult:
+def fit(inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = False) -> FitResult:
     """Train from the epoch after ``state.epoch`` up to ``config.epochs``.
 
     ``seeded``: the weights came from an earlier model (incremental training); a fresh run
@@ -192,9 +152,7 @@ def _measure_seed(inputs: FitInputs, state: LoopState) -> None:
     inputs.checkpointer.save_best(inputs.net)
 
 
-def _train_and_validate(
-    inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int
-) -> bool:
+def _train_and_validate(inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int) -> bool:
     """One epoch: train, validate, log, checkpoint. True when early stopping ends the run."""
     lr = config.learning_rate_at(epoch)
     inputs.trainer.set_learning_rate(lr)

@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_SIGTERM = 143  # 128 + SIGTERM, as a process killed by the signal would report
 
+
 class TrainingError(Exception):
     """A user-facing training failure (bad configuration or data)."""
 

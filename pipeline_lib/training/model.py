@@ -3,12 +3,14 @@
 Anchor sizes and steps follow GluonCV's presets for 300 and 512 and scale linearly for
 other sizes. Pretrained ImageNet weights are only ever read from a local cache folder
 (``MXNET_HOME/models``, the MXNet model-store layout, ``<name>-<hash>.params``) and loaded
-the way GluonCV loads its own; there is never a download.
+the way GluonCV loads its own; there is never a download from the internet (the cache may be
+filled from ``ODP_PRETRAINED_URI``, an s3:// or local folder the operator provides).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +53,29 @@ class PretrainedWeightsInvalid(ValueError):
 def pretrained_root(mxnet_home: str | Path) -> Path:
     """Folder holding ``<name>-<hash>.params`` files (the MXNet model-store layout)."""
     return Path(mxnet_home) / "models"
+
+
+def mxnet_home() -> str:
+    """``MXNET_HOME``, else the project's configured MXNet home."""
+    from ..settings import load_settings
+
+    return os.environ.get("MXNET_HOME") or str(load_settings().mxnet_home)
+
+
+def fetch_pretrained(base_network: str, mxnet_home: str) -> None:
+    """Copy pretrained weights from ODP_PRETRAINED_URI (s3:// or a folder) into the cache."""
+    uri = os.environ.get("ODP_PRETRAINED_URI")
+    if not uri:
+        return
+    from .. import storage
+
+    name = BASES[base_network].gluon_name
+    for file_uri in storage.list_files(uri):
+        base = file_uri.rsplit("/", 1)[-1]
+        if base.startswith(f"{name}-") and base.endswith(".params"):
+            dest = pretrained_root(mxnet_home) / base
+            if not dest.exists():
+                storage.download(file_uri, dest)
 
 
 def find_pretrained(base_network: str, mxnet_home: str | Path) -> Path:
