@@ -54,6 +54,7 @@ def prepare_ml_root(
     channels: Mapping[str, str | Path],
     hyperparameters: Mapping[str, object],
     input_format: str = "image+json",
+    *,
     hosts: tuple[str, ...] = ("algo-1",),
     current_host: str = "algo-1",
     attribute_names: tuple[str, ...] = ("source-ref", "bounding-box"),

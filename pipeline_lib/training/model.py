@@ -117,24 +117,11 @@ def _local_model_store(name: str, path: Path) -> Iterator[None]:
         model_store.get_model_file = real
 
 
-def build_ssd(
-    base_network: str,
-    classes: list[str],
-    image_shape: int = 300,
-    pretrained_base: bool = False,
-    mxnet_home: str | Path | None = None,
-    nms_thresh: float = 0.45,
-) -> mx.gluon.HybridBlock:
-    """An untrained (or ImageNet-based) SSD for ``classes`` at ``image_shape``."""
-    from gluoncv.model_zoo.ssd.ssd import get_ssd
+def _layout(spec: BaseSpec, image_shape: int) -> tuple:
+    """GluonCV's preset for a base network: ``(name, features, filters, sizes, steps,
+    ratios, scale)``, sizes and steps at the preset's input size, ``scale`` to ours."""
     from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
-    spec = BASES[base_network]
-    weights: Path | None = None
-    if pretrained_base:
-        if mxnet_home is None:
-            raise ValueError("pretrained_base needs mxnet_home")
-        weights = find_pretrained(base_network, mxnet_home)
     if spec.features == "vgg":
         if image_shape >= 512:
             features = vgg16_atrous_512
@@ -149,6 +136,28 @@ def build_ssd(
     else:
         name, features, filters, ratios = spec.gluon_name, spec.features, spec.filters, RATIOS_6
         sizes, steps, scale = SIZES_300, STEPS_300, image_shape / 300
+    return name, features, filters, sizes, steps, ratios, scale
+
+
+def build_ssd(
+    base_network: str,
+    classes: list[str],
+    image_shape: int = 300,
+    *,
+    pretrained_base: bool = False,
+    mxnet_home: str | Path | None = None,
+    nms_thresh: float = 0.45,
+) -> mx.gluon.HybridBlock:
+    """An untrained (or ImageNet-based) SSD for ``classes`` at ``image_shape``."""
+    from gluoncv.model_zoo.ssd.ssd import get_ssd
+
+    spec = BASES[base_network]
+    weights: Path | None = None
+    if pretrained_base:
+        if mxnet_home is None:
+            raise ValueError("pretrained_base needs mxnet_home")
+        weights = find_pretrained(base_network, mxnet_home)
+    name, features, filters, sizes, steps, ratios, scale = _layout(spec, image_shape)
 
     def make(steps: list[float], pretrained: bool):
         return get_ssd(
