@@ -1,4 +1,8 @@
-"""Resumable checkpoints: weights, optimizer state and loop state, written atomically."""
+"""Resumable checkpoints: weights, optimizer state and loop state, written atomically.
+
+``Checkpointer`` for one host; ``DistCheckpointer`` for a multi-host run, where only the
+chief writes and the others read the copy it handed over (see ``distributed.watch``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from typing import Any
 import mxnet as mx
 
 from ..storage import atomic_write
+
+# The files of the resume point (``best.params`` is not needed to resume).
+CHECKPOINT_FILES = ("last.params", "last.states", "state.json")
 
 
 @dataclass
@@ -63,3 +70,46 @@ class Checkpointer:
         for p in (self.params, self.states, self.state, self.best):
             if p.exists():
                 os.remove(p)
+
+
+class DistCheckpointer(Checkpointer):
+    """Checkpoints in a distributed run: only the chief writes; optimizer state is skipped
+    where it lives on the servers (``dist_async``: MXNet cannot save it from a worker)."""
+
+    def __init__(self, folder: str | Path, writable: bool = True, optimizer_state: bool = True):
+        super().__init__(folder)
+        self.writable, self.optimizer_state = writable, optimizer_state
+
+    def save(self, net, trainer: mx.gluon.Trainer, state: LoopState) -> None:
+        if not self.writable:
+            return
+        if self.optimizer_state:
+            super().save(net, trainer, state)
+            return
+        with atomic_write(self.params) as tmp:
+            net.save_parameters(str(tmp))
+        with atomic_write(self.states) as tmp:
+            tmp.write_bytes(b"")  # no optimizer state: a resumed run starts it afresh
+        with atomic_write(self.state) as tmp:
+            tmp.write_text(json.dumps(asdict(state), indent=1))
+
+    def save_best(self, net) -> None:
+        if self.writable:
+            super().save_best(net)
+
+    def load(self, net, trainer: mx.gluon.Trainer, ctx) -> LoopState | None:
+        if not (self.state.exists() and self.params.exists() and self.states.exists()):
+            return None
+        if self.optimizer_state and self.states.stat().st_size:
+            return super().load(net, trainer, ctx)
+        state = LoopState(**json.loads(self.state.read_text()))
+        net.load_parameters(str(self.params), ctx=ctx)
+        return state
+
+
+def read_checkpoint_files(folder: Path) -> dict[str, bytes]:
+    """The resume point's files by name (``CHECKPOINT_FILES``); empty unless all exist."""
+    files = {name: folder / name for name in CHECKPOINT_FILES}
+    if not all(p.is_file() for p in files.values()):
+        return {}
+    return {name: p.read_bytes() for name, p in files.items()}

@@ -1,4 +1,4 @@
-"""The SageMaker training-container layout (``/opt/ml``) and how to lay one out."""
+"""The SageMaker training-container layout (``/opt/ml``): how to lay one out and read its config."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..hyperparameters import Hyperparameters
+from ..hyperparameters import load as load_hyperparameters
 
 CONTENT_TYPES = {
     "image+json": "application/x-image",
@@ -51,6 +54,7 @@ def prepare_ml_root(
     channels: Mapping[str, str | Path],
     hyperparameters: Mapping[str, object],
     input_format: str = "image+json",
+    *,
     hosts: tuple[str, ...] = ("algo-1",),
     current_host: str = "algo-1",
     attribute_names: tuple[str, ...] = ("source-ref", "bounding-box"),
@@ -90,3 +94,38 @@ def prepare_ml_root(
         json.dumps({"current_host": current_host, "hosts": list(hosts)}, indent=1)
     )
     return paths
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The three config files of a training job, read."""
+
+    hyperparameters: Hyperparameters
+    input_data: dict  # inputdataconfig.json: channel -> ContentType, AttributeNames, ...
+    resource: dict  # resourceconfig.json: current_host, hosts (one host when absent)
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.resource.get("hosts", ["algo-1"])
+
+    @property
+    def current_host(self) -> str:
+        return self.resource.get("current_host", self.hosts[0])
+
+
+def read_config(paths: MLPaths) -> JobConfig:
+    """Read ``input/config``: hyperparameters.json is required, the others are optional."""
+    hp_path = paths.config / "hyperparameters.json"
+    if not hp_path.exists():
+        raise FileNotFoundError(f"{hp_path} not found")
+    hp = load_hyperparameters(str(hp_path))
+    data_cfg = _read_json(paths.config / "inputdataconfig.json")
+    resource = _read_json(paths.config / "resourceconfig.json") or {
+        "current_host": "algo-1",
+        "hosts": ["algo-1"],
+    }
+    return JobConfig(hp, data_cfg, resource)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,8 +1,12 @@
-"""The SSD training engine: ``train_one_epoch`` / ``evaluate`` over GluonCV SSD.
+"""The SSD training engine: ``fit`` (the epoch loop) over ``train_one_epoch`` and ``evaluate``.
 
-Follows the structure of GluonCV's ``scripts/detection/ssd/train_ssd.py`` (targets computed
+Shaped like torchvision's ``references/detection/engine.py``: set-up lives in
+``entrypoint.py``, the per-epoch work here. ``fit`` owns the epoch loop, the learning-rate
+steps, early stopping, the checkpoint cadence (the best weights whenever the validation mAP
+improves, the resume point after every epoch) and stopping (SIGTERM, ``max_runtime_seconds``).
+The per-batch work follows GluonCV's ``scripts/detection/ssd/train_ssd.py`` (targets computed
 in data workers, SSDMultiBoxLoss, VOC07 mAP on validation) and fails fast on a non-finite
-loss. Stopping requests (SIGTERM, run-time limit) are honoured between batches.
+loss. Stopping requests (``stopping.Stopper``) are honoured between batches.
 """
 
 from __future__ import annotations
@@ -11,25 +15,92 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..workers import default_signals_for_forks
+from ..hyperparameters import Hyperparameters
+from .checkpoints import Checkpointer, LoopState
+from .errors import TrainingError
 from .metrics_log import MetricLogger
+from .stopping import Stopper, StopRequested
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite: training stops at once."""
 
 
-class StopRequested(Exception):
-    """A stop (signal or run-time limit) arrived between batches."""
+@dataclass(frozen=True)
+class FitConfig:
+    """The hyperparameters of the epoch loop."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+    epochs: int
+    learning_rate: float
+    lr_scheduler_step: tuple[int, ...] = ()
+    lr_scheduler_factor: float = 0.1
+    early_stopping: bool = False
+    early_stopping_min_epochs: int = 10
+    early_stopping_patience: int = 5
+    early_stopping_tolerance: float = 0.0
+    log_interval: int = 20  # batches between loss lines
+
+    @classmethod
+    def from_hyperparameters(cls, hp: Hyperparameters, log_interval: int) -> FitConfig:
+        return cls(
+            epochs=hp.epochs,
+            learning_rate=hp.learning_rate,
+            lr_scheduler_step=hp.lr_scheduler_step,
+            lr_scheduler_factor=hp.lr_scheduler_factor,
+            early_stopping=hp.early_stopping,
+            early_stopping_min_epochs=hp.early_stopping_min_epochs,
+            early_stopping_patience=hp.early_stopping_patience,
+            early_stopping_tolerance=hp.early_stopping_tolerance,
+            log_interval=log_interval,
+        )
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate, times the factor once for every step epoch reached."""
+        return self.learning_rate * self.lr_scheduler_factor ** sum(
+            1 for s in self.lr_scheduler_step if epoch >= s
+        )
+
+
+def _own_value(value: float) -> float:
+    return value
+
+
+@dataclass
+class FitInputs:
+    """What ``fit`` trains, on which data, where it logs, saves and hears about stops."""
+
+    net: Any  # the GluonCV SSD network
+    trainer: gluon.Trainer
+    train_data: Any  # loaders.train_loader
+    val_data: Any  # loaders.val_loader
+    ctx: list[mx.Context]
+    class_names: list[str]
+    checkpointer: Checkpointer
+    log: MetricLogger
+    stopper: Stopper  # its signal_reason tells a SIGTERM from the run-time limit
+    stop_check: Callable[[], str | None] | None = None  # default: ``stopper``
+    # Several hosts: the chief's validation mAP on every host (they must stop together).
+    agree: Callable[[float], float] = _own_value
+
+    def __post_init__(self) -> None:
+        if self.stop_check is None:
+            self.stop_check = self.stopper
+
+
+@dataclass
+class FitResult:
+    """How ``fit`` ended: ``completed``, ``early_stopped``, ``max_runtime_reached`` or
+    ``interrupted`` (a signal: the resume point was saved), and the loop state then."""
+
+    status: str
+    state: LoopState
+    stop_reason: str | None = None
 
 
 @dataclass
@@ -47,81 +118,132 @@ class EpochStats:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
-def train_loader(
-    dataset,
-    net,
-    image_shape: int,
-    batch_size: int,
-    workers: int,
-    iou: float,
-    sampler=None,
-    seed: int | None = None,
-):
-    """DataLoader producing ``(image, cls_targets, box_targets)`` batches with augmentation.
-
-    ``sampler``: the indices to draw (a distributed worker's shard); shuffled otherwise.
-    ``seed``: base of each data worker's own random seed (random when ``None``)."""
-    from gluoncv.data.batchify import Stack, Tuple
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
-
-    from .data import TransformDataset
-    from .model import anchors_for
-
-    anchors = anchors_for(net, image_shape)
-    transform = SSDDefaultTrainTransform(image_shape, image_shape, anchors, iou_thresh=iou)
-    with default_signals_for_forks():
-        return gluon.data.DataLoader(
-            TransformDataset(dataset, transform, seed),
-            batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            batchify_fn=Tuple(Stack(), Stack(), Stack()),
-            last_batch="rollover",
-            num_workers=workers,
-        )
+# --------------------------------------------------------------------------- the epoch loop
 
 
-def val_loader(dataset, image_shape: int, batch_size: int, workers: int):
-    """DataLoader producing ``(image, padded labels)`` resized to ``image_shape``."""
-    from gluoncv.data.batchify import Pad, Stack, Tuple
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+def fit(inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = False) -> FitResult:
+    """Train from the epoch after ``state.epoch`` up to ``config.epochs``.
 
-    from .data import TransformDataset
+    ``seeded``: the weights came from an earlier model (incremental training); a fresh run
+    first measures them, and training must beat that mAP to replace them as the best.
+    """
+    start_epoch = state.epoch + 1
+    if seeded and start_epoch == 0:
+        _measure_seed(inputs, state)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if _train_and_validate(inputs, config, state, epoch):
+                return FitResult("early_stopped", state)
+            reason = inputs.stop_check()
+            if reason:
+                raise StopRequested(reason)
+    except StopRequested as stop:
+        return _stopped(inputs, state, stop.reason)
+    except NonFiniteLoss as exc:
+        raise TrainingError(str(exc)) from None
+    return FitResult("completed", state)
 
-    with default_signals_for_forks():
-        return gluon.data.DataLoader(
-            TransformDataset(dataset, SSDDefaultValTransform(image_shape, image_shape)),
-            batch_size,
-            shuffle=False,
-            batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),
-            last_batch="keep",
-            num_workers=workers,
-        )
+
+def _measure_seed(inputs: FitInputs, state: LoopState) -> None:
+    state.initial_map, _ = evaluate(inputs.net, inputs.val_data, inputs.ctx, inputs.class_names)
+    inputs.log.info(f"validation mAP of the seed model before training: {state.initial_map:.4f}")
+    # The seed is the best model so far: training must beat it to replace it.
+    state.best_map, state.best_epoch = state.initial_map, -1
+    inputs.checkpointer.save_best(inputs.net)
+
+
+def _train_and_validate(inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int) -> bool:
+    """One epoch: train, validate, log, checkpoint. True when early stopping ends the run."""
+    lr = config.learning_rate_at(epoch)
+    inputs.trainer.set_learning_rate(lr)
+    stats = train_one_epoch(inputs, epoch, config.log_interval)
+    val_map, _per_class = evaluate(inputs.net, inputs.val_data, inputs.ctx, inputs.class_names)
+    val_map = inputs.agree(val_map)
+    log = inputs.log
+    log.validation_map(epoch, val_map)
+    log.throughput(stats.throughput)
+    log.info(
+        f"epoch {epoch}: {stats.samples} samples in {stats.seconds:.1f}s, "
+        f"waited {stats.data_wait_seconds:.1f}s for data, lr={lr:g}"
+    )
+    _track_best(inputs, config, state, epoch, val_map)
+    record = _epoch_record(epoch, stats, val_map, lr)
+    state.history.append(record)
+    log.epoch_end(record)
+    state.epoch, state.learning_rate = epoch, lr
+    inputs.checkpointer.save(inputs.net, inputs.trainer, state)
+    log.progress(epoch + 1, config.epochs)
+    return _stops_early(config, state, epoch, log)
+
+
+def _track_best(
+    inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int, val_map: float
+) -> None:
+    """Save the best weights on a new best mAP; count the epochs without improvement."""
+    improved = val_map > state.best_map * (1 + config.early_stopping_tolerance) or (
+        state.best_map < 0
+    )
+    if val_map > state.best_map:
+        state.best_map, state.best_epoch = val_map, epoch
+        inputs.checkpointer.save_best(inputs.net)
+    state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+
+
+def _epoch_record(epoch: int, stats: EpochStats, val_map: float, lr: float) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "train_cross_entropy": stats.cross_entropy,
+        "train_smooth_l1": stats.smooth_l1,
+        "validation_mAP": val_map,
+        "learning_rate": lr,
+        "throughput": stats.throughput,
+        "data_wait_fraction": stats.data_wait_seconds / max(stats.seconds, 1e-9),
+    }
+
+
+def _stops_early(config: FitConfig, state: LoopState, epoch: int, log: MetricLogger) -> bool:
+    if not (
+        config.early_stopping
+        and epoch + 1 >= config.early_stopping_min_epochs
+        and state.epochs_without_improvement >= config.early_stopping_patience
+    ):
+        return False
+    log.info(
+        f"early stopping after epoch {epoch}: no improvement for "
+        f"{state.epochs_without_improvement} epochs"
+    )
+    return True
+
+
+def _stopped(inputs: FitInputs, state: LoopState, reason: str) -> FitResult:
+    """A signal saves the resume point (the job is retried); the run-time limit just ends
+    training, which then completes normally with the best model so far."""
+    if inputs.stopper.signal_reason:
+        inputs.checkpointer.save(inputs.net, inputs.trainer, state)
+        return FitResult("interrupted", state, reason)
+    inputs.log.info(f"stopping: {reason}")
+    return FitResult("max_runtime_reached", state, reason)
+
+
+# --------------------------------------------------------------------------- one epoch
 
 
 def train_one_epoch(
-    net,
-    trainer: gluon.Trainer,
-    loader,
-    ctx: list[mx.Context],
-    epoch: int,
-    logger: MetricLogger,
-    check_stop: Callable[[], str | None],
-    log_interval: int = 20,
-    max_batches: int | None = None,
+    inputs: FitInputs, epoch: int, log_interval: int = 20, max_batches: int | None = None
 ) -> EpochStats:
-    """One pass over the training data; returns mean losses and timing."""
+    """One pass over ``inputs.train_data``; returns mean losses and timing."""
     from gluoncv.loss import SSDMultiBoxLoss
 
     mbox_loss = SSDMultiBoxLoss()
     ce_metric, l1_metric = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
-    net.hybridize(static_alloc=True, static_shape=True)
+    inputs.net.hybridize(static_alloc=True, static_shape=True)
+    loader = inputs.train_data
     samples, data_wait = 0, 0.0
     batches_per_epoch = len(loader) if hasattr(loader, "__len__") else None
 
     def log_loss(batch_idx: int, ce: float, l1: float) -> None:
         step = epoch * batches_per_epoch + batch_idx if batches_per_epoch else None
-        logger.train_loss(epoch, batch_idx, ce, l1, step)
+        inputs.log.train_loss(epoch, batch_idx, ce, l1, step)
 
     start = time.perf_counter()
     fetch_start = start
@@ -130,22 +252,10 @@ def train_one_epoch(
         data_wait += time.perf_counter() - fetch_start
         if max_batches is not None and batch_idx >= max_batches:
             break
-        reason = check_stop()
+        reason = inputs.stop_check()
         if reason:
             raise StopRequested(reason)
-        data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0)
-        cls_targets = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0)
-        box_targets = gluon.utils.split_and_load(batch[2], ctx_list=ctx, batch_axis=0)
-        with autograd.record():
-            cls_preds, box_preds = [], []
-            for x in data:
-                cls_pred, box_pred, _ = net(x)
-                cls_preds.append(cls_pred)
-                box_preds.append(box_pred)
-            sum_loss, cls_loss, box_loss = mbox_loss(cls_preds, box_preds, cls_targets, box_targets)
-            autograd.backward(sum_loss)
-        # SSDMultiBoxLoss already normalises by the number of positives: step(1)
-        trainer.step(1)
+        cls_loss, box_loss = _train_step(inputs, mbox_loss, batch)
         ce_metric.update(0, cls_loss)
         l1_metric.update(0, box_loss)
         samples += batch[0].shape[0]
@@ -163,6 +273,25 @@ def train_one_epoch(
     if not (log_interval and (batch_idx + 1) % log_interval == 0):
         log_loss(batch_idx, ce, l1)
     return EpochStats(ce, l1, samples, seconds, data_wait)
+
+
+def _train_step(inputs: FitInputs, mbox_loss, batch) -> tuple[list, list]:
+    """Forward, backward and one optimizer step on a batch; the per-device losses."""
+    ctx = inputs.ctx
+    data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0)
+    cls_targets = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0)
+    box_targets = gluon.utils.split_and_load(batch[2], ctx_list=ctx, batch_axis=0)
+    with autograd.record():
+        cls_preds, box_preds = [], []
+        for x in data:
+            cls_pred, box_pred, _ = inputs.net(x)
+            cls_preds.append(cls_pred)
+            box_preds.append(box_pred)
+        sum_loss, cls_loss, box_loss = mbox_loss(cls_preds, box_preds, cls_targets, box_targets)
+        autograd.backward(sum_loss)
+    # SSDMultiBoxLoss already normalises by the number of positives: step(1)
+    inputs.trainer.step(1)
+    return cls_loss, box_loss
 
 
 def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[float, dict]:

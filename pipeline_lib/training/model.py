@@ -3,12 +3,14 @@
 Anchor sizes and steps follow GluonCV's presets for 300 and 512 and scale linearly for
 other sizes. Pretrained ImageNet weights are only ever read from a local cache folder
 (``MXNET_HOME/models``, the MXNet model-store layout, ``<name>-<hash>.params``) and loaded
-the way GluonCV loads its own; there is never a download.
+the way GluonCV loads its own; there is never a download from the internet (the cache may be
+filled from ``ODP_PRETRAINED_URI``, an s3:// or local folder the operator provides).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +55,29 @@ def pretrained_root(mxnet_home: str | Path) -> Path:
     return Path(mxnet_home) / "models"
 
 
+def mxnet_home() -> str:
+    """``MXNET_HOME``, else the project's configured MXNet home."""
+    from ..settings import load_settings
+
+    return os.environ.get("MXNET_HOME") or str(load_settings().mxnet_home)
+
+
+def fetch_pretrained(base_network: str, mxnet_home: str) -> None:
+    """Copy pretrained weights from ODP_PRETRAINED_URI (s3:// or a folder) into the cache."""
+    uri = os.environ.get("ODP_PRETRAINED_URI")
+    if not uri:
+        return
+    from .. import storage
+
+    name = BASES[base_network].gluon_name
+    for file_uri in storage.list_files(uri):
+        base = file_uri.rsplit("/", 1)[-1]
+        if base.startswith(f"{name}-") and base.endswith(".params"):
+            dest = pretrained_root(mxnet_home) / base
+            if not dest.exists():
+                storage.download(file_uri, dest)
+
+
 def find_pretrained(base_network: str, mxnet_home: str | Path) -> Path:
     """The cached ImageNet weights file for a base network, or a clear error."""
     root = pretrained_root(mxnet_home)
@@ -92,24 +117,11 @@ def _local_model_store(name: str, path: Path) -> Iterator[None]:
         model_store.get_model_file = real
 
 
-def build_ssd(
-    base_network: str,
-    classes: list[str],
-    image_shape: int = 300,
-    pretrained_base: bool = False,
-    mxnet_home: str | Path | None = None,
-    nms_thresh: float = 0.45,
-) -> mx.gluon.HybridBlock:
-    """An untrained (or ImageNet-based) SSD for ``classes`` at ``image_shape``."""
-    from gluoncv.model_zoo.ssd.ssd import get_ssd
+def _layout(spec: BaseSpec, image_shape: int) -> tuple:
+    """GluonCV's preset for a base network: ``(name, features, filters, sizes, steps,
+    ratios, scale)``, sizes and steps at the preset's input size, ``scale`` to ours."""
     from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
-    spec = BASES[base_network]
-    weights: Path | None = None
-    if pretrained_base:
-        if mxnet_home is None:
-            raise ValueError("pretrained_base needs mxnet_home")
-        weights = find_pretrained(base_network, mxnet_home)
     if spec.features == "vgg":
         if image_shape >= 512:
             features = vgg16_atrous_512
@@ -124,6 +136,28 @@ def build_ssd(
     else:
         name, features, filters, ratios = spec.gluon_name, spec.features, spec.filters, RATIOS_6
         sizes, steps, scale = SIZES_300, STEPS_300, image_shape / 300
+    return name, features, filters, sizes, steps, ratios, scale
+
+
+def build_ssd(
+    base_network: str,
+    classes: list[str],
+    image_shape: int = 300,
+    *,
+    pretrained_base: bool = False,
+    mxnet_home: str | Path | None = None,
+    nms_thresh: float = 0.45,
+) -> mx.gluon.HybridBlock:
+    """An untrained (or ImageNet-based) SSD for ``classes`` at ``image_shape``."""
+    from gluoncv.model_zoo.ssd.ssd import get_ssd
+
+    spec = BASES[base_network]
+    weights: Path | None = None
+    if pretrained_base:
+        if mxnet_home is None:
+            raise ValueError("pretrained_base needs mxnet_home")
+        weights = find_pretrained(base_network, mxnet_home)
+    name, features, filters, sizes, steps, ratios, scale = _layout(spec, image_shape)
 
     def make(steps: list[float], pretrained: bool):
         return get_ssd(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import mxnet as mx
 import pytest
 from training_job import CHANNELS, layout
 from training_job import hyperparameters as _hp
@@ -176,27 +177,6 @@ def test_in_process_training_restores_the_sigterm_handler(tmp_path, dataset):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_data_workers_obey_terminate_even_under_a_flag_only_handler(dataset):
-    import mxnet as mx
-
-    from pipeline_lib.training.data import ImageJsonDetection
-    from pipeline_lib.training.engine import val_loader
-
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
-    try:
-        ds = ImageJsonDetection(dataset / "validation", dataset / "validation_annotation")
-        loader = val_loader(ds, 300, 2, workers=2)
-        assert next(iter(loader))[0].shape == (2, 3, 300, 300)
-        pool = loader._worker_pool
-        start = time.monotonic()
-        pool.terminate()  # hangs forever if the workers inherited the handler above
-        assert time.monotonic() - start < 30
-        del loader
-        mx.nd.waitall()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def test_trains_from_an_augmented_manifest_at_512(tmp_path, dataset):
     """The manifest input format through the container contract, at image_shape 512."""
     from pipeline_lib.manifest import dataset_to_manifest
@@ -238,3 +218,32 @@ def test_pretrained_weights_come_from_s3_into_the_cache(
     cached = home / "models" / source.name
     assert cached.read_bytes() == source.read_bytes()
     assert f"ImageNet base weights: {cached}" in capsys.readouterr().out
+
+
+def test_device_kv_store_on_several_devices_of_one_host(tmp_path, monkeypatch, capsys):
+    """kv_store=device across two contexts (two CPU contexts stand in for two GPUs)."""
+    from pipeline_lib.synthetic import SynthConfig, generate
+    from pipeline_lib.training import entrypoint
+    from pipeline_lib.training.contract import prepare_ml_root
+
+    generate(tmp_path / "data", SynthConfig(images=10, classes=2, seed=3, max_objects=2))
+    channels = ("train", "validation", "train_annotation", "validation_annotation")
+    hp = {
+        "num_classes": 2,
+        "num_training_samples": 8,
+        "base_network": "mobilenet-0.25",
+        "use_pretrained_model": 0,
+        "epochs": 1,
+        "mini_batch_size": 4,
+        "num_workers": 0,
+        "kv_store": "device",
+    }
+    paths = prepare_ml_root(tmp_path / "ml", {c: tmp_path / "data" / c for c in channels}, hp)
+    created = []
+    real_create = mx.kv.create
+    monkeypatch.setattr(entrypoint, "_contexts", lambda: [mx.cpu(0), mx.cpu(1)])
+    monkeypatch.setattr(mx.kv, "create", lambda name: created.append(name) or real_create(name))
+    assert entrypoint.run_training(str(paths.root)) == 0, capsys.readouterr()
+    assert created == ["device"]
+    assert (paths.model / "model_algo_1-0000.params").exists()
+    assert "epoch 0: 8 samples" in capsys.readouterr().out

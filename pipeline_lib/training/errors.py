@@ -1,0 +1,43 @@
+"""Training failures, how each is reported (ClientError or AlgorithmError) and exit codes.
+
+Every training module raises these; nothing here imports the rest of the package, so any
+module can use them without an import cycle.
+"""
+
+from __future__ import annotations
+
+from ..hyperparameters import HyperparameterError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_SIGTERM = 143  # 128 + SIGTERM, as a process killed by the signal would report
+
+
+class TrainingError(Exception):
+    """A user-facing training failure (bad configuration or data)."""
+
+
+class DistributedError(RuntimeError):
+    """The cluster could not be formed or lost a host."""
+
+
+# Failures the job's input caused, not the algorithm, and their label in output/failure.
+_CLIENT_ERRORS: dict[type[Exception], str] = {
+    HyperparameterError: "ClientError: invalid hyperparameter",
+    FileNotFoundError: "ClientError: missing input",
+    TrainingError: "ClientError",
+}
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """True for a failure the job's input caused (no traceback is printed for these)."""
+    return isinstance(exc, tuple(_CLIENT_ERRORS))
+
+
+def failure_reason(exc: Exception) -> str:
+    """The one paragraph written to ``output/failure``: ``ClientError: ...`` for bad input,
+    ``AlgorithmError: <type>: ...`` for everything else."""
+    for cls, label in _CLIENT_ERRORS.items():
+        if isinstance(exc, cls):
+            return f"{label}: {exc}"
+    return f"AlgorithmError: {type(exc).__name__}: {exc}"

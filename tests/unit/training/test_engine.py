@@ -1,0 +1,150 @@
+"""The epoch loop of ``engine.fit``: learning-rate steps, best model, early stopping, stops.
+
+``train_one_epoch`` and ``evaluate`` are replaced by fakes: these tests are about the loop."""
+
+import pytest
+
+from pipeline_lib.training import engine
+from pipeline_lib.training.checkpoints import LoopState
+from pipeline_lib.training.engine import EpochStats, FitConfig, FitInputs, NonFiniteLoss, fit
+from pipeline_lib.training.errors import TrainingError
+from pipeline_lib.training.stopping import Stopper
+
+
+class _Trainer:
+    def __init__(self):
+        self.rates = []
+
+    def set_learning_rate(self, lr):
+        self.rates.append(lr)
+
+
+class _Checkpointer:
+    def __init__(self):
+        self.saved, self.best = [], 0
+
+    def save(self, net, trainer, state):
+        self.saved.append(state.epoch)
+
+    def save_best(self, net):
+        self.best += 1
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, message):
+        self.lines.append(message)
+
+    def validation_map(self, *_):
+        pass
+
+    def throughput(self, *_):
+        pass
+
+    def epoch_end(self, *_):
+        pass
+
+    def progress(self, *_):
+        pass
+
+
+def _inputs(monkeypatch, maps, stopper=None, epoch_hook=None):
+    maps = iter(maps)
+
+    def train_one_epoch(inputs, epoch, log_interval=20):
+        if epoch_hook:
+            epoch_hook(epoch)
+        return EpochStats(1.0, 0.5, 4, 2.0, 0.5)
+
+    monkeypatch.setattr(engine, "train_one_epoch", train_one_epoch)
+    monkeypatch.setattr(engine, "evaluate", lambda *_: (next(maps), {}))
+    return FitInputs(
+        net=object(),
+        trainer=_Trainer(),
+        train_data=[],
+        val_data=[],
+        ctx=[],
+        class_names=["a"],
+        checkpointer=_Checkpointer(),
+        log=_Log(),
+        stopper=stopper or Stopper(),
+    )
+
+
+def test_learning_rate_steps():
+    config = FitConfig(epochs=5, learning_rate=0.1, lr_scheduler_step=(2, 4))
+    assert [config.learning_rate_at(e) for e in range(5)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001]
+    )
+
+
+def test_fit_checkpoints_every_epoch_and_the_best_model_on_improvement(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.2, 0.5, 0.4])
+    result = fit(inputs, FitConfig(epochs=3, learning_rate=0.1), LoopState(learning_rate=0.1))
+    assert result.status == "completed"
+    assert (result.state.best_map, result.state.best_epoch) == (0.5, 1)
+    assert inputs.checkpointer.saved == [0, 1, 2] and inputs.checkpointer.best == 2
+    assert [r["validation_mAP"] for r in result.state.history] == [0.2, 0.5, 0.4]
+    assert result.state.history[0]["data_wait_fraction"] == 0.25
+
+
+def test_fit_resumes_after_the_last_epoch(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.3])
+    state = LoopState(epoch=1, best_map=0.4, best_epoch=1)
+    result = fit(inputs, FitConfig(epochs=3, learning_rate=0.1), state)
+    assert [r["epoch"] for r in result.state.history] == [2]
+    assert result.state.best_epoch == 1
+
+
+def test_early_stopping(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.5, 0.4, 0.4, 0.4, 0.4])
+    config = FitConfig(
+        epochs=5,
+        learning_rate=0.1,
+        early_stopping=True,
+        early_stopping_min_epochs=1,
+        early_stopping_patience=2,
+    )
+    result = fit(inputs, config, LoopState())
+    assert result.status == "early_stopped" and result.state.epoch == 2
+    assert "early stopping after epoch 2: no improvement for 2 epochs" in inputs.log.lines
+
+
+def test_seed_model_is_measured_and_must_be_beaten(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.6, 0.5])
+    result = fit(inputs, FitConfig(epochs=1, learning_rate=0.1), LoopState(), seeded=True)
+    assert result.state.initial_map == 0.6
+    assert (result.state.best_map, result.state.best_epoch) == (0.6, -1)
+
+
+def test_run_time_limit_ends_training_normally(monkeypatch):
+    stopper = Stopper()
+    stopper.limit_runtime(1, started=-1e9)
+    inputs = _inputs(monkeypatch, [0.1, 0.2], stopper)
+    result = fit(inputs, FitConfig(epochs=2, learning_rate=0.1), LoopState())
+    assert result.status == "max_runtime_reached" and result.state.epoch == 0
+    assert "stopping: max_runtime_seconds reached" in inputs.log.lines
+
+
+def test_signal_saves_the_resume_point(monkeypatch):
+    stopper = Stopper()
+
+    def signal_during(epoch):
+        if epoch == 1:
+            stopper.signal_reason = "received SIGTERM"
+
+    inputs = _inputs(monkeypatch, [0.1, 0.2], stopper, signal_during)
+    result = fit(inputs, FitConfig(epochs=5, learning_rate=0.1), LoopState())
+    assert (result.status, result.stop_reason) == ("interrupted", "received SIGTERM")
+    assert inputs.checkpointer.saved == [0, 1, 1]
+
+
+def test_non_finite_loss_is_a_training_error(monkeypatch):
+    def boom(epoch):
+        raise NonFiniteLoss("non-finite loss at epoch 0")
+
+    inputs = _inputs(monkeypatch, [], epoch_hook=boom)
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        fit(inputs, FitConfig(epochs=1, learning_rate=0.1), LoopState())
