@@ -125,8 +125,8 @@ urls: venv  ## print the local URLs and the login
 	@$(PY) -m odp_airflow.local urls
 
 # ---- code quality -----------------------------------------------------------------------------
-lint: venv  ## ruff check + ruff format --check
-	cd $(REPO) && ruff check . && ruff format --check .
+lint: venv  ## ruff check + ruff format --check + import-linter's architecture contracts
+	cd $(REPO) && ruff check . && ruff format --check . && lint-imports
 
 format: venv  ## apply ruff fixes and formatting
 	cd $(REPO) && ruff check --fix . && ruff format .

@@ -189,7 +189,6 @@ class S3Endpoint:
 @pytest.fixture(scope="session")
 def moto_server_url() -> Iterator[str]:
     """Start ``moto.server.ThreadedMotoServer`` (real HTTP) on a free 127.0.0.1 port."""
-    pytest.importorskip("moto")
     from moto.server import ThreadedMotoServer
 
     port = free_port()

@@ -49,7 +49,14 @@ if "include_examples" in inspect.signature(DagBag.__init__).parameters:
 bag = DagBag(**kwargs)
 loaded = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY} - {m.split(".")[0] for m in already})
 dags = {
-    dag_id: {"params": sorted(dag.params.keys()), "doc_md": bool(dag.doc_md), "tasks": sorted(dag.task_ids)}
+    dag_id: {
+        "params": sorted(dag.params.keys()),
+        "doc_md": bool(dag.doc_md),
+        "tasks": sorted(dag.task_ids),
+        "edges": sorted([t.task_id, d] for t in dag.tasks for d in t.downstream_task_ids),
+        "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in dag.tasks},
+        "retries": {t.task_id: t.retries for t in dag.tasks},
+    }
     for dag_id, dag in bag.dags.items()
 }
 # Every Airflow component (scheduler, dag-processor, api-server, workers) loads plugins/.
@@ -108,6 +115,23 @@ def test_main_dag_exists_with_params_and_docs(parsed: dict) -> None:
     assert dag["doc_md"], "the DAG should carry doc_md (from the module docstring)"
     assert dag["params"], "the DAG should declare typed Params for the trigger form"
     assert dag["tasks"]
+
+
+def test_main_dag_wiring(parsed: dict) -> None:
+    """Each stage hands its result to the next; every stage reads the resolved inputs."""
+    dag = parsed["dags"][MAIN_DAG]
+    chain = ["resolve_inputs", "validate", "convert", "train", "evaluate", "register"]
+    assert dag["tasks"] == sorted(chain)
+    expected = {(a, b) for a, b in zip(chain, chain[1:], strict=False)}
+    expected |= {("resolve_inputs", t) for t in chain[2:]}  # inputs go to every stage
+    expected |= {("validate", "train"), ("train", "register")}  # validation summary, model
+    assert {tuple(e) for e in dag["edges"]} == expected
+
+
+def test_every_task_has_a_timeout_and_retries(parsed: dict) -> None:
+    dag = parsed["dags"][MAIN_DAG]
+    assert all(seconds and seconds > 0 for seconds in dag["timeouts"].values()), dag["timeouts"]
+    assert all(r >= 1 for r in dag["retries"].values()), dag["retries"]
 
 
 def test_parsing_imports_no_heavy_modules(parsed: dict) -> None:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -21,7 +22,6 @@ from pipeline_lib.recordio.reader import RecordIODetection, idx_path_for
 from pipeline_lib.synthetic import SynthConfig, generate
 
 pytestmark = pytest.mark.integration
-mx = pytest.importorskip("mxnet")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"

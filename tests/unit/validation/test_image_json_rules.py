@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dataset_defects import DEFECTS, inject
 from PIL import Image
 
 from pipeline_lib.validation import RULES, UnusableInputError, ValidationOptions, validate
-from pipeline_lib.validation.defects import DEFECTS, inject
 
 FAST = ValidationOptions(great_expectations=False, workers=1)
 

@@ -6,12 +6,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dataset_defects import DEFECTS, inject
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline_lib.synthetic import SynthConfig, generate
 from pipeline_lib.validation import ValidationOptions, validate
-from pipeline_lib.validation.defects import DEFECTS, inject
 
 FAST = ValidationOptions(great_expectations=False, workers=1)
 _BASES: dict[int, Path] = {}

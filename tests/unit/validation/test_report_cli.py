@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from dataset_defects import DEFECTS, inject
+
 from pipeline_lib.cli import main
 from pipeline_lib.validation import ValidationOptions, validate
-from pipeline_lib.validation.defects import DEFECTS, inject
 from pipeline_lib.validation.gx_suite import load_suite
 
 FAST = ValidationOptions(great_expectations=False, workers=1)

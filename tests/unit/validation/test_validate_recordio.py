@@ -7,6 +7,7 @@ import json
 import struct
 from pathlib import Path
 
+import mxnet.recordio as mx_recordio
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +15,6 @@ from PIL import Image
 from pipeline_lib.validation import ValidationOptions, validate
 from pipeline_lib.validation.recordio import MAGIC_BYTES, read_record, scan, unpack
 
-mx_recordio = pytest.importorskip("mxnet.recordio")
 FAST = ValidationOptions(great_expectations=False, workers=1)
 
 
