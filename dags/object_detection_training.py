@@ -21,6 +21,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from odp_airflow.failure import RETRY_POLICY, TIMEOUTS, stage
+from odp_airflow.links import publish_mlflow_url
 from odp_airflow.params import default_dataset_uri
 from pipeline_lib.hyperparameters import BASE_NETWORKS, OPTIMIZERS
 
@@ -117,7 +118,7 @@ def object_detection_training():
     def train(inputs: dict, validation: dict, converted: dict) -> dict:
         from odp_airflow import tasks
 
-        return stage(tasks.train_local)(inputs, validation, converted)
+        return publish_mlflow_url(stage(tasks.train_local)(inputs, validation, converted))
 
     @task(execution_timeout=TIMEOUTS["evaluate"])
     def evaluate(inputs: dict, trained: dict) -> dict:
@@ -129,7 +130,7 @@ def object_detection_training():
     def register(inputs: dict, trained: dict, evaluated: dict) -> dict:
         from odp_airflow import tasks
 
-        return stage(tasks.register_trained)(inputs, trained, evaluated)
+        return publish_mlflow_url(stage(tasks.register_trained)(inputs, trained, evaluated))
 
     inputs = resolve_inputs()
     validation = validate(inputs)

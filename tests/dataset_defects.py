@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..annotations import annotation_channel
+from pipeline_lib.annotations import annotation_channel
 
 
 @dataclass(frozen=True)

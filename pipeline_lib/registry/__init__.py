@@ -12,7 +12,15 @@ from __future__ import annotations
 from .promotion import PromotionDecision, decide_promotion, promote_if_better
 from .resolve import resolve_model_uri
 from .runs import IDEMPOTENCY_TAG, LIVE_TAG, MODEL_SHA_TAG, flatten_metrics, start_run
-from .store import DEFAULT_EXPERIMENT, ensure_experiment, get_client, resolve_tracking_uri
+from .store import (
+    DEFAULT_EXPERIMENT,
+    ensure_experiment,
+    get_client,
+    resolve_tracking_uri,
+    run_url,
+    ui_url,
+    version_url,
+)
 from .versions import (
     CANDIDATE_ALIAS,
     CHAMPION_ALIAS,
@@ -41,5 +49,8 @@ __all__ = [
     "register_model",
     "resolve_model_uri",
     "resolve_tracking_uri",
+    "run_url",
     "start_run",
+    "ui_url",
+    "version_url",
 ]

@@ -28,6 +28,29 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or load_settings().mlflow_tracking_uri
 
 
+def ui_url(tracking_uri: str | None = None) -> str:
+    """Where people open the MLflow UI: the tracking server itself when there is one, else
+    ``ODP_MLFLOW_UI_URL``, else the local UI that ``make ui`` starts (``ODP_MLFLOW_PORT``)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    if explicit := os.environ.get("ODP_MLFLOW_UI_URL"):
+        return explicit.rstrip("/")
+    return f"http://127.0.0.1:{os.environ.get('ODP_MLFLOW_PORT', '5000')}"
+
+
+def run_url(run_id: str, experiment_id: str | None = None) -> str:
+    """The MLflow UI page of a run."""
+    if experiment_id:
+        return f"{ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_url()}/#/runs/{run_id}"
+
+
+def version_url(name: str, version: int | str) -> str:
+    """The MLflow UI page of a registered model version."""
+    return f"{ui_url()}/#/models/{name}/versions/{version}"
+
+
 def _is_db_uri(uri: str) -> bool:
     scheme = urlparse(uri).scheme
     return scheme.split("+")[0] in {"sqlite", "postgresql", "mysql", "mssql"}

@@ -173,7 +173,8 @@ def _train_in(
             ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
         )
         cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)]
-        code = run_logged(cmd, env={**os.environ, **_live_mlflow_env(inputs)})
+        live = _live_mlflow_env(inputs)
+        code = run_logged(cmd, env={**os.environ, **live})
     if code != 0:
         failure = paths.output / "failure"
         reason = failure.read_text().strip() if failure.exists() else "no failure file written"
@@ -182,11 +183,12 @@ def _train_in(
         raise RuntimeError(f"odp train exited with {code}: {reason}")
     metrics = json.loads((paths.output / "metrics.json").read_text())
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
-    return {
-        "model_uri": model_uri,
-        "hyperparameters": hyper,
-        "training_metrics": metrics,
-    }
+    result = {"model_uri": model_uri, "hyperparameters": hyper, "training_metrics": metrics}
+    if "ODP_MLFLOW_RUN_ID" in live:
+        from pipeline_lib.registry import run_url
+
+        result["mlflow_url"] = run_url(live["ODP_MLFLOW_RUN_ID"])
+    return result
 
 
 def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:
@@ -254,7 +256,7 @@ def register_trained(
 ) -> dict[str, Any]:
     """Register the model version (alias ``candidate``); promote to ``champion`` if better."""
     from pipeline_lib import storage
-    from pipeline_lib.registry import promote_if_better, register_model
+    from pipeline_lib.registry import promote_if_better, register_model, version_url
 
     metrics = {k: v for k, v in evaluated["metrics"].items() if isinstance(v, int | float)}
     with tempfile.TemporaryDirectory(prefix="odp-reg-") as tmp:
@@ -282,4 +284,5 @@ def register_trained(
         champion_value=(champion.get("metrics") or {}).get("mAP"),
     )
     log.info("registered %s version %s; promotion: %s", info["name"], info["version"], promotion)
-    return {**info, "promotion": promotion, "mAP": metrics.get("mAP")}
+    url = version_url(info["name"], info["version"])
+    return {**info, "promotion": promotion, "mAP": metrics.get("mAP"), "mlflow_url": url}

@@ -63,11 +63,13 @@ dags = {
 from airflow import plugins_manager
 
 plugin_errors = {str(k): v for k, v in plugins_manager.get_import_errors().items()}
+global_links = sorted(link.name for link in plugins_manager.get_global_operator_extra_links())
 plugin_heavy = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY} - set(loaded))
 
 print("ODP-RESULT " + json.dumps({
     "plugin_import_errors": plugin_errors,
     "plugin_heavy_modules": plugin_heavy,
+    "global_links": global_links,
     "dags": dags,
     "import_errors": {str(k): v for k, v in bag.import_errors.items()},
     "heavy_modules": loaded,
@@ -152,4 +154,5 @@ def test_plugins_load_without_errors_or_heavy_imports(parsed: dict) -> None:
     ``plugins/.airflowignore`` (it is still importable, as plugins/ is on sys.path).
     """
     assert parsed["plugin_import_errors"] == {}
+    assert parsed["global_links"] == ["MLflow"]  # plugins/odp_links.py
     assert parsed["plugin_heavy_modules"] == []

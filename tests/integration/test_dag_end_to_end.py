@@ -40,6 +40,17 @@ def test_full_dag_registers_a_candidate_with_map(dag_env, tmp_path):
 
     assert client.get_model_version_by_alias("e2e-model", "champion").version == version.version
 
+    # The UI's "MLflow" extra links (plugins/odp_links.py), read back as the API server does
+    from odp_links import MLflowLink
+
+    tis = {ti.task_id: ti for ti in dagrun.get_task_instances()}
+    link = MLflowLink()
+    assert link.get_link(None, ti_key=tis["register"].key) == (
+        f"http://127.0.0.1:5000/#/models/e2e-model/versions/{version.version}"
+    )
+    assert link.get_link(None, ti_key=tis["train"].key).endswith(f"/#/runs/{version.run_id}")
+    assert link.get_link(None, ti_key=tis["validate"].key) == ""
+
     # Run outputs live under {artifact_root}/runs/{dag_id}/{run_id}/{task}/
     run_dirs = list((odp_home.artifact_root / "runs" / "object_detection_training").iterdir())
     assert len(run_dirs) == 1

@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeline_lib.settings import load_settings
-
 #: The DAG the demo runs and the summary points at.
 DAG_ID = "object_detection_training"
 
@@ -37,10 +35,9 @@ class LocalEnv:
     @property
     def mlflow_url(self) -> str:
         """MLflow UI started by ``make ui`` (or the configured tracking server)."""
-        uri = load_settings().mlflow_tracking_uri
-        if uri.startswith(("http://", "https://")):
-            return uri.rstrip("/")
-        return f"http://127.0.0.1:{self.mlflow_port}"
+        from pipeline_lib.registry import ui_url
+
+        return ui_url()
 
 
 def local_env() -> LocalEnv:
