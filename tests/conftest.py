@@ -21,6 +21,13 @@ from servers import free_port, wait_for_http
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
+
+def _render_airflow_cfg() -> None:
+    from odp_airflow.local.config import render_config
+
+    render_config()
+
+
 # Tests never touch the user's local state (.local/, what `make ui` shows): the whole session
 # gets its own throw-away ODP_HOME, Airflow home, MLflow store and artifact root, set here,
 # before any test module imports Airflow (which reads AIRFLOW_HOME once, at import).
@@ -34,23 +41,27 @@ os.environ["ODP_ARTIFACT_ROOT"] = str(SESSION_HOME / "artifacts")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 for _name in ("MLFLOW_REGISTRY_URI", "ODP_MLFLOW_EXPERIMENT", "ODP_DEFAULT_DATASET"):
     os.environ.pop(_name, None)
+# airflow.cfg exists before anything imports Airflow, so the in-process Airflow (dag.test())
+# reads the same settings as the local stack: dags/ and plugins/ from this checkout, SQLite.
+_render_airflow_cfg()
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
-    """The session's Airflow home with a rendered airflow.cfg and a migrated SQLite DB."""
-    from odp_airflow.local.config import render_config
-
-    home = Path(os.environ["AIRFLOW_HOME"])
+    """The session's Airflow home (the one Airflow was imported with): airflow.cfg rendered,
+    SQLite DB migrated, once."""
+    home = SESSION_HOME / "airflow"
     stamp = home / ".odp-db-migrated"
     if not stamp.exists():
-        render_config()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update(ODP_HOME=str(SESSION_HOME), AIRFLOW_HOME=str(home))
+        env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
         airflow = VENV_BIN / "airflow"
-        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=env)
         stamp.touch()
     return home
 
@@ -214,14 +225,6 @@ def s3(moto_server_url: str, monkeypatch: pytest.MonkeyPatch) -> S3Endpoint:
     endpoint = S3Endpoint(moto_server_url, f"odp-test-{uuid.uuid4().hex[:12]}")
     endpoint.client().create_bucket(Bucket=endpoint.bucket)
     return endpoint
-
-
-# ------------------------------------------------------------------ Airflow plugins on sys.path
-
-# Airflow puts plugins_folder on sys.path itself; tests that import the plugin modules
-# directly (without starting Airflow) need the same.
-if str(REPO_ROOT / "plugins") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "plugins"))
 
 
 # ------------------------------------------------------------------ the tiny training job
