@@ -25,14 +25,73 @@ if TYPE_CHECKING:  # numpy is imported where it is used: `odp convert` starts wi
 
 CHANNELS = ("train", "validation")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# At most 10,000 classes: ids are bounded where they are parsed, before anything (a class
+# table, a per-class array, a contiguity check over 0..max) is sized by them.
+MAX_CLASS_ID = 9_999
 
 
 class AnnotationError(ValueError):
-    """A malformed annotation, naming the file, field, what was expected and what was found."""
+    """A malformed annotation, naming the file, field, what was expected and what was found.
 
-    def __init__(self, source: str, field: str, expected: str, actual: object):
+    ``rule`` is the name of the input rule it breaks (:mod:`pipeline_lib.gate.rules`)."""
+
+    def __init__(
+        self, source: str, field: str, expected: str, actual: object, rule: str = "json.schema"
+    ):
         self.source, self.field, self.expected, self.actual = source, field, expected, actual
+        self.rule = rule
         super().__init__(f"{source}: field '{field}': expected {expected}, got {actual!r}")
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object that names a key twice (``json.loads`` would keep the last silently)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(f"duplicate key {key!r}")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return out
+
+
+def loads_strict(text: str | bytes) -> object:
+    """``json.loads`` that refuses duplicated keys (:class:`DuplicateKeyError`); the one
+    parser of every JSON read from a dataset (annotations, manifest lines, COCO files)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def load_json(raw: str | bytes, source: str) -> object:
+    """Parse a dataset's JSON document strictly; raises :class:`AnnotationError` naming
+    ``source`` (rule ``json.malformed`` or ``json.duplicate_key``)."""
+    try:
+        return loads_strict(raw)
+    except DuplicateKeyError as exc:
+        raise AnnotationError(
+            source, exc.key, "each key once in an object", f"{exc.key!r} twice",
+            rule="json.duplicate_key",
+        ) from None  # fmt: skip
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise AnnotationError(
+            source, "<file>", "valid UTF-8 JSON", str(exc) or type(exc).__name__,
+            rule="json.malformed",
+        ) from None  # fmt: skip
+
+
+def check_class_id(cid: int, source: str, field: str) -> int:
+    """``cid`` when it is at most :data:`MAX_CLASS_ID`; else :class:`AnnotationError`."""
+    if cid > MAX_CLASS_ID:
+        raise AnnotationError(
+            source, field, f"a class id <= {MAX_CLASS_ID}", cid, rule="class.id_too_large"
+        )
+    return cid
 
 
 @dataclass(frozen=True)
@@ -189,6 +248,8 @@ def _parse_boxes(value: object, source: str, name: str) -> list[Box]:
         cid = item.get("class_id")
         if type(cid) is not int or cid < 0:
             cid = _int_field(cid, source, f"{name}[{i}].class_id")
+        if cid > MAX_CLASS_ID:
+            check_class_id(cid, source, f"{name}[{i}].class_id")
         where = f"{name}[{i}]"
         boxes.append(Box(cid, *(_coord(item, key, source, where) for key in _COORDS)))
     return boxes
@@ -201,7 +262,9 @@ def _parse_categories(value: object, source: str) -> dict[int, str]:
     for i, item in enumerate(value):
         if not _is_mapping(item) or not isinstance(item.get("name"), str):
             raise AnnotationError(source, f"categories[{i}]", "{class_id, name}", item)
-        out[_int_field(item.get("class_id"), source, f"categories[{i}].class_id")] = item["name"]
+        where = f"categories[{i}].class_id"
+        cid = check_class_id(_int_field(item.get("class_id"), source, where), source, where)
+        out[cid] = item["name"]
     return out
 
 
@@ -243,13 +306,11 @@ def unique_name(name: str, used: set[str]) -> str:
     return candidate
 
 
-def read_annotation(path: Path) -> ImageAnnotation:
-    """Load one annotation JSON file strictly."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(str(path), "<file>", "valid UTF-8 JSON", str(exc)) from exc
-    return ImageAnnotation.from_json(data, str(path))
+def read_annotation(path: Path, raw: bytes | None = None) -> ImageAnnotation:
+    """Load one annotation JSON file (or its ``raw`` bytes, read by the caller) strictly."""
+    if raw is None:
+        raw = Path(path).read_bytes()
+    return ImageAnnotation.from_json(load_json(raw, str(path)), str(path))
 
 
 def write_annotation(path: Path, ann: ImageAnnotation) -> None:

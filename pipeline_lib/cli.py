@@ -54,9 +54,16 @@ def cmd_import(args: argparse.Namespace) -> int:
             val_fraction=args.val_fraction,
             seed=args.seed,
             difficult=args.difficult,
+            min_box_size=args.min_box_size,
         )
     else:
-        summary = import_coco(args.src, args.out, crowd=args.crowd, images_dir=args.images_dir)
+        summary = import_coco(
+            args.src,
+            args.out,
+            crowd=args.crowd,
+            images_dir=args.images_dir,
+            min_box_size=args.min_box_size,
+        )
     print(summary)
     return 0
 
@@ -69,6 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         box_tolerance=args.box_tolerance,
         convert_to_rgb=args.convert_to_rgb,
         workers=args.workers,
+        min_box_size=args.min_box_size,
     )
     report = validate(args.data, options=options, report_dir=args.report)
     if args.json:
@@ -90,6 +98,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             quality=args.quality,
             workers=args.workers,
             durable=args.durable,
+            validate=not args.skip_validation,
         )
         print(f"label_width={result.label_width}")
         for path in result.files:
@@ -199,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difficult", choices=["keep", "drop"], default="keep")
     p.add_argument("--crowd", choices=["drop", "keep"], default="drop")
     p.add_argument("--images-dir", help="COCO: folder holding the images (default: beside SRC)")
+    p.add_argument(
+        "--min-box-size",
+        type=float,
+        default=1.0,
+        help="boxes narrower or lower than this many pixels are dropped with a warning",
+    )
 
     p = add("validate", cmd_validate, "validate a dataset (image+JSON root, .rec, or manifest)")
     p.add_argument("data")
@@ -207,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--empty-images", choices=["reject", "keep"], default="reject")
     p.add_argument("--box-tolerance", type=float, default=0.0, help="pixels a box may overhang")
     p.add_argument("--convert-to-rgb", action="store_true")
+    p.add_argument(
+        "--min-box-size",
+        type=float,
+        default=1.0,
+        help="warn about boxes narrower or lower than this many pixels (B005 box.tiny)",
+    )
     p.add_argument("--workers", type=int, default=0, help="0 = one per core")
 
     p = add("convert", cmd_convert, "convert between image+JSON, RecordIO and manifests")
@@ -224,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="publish the files without waiting for the disk (as im2rec does): faster on slow "
         "disks, but a power loss right after may leave a .rec that looks complete and is not",
+    )
+    r.add_argument(
+        "--skip-validation",
+        action="store_true",
+        help="for data validated already: skip the image and dataset rules (headers, "
+        "overlap, class ids); paths are still confined to the dataset",
     )
     m = csub.add_parser("manifest", help="image+JSON -> augmented manifest")
     m.add_argument("data")

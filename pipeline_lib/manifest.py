@@ -11,13 +11,17 @@ One line per image, exactly like the SageMaker Ground Truth / Object Detection e
 ``source-ref`` comes first and the label attribute (configurable, default ``bounding-box``)
 second: SageMaker streams attributes in that order and the algorithm expects the image before
 its label, so a line with the order reversed is an error. ``source-ref`` is an ``s3://`` URI or
-a local path (relative paths are relative to the manifest's folder, or ``base_dir``).
+a local path (relative paths are relative to the manifest's folder, or ``base_dir``). A local
+path must stay inside that folder (no ``..``, no escaping symlink, only regular files): a
+manifest never makes us read elsewhere on the machine (:mod:`pipeline_lib.gate.paths`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,13 +32,19 @@ from . import storage
 from .annotations import (
     CHANNELS,
     AnnotationError,
+    DuplicateKeyError,
     ImageAnnotation,
     annotation_channel,
-    iter_channel,
+    check_class_id,
     list_annotation_files,
+    loads_strict,
     unique_name,
 )
-from .images import decode_rgb, image_info
+from .gate.channel import Channel, parse_annotation, refusal
+from .gate.images import check_image
+from .gate.paths import Confined, check_relative, read_resolved
+from .gate.rules import RULES, GateError
+from .images import decode_rgb
 from .progress import progress_bar
 
 SOURCE_REF = "source-ref"
@@ -59,6 +69,10 @@ def _where(manifest: str, lineno: int) -> str:
     return f"{manifest}: line {lineno}"
 
 
+def _coded(rule: str, message: str) -> ManifestError:
+    return ManifestError(f"{message} [{RULES[rule].code} {rule}]")
+
+
 def parse_line(
     text: str,
     lineno: int = 1,
@@ -69,26 +83,38 @@ def parse_line(
     """Parse one JSON line strictly; raises :class:`ManifestError` naming the line."""
     where = _where(manifest, lineno)
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        obj = loads_strict(text)
+    except DuplicateKeyError as exc:
+        raise _coded(
+            "json.duplicate_key", f"{where}: key {exc.key!r} appears twice in one object"
+        ) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = f"({exc.msg} at column {exc.colno})" if hasattr(exc, "msg") else "(nested too deep)"
+        raise _coded("manifest.malformed_line", f"{where}: not valid JSON {msg}") from None
     if not isinstance(obj, Mapping):
-        raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise _coded(
+            "manifest.malformed_line", f"{where}: expected a JSON object, got {type(obj).__name__}"
+        )
     keys = list(obj)
     for name in (source_attribute, attribute):
         if name not in obj:
-            raise ManifestError(
+            raise _coded(
+                "manifest.source_ref" if name == source_attribute else "manifest.label_attribute",
                 f"{where}: no attribute '{name}' (attributes: {keys}); the label attribute "
-                f"is configurable (--attribute)"
+                f"is configurable (--attribute)",
             )
     if keys.index(source_attribute) > keys.index(attribute):
-        raise ManifestError(
+        raise _coded(
+            "manifest.label_attribute",
             f"{where}: attributes in the wrong order: expected '{source_attribute}' before "
-            f"'{attribute}', found {keys}"
+            f"'{attribute}', found {keys}",
         )
     ref = obj[source_attribute]
     if not isinstance(ref, str) or not ref:
-        raise ManifestError(f"{where}: '{source_attribute}' must be a non-empty string: {ref!r}")
+        raise _coded(
+            "manifest.source_ref",
+            f"{where}: '{source_attribute}' must be a non-empty string: {ref!r}",
+        )
     value = obj[attribute]
     if not isinstance(value, Mapping):
         raise ManifestError(
@@ -100,16 +126,22 @@ def parse_line(
             {"file": PurePosixPath(ref).name, **value}, f"{where}: '{attribute}'"
         )
     except AnnotationError as exc:
-        raise ManifestError(str(exc)) from None
+        raise ManifestError(str(refusal(exc))) from None
     class_map = None
     meta = obj.get(f"{attribute}-metadata")
     if isinstance(meta, Mapping) and meta.get("class-map") is not None:
         cmap = meta["class-map"]
+        field = f"{attribute}-metadata.class-map"
         try:
-            class_map = {int(k): str(v) for k, v in dict(cmap).items()}
+            class_map = {
+                check_class_id(int(k), where, field): str(v) for k, v in dict(cmap).items()
+            }
+        except AnnotationError as exc:
+            raise ManifestError(str(refusal(exc))) from None
         except (TypeError, ValueError):
-            raise ManifestError(
-                f"{where}: '{attribute}-metadata.class-map' must map class ids to names: {cmap!r}"
+            raise _coded(
+                "manifest.class_map",
+                f"{where}: '{field}' must map class ids to names: {str(cmap)[:200]}",
             ) from None
     return ManifestLine(lineno, ref, ann, class_map)
 
@@ -121,6 +153,9 @@ def iter_manifest(
 ) -> Iterator[ManifestLine]:
     """Stream the parsed lines of a local or ``s3://`` manifest (blank lines skipped)."""
     manifest = str(manifest)
+    if not storage.is_s3(manifest) and os.path.exists(manifest):
+        if not stat.S_ISREG(os.stat(manifest).st_mode):  # a FIFO would block the reader
+            raise _coded("path.not_regular_file", f"{manifest}: not a regular file")
     with storage.open_read(manifest) as raw:
         for lineno, line in enumerate(raw, 1):
             try:
@@ -131,12 +166,33 @@ def iter_manifest(
                 yield parse_line(text, lineno, manifest, attribute, source_attribute)
 
 
-def resolve_source(ref: str, base_dir: str) -> str:
-    """``source-ref`` as a readable URI: s3 and absolute paths as they are, others under
-    ``base_dir``."""
-    if storage.is_s3(ref) or os.path.isabs(ref):
+_FOLDERS: dict[str, Confined] = {}
+_FOLDERS_LOCK = threading.Lock()
+
+
+def _confined(base_dir: str) -> Confined:
+    with _FOLDERS_LOCK:
+        if base_dir not in _FOLDERS:
+            _FOLDERS[base_dir] = Confined(base_dir, f"{base_dir}/")
+        return _FOLDERS[base_dir]
+
+
+def resolve_source(ref: str, base_dir: str, where: str = "source-ref") -> str:
+    """``source-ref`` as a readable URI: ``s3://`` URIs as they are; local paths (relative
+    to ``base_dir``, or absolute) resolved and confined to ``base_dir``. Raises
+    :class:`GateError` (``pairing.path_escape``) naming ``where``."""
+    if storage.is_s3(ref):
         return ref
-    return storage.join(base_dir, ref)
+    if storage.is_s3(base_dir):
+        return storage.join(base_dir, check_relative(ref, where, "source-ref", base_dir))
+    return _confined(base_dir).resolve_ref(ref, where)
+
+
+def read_source(uri: str, ref: str, where: str) -> bytes:
+    """The bytes of a resolved ``source-ref`` (local: only a regular file, never blocking)."""
+    if storage.is_s3(uri):
+        return storage.read_bytes(uri)
+    return read_resolved(uri, ref, where, "source-ref")
 
 
 def _manifest_dir(manifest: str) -> str:
@@ -187,25 +243,30 @@ def dataset_to_manifest(
 
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
             for uri in list_annotation_files(data, channel):
-                try:
-                    ann = ImageAnnotation.from_json(json.loads(storage.read_bytes(uri)), uri)
-                except json.JSONDecodeError as exc:
-                    raise AnnotationError(uri, "<file>", "valid JSON", str(exc)) from None
-                yield storage.join(data, channel, ann.file), ann
+                ann = parse_annotation(storage.read_bytes(uri), uri)
+                rel = check_relative(ann.file, uri, "file", f"{channel}/")
+                yield storage.join(data, channel, rel), ann
     else:
         if not Path(data, annotation_channel(channel)).is_dir():
             raise FileNotFoundError(
                 f"no annotation folder {Path(data, annotation_channel(channel))}"
             )
         out_dir = None if storage.is_s3(out_jsonl) else Path(out_jsonl).resolve().parent
+        gated = Channel(data, channel)
 
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
-            for path, ann in iter_channel(Path(data), channel):
-                path = path.resolve()
+            for source, ann in gated:
+                path = gated.image_path(ann, source)
+                if out_dir is not None and not path.startswith(f"{out_dir.resolve()}{os.sep}"):
+                    raise ValueError(
+                        f"{path} would be outside the manifest's folder {out_dir}: readers only "
+                        "follow local source-refs inside it; write the manifest into the "
+                        "dataset folder (or above it)"
+                    )
                 if relative and out_dir is not None:
-                    yield Path(os.path.relpath(path, out_dir)).as_posix(), ann
+                    yield Path(os.path.relpath(path, out_dir.resolve())).as_posix(), ann
                 else:
-                    yield str(path), ann
+                    yield path, ann
 
     n = 0
     with storage.open_atomic(out_jsonl) as w:
@@ -248,14 +309,16 @@ def manifest_to_dataset(
             ann_dir.mkdir(parents=True)
             for line in iter_manifest(manifest, attribute, source_attribute):
                 where = _where(manifest, line.lineno)
-                uri = resolve_source(line.source_ref, base)
                 try:
-                    image = storage.read_bytes(uri)
+                    uri = resolve_source(line.source_ref, base, where)
+                    image = read_source(uri, line.source_ref, where)
+                    check_image(image, line.source_ref, _size(line.annotation), where)
+                except GateError as exc:
+                    raise ManifestError(str(exc)) from None
                 except FileNotFoundError:
-                    raise ManifestError(f"{where}: image not found: {uri}") from None
+                    raise ManifestError(f"{where}: image not found: {line.source_ref}") from None
                 except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
-                    raise ManifestError(f"{where}: cannot read {uri}: {exc}") from None
-                _check_size(image, line.annotation, where)
+                    raise ManifestError(f"{where}: cannot read {line.source_ref}: {exc}") from None
                 name = unique_name(line.annotation.file, used)
                 ann = line.annotation
                 ann.file = name
@@ -274,16 +337,8 @@ def manifest_to_dataset(
     return n
 
 
-def _check_size(image: bytes, ann: ImageAnnotation, where: str) -> None:
-    try:
-        width, height, _, _ = image_info(image)
-    except ValueError as exc:
-        raise ManifestError(f"{where}: {exc}") from None
-    if (width, height) != (ann.width, ann.height):
-        raise ManifestError(
-            f"{where}: image_size {ann.width}x{ann.height} does not match the image "
-            f"({width}x{height})"
-        )
+def _size(ann: ImageAnnotation) -> tuple[int, int]:
+    return ann.width, ann.height
 
 
 class ManifestDetection:
@@ -312,7 +367,11 @@ class ManifestDetection:
         self.class_map: dict[int, str] = {}
         for line in iter_manifest(self.manifest_path, attribute, source_attribute):
             ann = line.annotation
-            self.sources.append(resolve_source(line.source_ref, self.base_dir))
+            where = _where(self.manifest_path, line.lineno)
+            try:
+                self.sources.append(resolve_source(line.source_ref, self.base_dir, where))
+            except GateError as exc:
+                raise ManifestError(str(exc)) from None
             self.linenos.append(line.lineno)
             self.sizes.append((ann.width, ann.height))
             arr = ann.label_array()  # [cls, xmin, ymin, xmax, ymax]
@@ -329,7 +388,9 @@ class ManifestDetection:
     def read_image_bytes(self, i: int) -> bytes:
         """Encoded bytes of image ``i``."""
         try:
-            return storage.read_bytes(self.sources[i])
+            return read_source(self.sources[i], self.sources[i], self._where(i))
+        except GateError as exc:
+            raise ManifestError(str(exc)) from None
         except FileNotFoundError:
             raise ManifestError(f"{self._where(i)}: image not found: {self.sources[i]}") from None
 

@@ -19,18 +19,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import random
 import shutil
+import stat
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from .. import storage
 from ..annotations import Box, annotation_channel
+from ..gate.images import read_header
+from ..gate.paths import Confined, read_resolved
+from ..gate.rules import GateError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -52,9 +55,68 @@ class ImportedImage:
 
 
 def image_header(path: Path) -> tuple[int, int, int]:
-    """(width, height, channels) from the image header (no pixel decoding)."""
-    with Image.open(path) as im:
-        return im.width, im.height, len(im.getbands())
+    """(width, height, channels) from the image header (no pixel decoding); an unreadable
+    image is a :class:`GateError` naming it (``image.decode``)."""
+    data = read_resolved(str(path), path.name, str(path))
+    header = read_header(data, str(path))
+    return header.width, header.height, header.channels
+
+
+def regular_file(folder: Confined, path: Path, source: str) -> Path:
+    """``path`` (found by listing ``folder``) when it is a regular file inside the folder;
+    else :class:`GateError` (an escaping symlink, a FIFO or device named like a file)."""
+    if not folder.contains(path):
+        raise GateError(
+            "pairing.path_escape",
+            f"{source}: {path.name} is a symlink that leaves the folder; files must be inside "
+            f"{folder.label}",
+        )
+    real = os.path.realpath(path)
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise GateError("path.not_regular_file", f"{source}: {path.name} is not a regular file")
+    return Path(real)
+
+
+def named_file(folder: Confined, name: str, source: str, field: str) -> Path | None:
+    """The regular file an annotation names (``file_name``, ``<filename>``) inside
+    ``folder``; None when it is not there. :class:`GateError` when the name leaves the
+    folder or is not a regular file (the same message whether an outside target exists)."""
+    real = folder.resolve(name, source, field)
+    try:
+        mode = os.stat(real).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISREG(mode):
+        raise GateError(
+            "path.not_regular_file", f"{source}: {field} {name!r} is not a regular file"
+        )
+    return Path(real)
+
+
+@dataclass
+class BoxFilter:
+    """Boxes narrower or lower than ``min_size`` pixels are dropped with a warning."""
+
+    min_size: float = 1.0
+    dropped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.min_size >= 0:
+            raise ValueError(f"min_box_size must be >= 0 pixels: {self.min_size!r}")
+
+    def keep(self, box: Box, where: str) -> bool:
+        if box.width >= self.min_size and box.height >= self.min_size:
+            return True
+        self.dropped.append(f"{where} ({box.width:g}x{box.height:g})")
+        return False
+
+    def notes(self) -> list[str]:
+        if not self.dropped:
+            return []
+        return [
+            f"warning: {len(self.dropped)} boxes below the minimum box size {self.min_size:g} px "
+            f"dropped: {describe(self.dropped)}"
+        ]
 
 
 def split(

@@ -11,10 +11,17 @@ Tools that write 0-based values produce ``xmin = 0``; such values are kept as th
 instead of becoming -1. Image sizes and channel counts come from the image headers (XML
 ``size`` is often wrong); disagreements are counted in the summary. Non-RGB images are
 imported unchanged: validation reports them (or converts them with ``--convert-to-rgb``).
+
+Refused with one line naming the XML and the object: a missing or non-numeric coordinate
+(never a NaN in the output). A box with ``xmax <= xmin`` or ``ymax <= ymin`` has no area in
+some datasets' own convention: it is counted as a warning in the summary, and boxes below
+``min_box_size`` pixels are dropped with a warning. Every file read (XML, image, ImageSets)
+must be a regular file inside SRC: a symlink leaving it is refused, never followed.
 """
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,13 +29,16 @@ from pathlib import Path
 
 from .. import storage
 from ..annotations import Box
+from ..gate.paths import Confined, read_resolved
 from .common import (
     IMAGE_SUFFIXES,
+    BoxFilter,
     ImportedImage,
     ImportReport,
     content_key,
     describe,
     output_dir,
+    regular_file,
     split,
     write_dataset,
 )
@@ -57,12 +67,13 @@ def _text(node: ET.Element | None, tag: str) -> str | None:
     return child.text.strip() if child is not None and child.text else None
 
 
-def parse_xml(path: Path) -> VocRecord:
-    """Read one VOC annotation file; raises ValueError naming the file on malformed XML."""
+def parse_xml(path: Path, raw: bytes | None = None) -> VocRecord:
+    """Read one VOC annotation file (or its ``raw`` bytes); raises ValueError naming the
+    file on malformed XML and on an object with a missing or non-numeric coordinate."""
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(path.read_bytes() if raw is None else raw)
     except ET.ParseError as exc:
-        raise ValueError(f"{path}: not valid XML: {exc}") from exc
+        raise ValueError(f"{path}: not valid XML: {exc}") from None
     size = None
     node = root.find("size")
     if node is not None:
@@ -76,10 +87,18 @@ def parse_xml(path: Path) -> VocRecord:
         box = obj.find("bndbox")
         if not name or box is None:
             raise ValueError(f"{path}: object {i} has no name or no bndbox")
-        try:
-            coords = [float(_text(box, k) or "nan") for k in ("xmin", "ymin", "xmax", "ymax")]
-        except ValueError as exc:
-            raise ValueError(f"{path}: object {i} ({name}): bad bndbox: {exc}") from exc
+        coords = []
+        for k in ("xmin", "ymin", "xmax", "ymax"):
+            text = _text(box, k)
+            if text is None:
+                raise ValueError(f"{path}: object {i} ({name}): bndbox has no <{k}>")
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ValueError(f"{path}: object {i} ({name}): <{k}> is {text!r}, not a number")
+            coords.append(value)
         difficult = (_text(obj, "difficult") or "0") not in ("0", "false", "False")
         rec.objects.append(VocObject(name, *coords, difficult))
     return rec
@@ -92,15 +111,23 @@ def _edges(vmin: float, vmax: float) -> tuple[float, float]:
 
 
 def _find_layout(src: Path) -> tuple[list[Path], dict[str, Path], dict[str, Path]]:
+    """The XML files and the images (by name and by stem), each a regular file inside
+    ``src`` (:class:`~pipeline_lib.gate.rules.GateError` otherwise)."""
+    folder = Confined(src, f"{src}/")
     ann_dir = src / "Annotations"
-    xmls = sorted((ann_dir if ann_dir.is_dir() else src).rglob("*.xml"))
+    xmls = [
+        regular_file(folder, p, str(p))
+        for p in sorted((ann_dir if ann_dir.is_dir() else src).rglob("*.xml"))
+        if not p.is_dir()
+    ]
     by_name: dict[str, Path] = {}
     by_stem: dict[str, Path] = {}
     img_root = src / "JPEGImages" if (src / "JPEGImages").is_dir() else src
     for p in sorted(img_root.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            by_name.setdefault(p.name, p)
-            by_stem.setdefault(p.stem, p)
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
+            real = regular_file(folder, p, str(p))
+            by_name.setdefault(p.name, real)
+            by_stem.setdefault(p.stem, real)
     return xmls, by_name, by_stem
 
 
@@ -114,8 +141,12 @@ def _imageset_split(src: Path) -> dict[str, str] | None:
     if not (train.is_file() and val.is_file()):
         return None
     out: dict[str, str] = {}
+    folder = Confined(src, f"{src}/")
     for path, channel in ((train, "train"), (val, "validation")):
-        for line in path.read_text().split("\n"):
+        real = regular_file(folder, path, str(path))
+        for line in (
+            read_resolved(str(real), path.name, str(path)).decode("utf-8", "replace").split("\n")
+        ):
             if line.strip():
                 out[line.split()[0]] = channel
     return out
@@ -128,6 +159,7 @@ def import_voc(
     val_fraction: float = 0.2,
     seed: int = 0,
     difficult: str = "keep",
+    min_box_size: float = 1.0,
 ) -> str:
     """Import a Pascal VOC folder into the image+JSON layout; returns a summary line."""
     if difficult not in ("keep", "drop"):
@@ -138,7 +170,8 @@ def import_voc(
         xmls, by_name, by_stem = _find_layout(root)
         if not xmls:
             raise FileNotFoundError(f"{src}: no VOC .xml annotation files found")
-        records = [parse_xml(p) for p in xmls]
+        boxes = BoxFilter(min_box_size)
+        records = [parse_xml(p, read_resolved(str(p), p.name, str(p))) for p in xmls]
         names = sorted({o.name for r in records for o in r.objects})
         if classes is not None:
             if len(set(classes)) != len(classes) or not classes:
@@ -158,6 +191,7 @@ def import_voc(
         not_in_sets: list[str] = []
         dropped_class: Counter[str] = Counter()
         dropped_difficult = marked_difficult = zero_based = 0
+        degenerate: list[str] = []
         report = ImportReport("VOC", "XML")
         for rec in records:
             img_path = _image_for(rec, by_name, by_stem)
@@ -174,19 +208,25 @@ def import_voc(
             claimed = rec.size[:2] if rec.size is not None else None
             width, height, depth = report.inspect(img_path, claimed)
             item = ImportedImage(img_path, channel, width, height, depth)
-            for obj in rec.objects:
+            for k, obj in enumerate(rec.objects):
                 if obj.name not in class_ids:
                     dropped_class[obj.name] += 1
                     continue
                 if obj.difficult and difficult == "drop":
                     dropped_difficult += 1
                     continue
+                where = f"{rec.xml.name} object {k} ({obj.name})"
+                if obj.xmax <= obj.xmin or obj.ymax <= obj.ymin:
+                    degenerate.append(where)
                 zero_based += obj.xmin < 1 or obj.ymin < 1
                 left, w = _edges(obj.xmin, obj.xmax)
                 top, h = _edges(obj.ymin, obj.ymax)
+                box = Box(class_ids[obj.name], left, top, w, h)
+                if not boxes.keep(box, where):
+                    continue
                 extra = {"difficult": 1} if obj.difficult else {}
                 marked_difficult += obj.difficult
-                item.boxes.append((Box(class_ids[obj.name], left, top, w, h), extra))
+                item.boxes.append((box, extra))
             images.append(item)
         categories = {i: c for c, i in class_ids.items()}
         with output_dir(out) as dest:
@@ -212,6 +252,12 @@ def import_voc(
         notes.append(f"{len(not_in_sets)} images in neither train.txt nor val.txt skipped")
     if zero_based:
         notes.append(f"{zero_based} boxes with a 0 coordinate kept as 0-based")
+    if degenerate:
+        notes.append(
+            f"warning: {len(degenerate)} boxes with xmax <= xmin or ymax <= ymin (no area in "
+            f"their own convention; 1 px wide at most here): {describe(degenerate)}"
+        )
+    notes += boxes.notes()
     classes_note = ": " + ", ".join(f"{i} {c}" for i, c in sorted(categories.items()))
     return report.summary(
         images,

@@ -13,7 +13,6 @@ share the chunk types and the per-channel statistics.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,7 +30,11 @@ from ..annotations import (
     leaves_image,
     list_annotation_files,
 )
-from ..images import decode_bgr, image_info
+from ..gate.channel import parse_annotation, refusal
+from ..gate.images import MAX_PIXELS, check_image, content_digest
+from ..gate.paths import Confined, check_relative
+from ..gate.rules import GateError
+from ..images import decode_bgr
 from ..progress import LazyProgress
 from . import write_engine
 from .errors import ConversionError
@@ -50,7 +53,6 @@ from .write_engine import (
     Workers,
     pwrite_all,
     read_failed,
-    read_local,
     start_writeback,
 )
 
@@ -69,6 +71,8 @@ class ChannelStats:
     max_objects: int = 0
     class_counts: dict[int, int] = field(default_factory=dict)
     rec_bytes: int = 0
+    # (content hash, image) per record, when the overlap rule applies; emptied on merge
+    digests: list[tuple[bytes, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -92,9 +96,15 @@ class ConversionResult:
 class _Chunk:
     """A slice of one channel's annotation files, packed by one worker."""
 
-    __slots__ = ("channel", "data", "json_uris", "start", "resize", "quality", "box_tolerance")
+    __slots__ = (
+        "channel", "data", "json_uris", "start", "resize", "quality", "box_tolerance",
+        "validate", "digests", "max_pixels",
+    )  # fmt: skip
 
-    def __init__(self, channel, data, json_uris, start, resize, quality, box_tolerance):
+    def __init__(
+        self, channel, data, json_uris, start, resize, quality, box_tolerance,
+        validate=True, digests=False, max_pixels=MAX_PIXELS,
+    ):  # fmt: skip
         self.channel: str = channel
         self.data: str = data
         self.json_uris: list[str] = json_uris
@@ -102,19 +112,37 @@ class _Chunk:
         self.resize: int | None = resize
         self.quality: int = quality
         self.box_tolerance: float = box_tolerance
+        self.validate: bool = validate  # the image rules (the path gate applies always)
+        self.digests: bool = digests  # content hashes for the train/validation overlap rule
+        self.max_pixels: int = max_pixels
 
 
 class _Item:
     """One record before its image bytes are read (unless re-encoded)."""
 
-    __slots__ = ("json_uri", "image_uri", "size", "head", "image")
+    __slots__ = ("json_uri", "image_uri", "size", "head", "image", "name", "folder", "digest")
 
-    def __init__(self, json_uri: str, image_uri: str, size: tuple[int, int], head: bytes):
+    def __init__(
+        self, json_uri: str, image_uri: str, size: tuple[int, int], head: bytes,
+        name: str = "", folder: Confined | None = None,
+    ):  # fmt: skip
         self.json_uri = json_uri
         self.image_uri = image_uri
         self.size = size  # (width, height) the JSON declares
         self.head = head  # IR header + label: the record's first bytes
         self.image: bytes | None = None  # re-encoded image bytes
+        self.name = name  # the JSON's ``file``
+        self.folder = folder  # the local channel folder the image must stay inside
+        self.digest: bytes | None = None
+
+    def open(self) -> int:
+        """A descriptor of the local image, through the path gate (never blocks)."""
+        try:
+            return self.folder.open(self.name, self.json_uri)  # type: ignore[union-attr]
+        except GateError as exc:
+            raise ConversionError(str(exc)) from None
+        except OSError as exc:
+            raise read_failed(self, exc) from None
 
 
 def _fmt(x: float) -> str:
@@ -131,12 +159,12 @@ def _normalized_objects(
         if not has_positive_size(box.width, box.height):
             raise ConversionError(
                 f"{where}: annotations[{j}]: box has no positive width/height "
-                f"(width={box.width}, height={box.height})"
+                f"(width={box.width}, height={box.height}) [B002 box.non_positive]"
             )
         if leaves_image(x0, y0, x1, y1, w, h, tolerance):
             raise ConversionError(
                 f"{where}: annotations[{j}]: box (xmin={x0}, ymin={y0}, xmax={x1}, ymax={y1}) "
-                f"is outside the {w}x{h} image"
+                f"is outside the {w}x{h} image [B003 box.out_of_bounds]"
             )
         x0, y0 = max(x0, 0.0), max(y0, 0.0)
         x1, y1 = min(x1, float(w)), min(y1, float(h))
@@ -176,28 +204,33 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
         pool = ThreadPoolExecutor(8)
         raws = pool.map(storage.read_bytes, task.json_uris)
     else:
-        raws = map(read_local, task.json_uris)
+        json_dir = Confined(
+            storage.join(task.data, annotation_channel(task.channel)),
+            f"{annotation_channel(task.channel)}/",
+        )
+        raws = (_gated(json_dir.read, os.path.basename(u), u, "annotation") for u in task.json_uris)
     image_dir = storage.join(task.data, task.channel)
+    folder = None if s3 else Confined(image_dir, f"{task.channel}/")
     try:
         for k, (json_uri, raw) in enumerate(zip(task.json_uris, raws, strict=True)):
             index = task.start + k
-            try:
-                ann = ImageAnnotation.from_json(json.loads(raw), json_uri)
-            except (AnnotationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ConversionError(f"{json_uri}: {exc}") from None
+            ann = _gated(parse_annotation, raw, json_uri)
             if "\t" in ann.file or "\n" in ann.file:
                 raise ConversionError(f"{json_uri}: file name {ann.file!r} has a tab or newline")
-            image_uri = (
-                storage.join(image_dir, ann.file) if s3 else os.path.join(image_dir, ann.file)
-            )
+            if s3:
+                rel = _gated(check_relative, ann.file, json_uri, "file", f"{task.channel}/")
+                image_uri = storage.join(image_dir, rel)
+            else:
+                image_uri = _gated(folder.lexical, ann.file, json_uri)  # type: ignore[union-attr]
             objects = _normalized_objects(ann, json_uri, task.box_tolerance)
             label = [float(HEADER_WIDTH), float(OBJECT_WIDTH)]
             for obj in objects:
                 label.extend(obj)
             head = pack_header(label, index)
-            item = _Item(json_uri, image_uri, (ann.width, ann.height), head)
+            item = _Item(json_uri, image_uri, (ann.width, ann.height), head, ann.file, folder)
             if task.resize:
-                item.image = _reencode(_read_image(item), task.resize, task.quality, image_uri)
+                raw_image = _read_image(item, task)
+                item.image = _reencode(raw_image, task.resize, task.quality, image_uri)
             items.append(item)
             fields = [str(index), "2", "5"]
             for cls, *coords in objects:
@@ -217,37 +250,48 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
     return items, "".join(lst), stats
 
 
-def _read_image(item: _Item) -> bytes:
-    """Image bytes of an item, checked against the size its JSON declares."""
+def _gated(fn, *args):
+    """``fn(*args)``, with a gate refusal or a bad annotation as a :class:`ConversionError`."""
     try:
-        image = (
-            storage.read_bytes(item.image_uri)
-            if storage.is_s3(item.image_uri)
-            else read_local(item.image_uri)
-        )
-    except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
-        raise read_failed(item, exc) from None
-    _check_image(item, image)
+        return fn(*args)
+    except GateError as exc:
+        raise ConversionError(str(exc)) from None
+    except AnnotationError as exc:
+        raise ConversionError(str(refusal(exc))) from None
+
+
+def _read_image(item: _Item, task: _Chunk) -> bytes:
+    """Image bytes of an item, checked by the image rules and against its JSON's size."""
+    if storage.is_s3(item.image_uri):
+        try:
+            image = storage.read_bytes(item.image_uri)
+        except Exception as exc:  # noqa: BLE001  e.g. botocore NoSuchKey
+            raise read_failed(item, exc) from None
+    else:
+        from ..gate.paths import read_fd
+
+        fd = item.open()
+        try:
+            image = read_fd(fd)
+        finally:
+            os.close(fd)
+    _check_image(item, image, task)
     return image
 
 
-def _check_image(item: _Item, image: bytes | memoryview) -> None:
-    try:
-        width, height, _, _ = image_info(image)
-    except ValueError as exc:
-        raise ConversionError(f"{item.image_uri}: {exc}") from None
-    if (width, height) != item.size:
-        raise ConversionError(
-            f"{item.json_uri}: image_size {item.size[0]}x{item.size[1]} does not match the "
-            f"image {os.path.basename(item.image_uri)} ({width}x{height})"
-        )
+def _check_image(item: _Item, image: bytes | memoryview, task: _Chunk) -> None:
+    """The gate's image rules (``task.validate``), the declared size, the content hash."""
+    name = f"{task.channel}/{item.name}"
+    _gated(check_image, image, name, item.size, item.json_uri, task.max_pixels, task.validate)
+    if task.digests:
+        item.digest = content_digest(image)
 
 
-def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
+def _images(items: list[_Item], s3: bool, task: _Chunk) -> Iterator[bytes]:
     """The image bytes of ``items`` in order; S3 objects are fetched a few at a time ahead."""
     if not s3 or all(it.image is not None for it in items):
         for it in items:
-            yield it.image if it.image is not None else _read_image(it)
+            yield it.image if it.image is not None else _read_image(it, task)
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -255,7 +299,7 @@ def _images(items: list[_Item], s3: bool) -> Iterator[bytes]:
     with ThreadPoolExecutor(8) as pool:
         pending: list = []
         for it in items:
-            pending.append(pool.submit(lambda it=it: it.image or _read_image(it)))
+            pending.append(pool.submit(lambda it=it: it.image or _read_image(it, task)))
             if len(pending) >= window:
                 yield pending.pop(0).result()
         for fut in pending:
@@ -273,11 +317,11 @@ def _pack_chunk(task: _Chunk, arena: Arena | None = None) -> Packed:
     pieces: list = []
     offsets = []
     size = 0
-    fetched = _images(items, s3) if s3 or arena is None or task.resize else None
+    fetched = _images(items, s3, task) if s3 or arena is None or task.resize else None
     for item in items:
         if fetched is None:
             image, maybe_magic = arena.read(item)  # type: ignore[union-attr]
-            _check_image(item, image)
+            _check_image(item, image, task)
         else:
             image = next(fetched)
             maybe_magic = has_magic(image)
@@ -288,17 +332,23 @@ def _pack_chunk(task: _Chunk, arena: Arena | None = None) -> Packed:
         offsets.append(size)
         pieces.extend(framed)
         size += sum(len(p) for p in framed)
+        if item.digest is not None:
+            stats.digests.append((item.digest, f"{task.channel}/{item.name}"))
     stats.rec_bytes = size
     return Packed(task.channel, task.start, size, offsets, lst, stats, pieces)
 
 
 def _max_objects_in(data: str, channel: str) -> int:
     best = 0
+    folder = None
+    if not storage.is_s3(data):
+        folder = Confined(storage.join(data, annotation_channel(channel)))
     for uri in list_annotation_files(data, channel):
-        try:
-            best = max(best, len(json.loads(storage.read_bytes(uri)).get("annotations", [])))
-        except (ValueError, AttributeError) as exc:
-            raise ConversionError(f"{uri}: {exc}") from None
+        if folder is None:
+            raw = storage.read_bytes(uri)
+        else:
+            raw = _gated(folder.read, os.path.basename(uri), uri, "annotation")
+        best = max(best, len(_gated(parse_annotation, raw, uri).boxes))
     return best
 
 
@@ -374,8 +424,10 @@ def _convert_local(
                 pos[task.channel] += packed.size
                 yield packed, offset
 
+        overlap = _Overlap()
         for packed, offset in packed_chunks():
             ch = packed.channel
+            overlap.add(packed.stats.digests)
             writers[ch, "idx"].write(
                 format_index((packed.start + k, offset + o) for k, o in enumerate(packed.offsets))
                 .encode()
@@ -385,6 +437,8 @@ def _convert_local(
             if bar is not None:
                 bar.update(packed.stats.images)
         pool = None
+        if len(channels) > 1 and any(t.validate for t in tasks):
+            _check_class_ids(stats)
         # Publish small files first and each .rec last: a .rec that exists is complete.
         storage.commit_all([writers[ch, ext] for ch in channels for ext in ("lst", "idx", "rec")])
         writers.clear()
@@ -410,6 +464,8 @@ def convert_to_recordio(
     progress: bool = True,
     durable: bool = True,
     chunk_size: int | None = None,
+    validate: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> ConversionResult:
     """Convert an image+JSON dataset to RecordIO ``.rec``/``.idx``/``.lst``.
 
@@ -425,6 +481,12 @@ def convert_to_recordio(
     them are complete (``durable``: on disk first; write-back starts as each chunk is
     written); on error nothing is left behind. ``s3://`` outputs are assembled in a local
     temporary folder and uploaded (multipart) when complete.
+
+    Every path goes through the gate (:mod:`pipeline_lib.gate.paths`): nothing outside the
+    dataset is read, a FIFO never blocks. ``validate`` (default) also applies validation's
+    image and dataset rules, from headers only: readable JPEG/PNG, 8-bit RGB, at most
+    ``max_pixels``, not truncated, and with both channels the train/validation content
+    overlap and class ids 0..K-1; a refusal names the file and ends with the rule's code.
     """
     t0 = time.perf_counter()
     data, out_prefix = str(data), str(out_prefix)
@@ -452,8 +514,20 @@ def convert_to_recordio(
         chunk_size = max(1, min(MAX_CHUNK_IMAGES, write_engine.CHUNK_BYTES // typical))
         if n_workers > 1:
             chunk_size = min(chunk_size, math.ceil(total / n_workers))
+    digests = validate and channel is None
     tasks = [
-        _Chunk(ch, data, uris[k : k + chunk_size], k, resize, quality, box_tolerance)
+        _Chunk(
+            ch,
+            data,
+            uris[k : k + chunk_size],
+            k,
+            resize,
+            quality,
+            box_tolerance,
+            validate,
+            digests,
+            max_pixels,
+        )  # fmt: skip
         for ch, uris in listing.items()
         for k in range(0, len(uris), chunk_size)
     ]
@@ -496,6 +570,35 @@ def _convert_via_spool(
             raise
         storage.commit_all(writers)
     return stats
+
+
+class _Overlap:
+    """The train/validation overlap rule over the chunks' content hashes (train first)."""
+
+    def __init__(self) -> None:
+        self.first: dict[bytes, str] = {}
+
+    def add(self, digests: list[tuple[bytes, str]]) -> None:
+        for digest, image in digests:
+            first = self.first.setdefault(digest, image)
+            if first.split("/", 1)[0] != image.split("/", 1)[0]:
+                raise ConversionError(
+                    f"{image} has the same bytes as {first}: train and validation must not "
+                    "share images (validation mAP would be inflated) "
+                    "[D001 dataset.train_validation_overlap]"
+                )
+        digests.clear()
+
+
+def _check_class_ids(stats: dict[str, ChannelStats]) -> None:
+    """Class ids 0..K-1 across the channels (bounded by the annotation parser)."""
+    used = sorted({k for st in stats.values() for k in st.class_counts})
+    if used and used[-1] != len(used) - 1:
+        missing = sorted(set(range(used[-1] + 1)) - set(used))
+        raise ConversionError(
+            f"class ids {used[:20]} are used but {missing[:20]} never appear: ids must be "
+            "0..K-1 across train+validation [C001 class.not_contiguous]"
+        )
 
 
 def _merge(into: ChannelStats, part: ChannelStats) -> None:

@@ -44,20 +44,15 @@ class Packed:
         return Packed(self.channel, self.start, self.size, self.offsets, self.lst, self.stats)
 
 
-def read_local(path: str) -> bytes:
-    """A local file's bytes in as few system calls as possible."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)  # one call for a regular file; +1 notices growth
-        if len(data) != size:
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        return data
-    finally:
-        os.close(fd)
+def _read_fd(fd: int, size: int) -> bytes:
+    """An open file's bytes in as few system calls as possible."""
+    data = os.read(fd, size + 1)  # one call for a regular file; +1 notices growth
+    if len(data) != size:
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    return data
 
 
 def read_failed(item, exc: Exception) -> ConversionError:
@@ -83,16 +78,13 @@ class Arena:
 
     def read(self, item) -> tuple[memoryview | bytes, bool]:
         """A local image's bytes (in the arena when they fit) and whether they may hold the
-        magic."""
-        try:
-            fd = os.open(item.image_uri, os.O_RDONLY)
-        except OSError as exc:
-            raise read_failed(item, exc) from None
+        magic. ``item.open()`` opens it (through the converter's path checks)."""
+        fd = item.open()  # the converter's path gate: raises ConversionError
         try:
             size = os.fstat(fd).st_size
             start = self.cursor
             if start + size > len(self.buf):  # a large image: its own buffer
-                data = read_local(item.image_uri)
+                data = _read_fd(fd, size)
                 return data, has_magic(data)
             view = self.view[start : start + size]
             got = 0

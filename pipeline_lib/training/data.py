@@ -16,7 +16,9 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from ..annotations import annotation_channel, class_map, read_annotation, read_class_map
+from ..annotations import annotation_channel, class_map, read_class_map
+from ..gate.channel import parse_annotation
+from ..gate.paths import Confined, read_resolved
 from ..images import decode_rgb
 
 RECORDIO_TYPES = ("application/x-recordio", "application/x-recordio-protobuf")
@@ -24,17 +26,27 @@ IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png", "application/jp
 
 
 class ImageJsonDetection:
-    """The image+JSON layout: ``<root>/<channel>/`` images, ``<root>/<channel>_annotation/`` JSON."""
+    """The image+JSON layout: ``<root>/<channel>/`` images, ``<root>/<channel>_annotation/`` JSON.
+
+    Both folders go through the gate (:mod:`pipeline_lib.gate.paths`): annotation JSONs and
+    the images they name must stay inside their folder and be regular files; JSON is parsed
+    strictly (duplicate keys, class ids bounded). Refusals are ``GateError`` (a
+    ``ValueError``) naming the file and the rule code."""
 
     def __init__(self, image_dir: str | Path, annotation_dir: str | Path):
         self.image_dir = Path(image_dir)
-        self.items: list[tuple[Path, np.ndarray]] = []
+        self.images = Confined(self.image_dir, f"{self.image_dir.name}/")
+        annotations = Confined(annotation_dir, f"{Path(annotation_dir).name}/")
+        self.items: list[tuple[str, str, np.ndarray]] = []  # (resolved image, its JSON, label)
         anns = []
-        for json_path in sorted(Path(annotation_dir).glob("*.json")):
-            ann = read_annotation(json_path)
+        for entry in sorted(os.scandir(annotation_dir), key=lambda e: e.name):
+            if not entry.name.endswith(".json") or entry.is_dir():
+                continue
+            source = f"{Path(annotation_dir).name}/{entry.name}"
+            ann = parse_annotation(annotations.read(entry.name, source, "annotation"), source)
             anns.append(ann)
             label = ann.label_array()[:, [1, 2, 3, 4, 0]].astype(np.float32)
-            self.items.append((self.image_dir / ann.file, label))
+            self.items.append((self.images.resolve(ann.file, source), source, label))
         if not self.items:
             raise FileNotFoundError(f"no annotation JSON files in {annotation_dir}")
         self.class_map = class_map(anns)
@@ -43,8 +55,8 @@ class ImageJsonDetection:
         return len(self.items)
 
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        path, label = self.items[idx]
-        return decode_rgb(path.read_bytes(), str(path)), label.copy()
+        path, source, label = self.items[idx]
+        return decode_rgb(read_resolved(path, path, source), path), label.copy()
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ the results in order and then checks pairing the other way (images without a JSO
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from ..annotations import CHANNELS, annotation_channel
+from ..annotations import CHANNELS, AnnotationError, annotation_channel, load_json
+from ..gate.channel import Channel
+from ..gate.rules import GateError
 from .convert import link_or_copy, write_json_copy, write_rgb_copy
 from .dataset import Aggregator, ItemResult
 from .images import IMAGE_SUFFIXES, check_against_annotation, inspect_image
@@ -52,20 +53,16 @@ def _stem(rel: str) -> str:
     return name[:i] if i > 0 else name
 
 
-def _escapes(channel_root: str, file: str) -> str | None:
-    """Why ``file`` leaves the channel root (absolute, ``..``, symlink), or None."""
-    if file.startswith(("/", "\\")) or os.path.isabs(file) or (len(file) > 1 and file[1] == ":"):
-        return "an absolute path"
-    joined = os.path.normpath(os.path.join(channel_root, file))
-    if not joined.startswith(channel_root + os.sep):
-        return "a path outside the channel folder ('..')"
-    if os.sep not in joined[len(channel_root) + 1 :] and not os.path.islink(joined):
-        return None  # a plain file directly in the channel folder: nothing to resolve
-    real_root = os.path.realpath(channel_root)
-    real = os.path.realpath(joined)
-    if not real.startswith(real_root + os.sep):
-        return f"a symlink that leaves the channel folder (to {real})"
-    return None
+def _channel(root: str, channel: str) -> Channel:
+    """The gated channel (folders resolved once per worker process)."""
+    cache = worker_state().setdefault("channels", {})
+    if channel not in cache:
+        cache[channel] = Channel(root, channel)
+    return cache[channel]
+
+
+def _refused(exc: GateError, source: str, field: str, expected: str, actual: str):
+    return finding(exc.rule, source, exc.detail, field=field, expected=expected, actual=actual)
 
 
 def check_json_item(item: tuple[str, str]) -> ItemResult:
@@ -75,45 +72,60 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
     root: str = state["root"]
     opts: ValidationOptions = state["options"]
     convert_dir: str | None = state.get("convert_dir")
+    gated = _channel(root, channel)
     ann_dir = annotation_channel(channel)
     source = f"{ann_dir}/{rel_json}"
     result = ItemResult(channel, source)
+    expected_json = f"a regular JSON file inside {ann_dir}/"
     try:
-        with open(os.path.join(root, ann_dir, rel_json), "rb") as fh:
-            raw = fh.read()
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raw = gated.annotations.read(rel_json, source, "annotation")
+        data = load_json(raw, source)
+    except GateError as exc:
+        result.findings.append(_refused(exc, source, "annotation", expected_json, rel_json))
+        return result
+    except FileNotFoundError:  # a symlink inside the folder to nothing
         result.findings.append(
             finding(
                 "json.malformed",
                 source,
-                f"{source} is not valid JSON: {exc}",
-                expected="UTF-8 JSON",
-                actual=str(exc),
+                f"{source} cannot be read (a dangling link)",
+                expected=expected_json,
+                actual="missing",
+            )
+        )
+        return result
+    except AnnotationError as exc:
+        result.findings.append(
+            finding(
+                exc.rule,
+                source,
+                f"{source} is not valid JSON: {exc.actual}"
+                if exc.rule == "json.malformed"
+                else f"{source}: key {exc.field!r} appears twice in one object "
+                "(JSON readers would silently keep the last)",
+                field=None if exc.rule == "json.malformed" else exc.field,
+                expected=exc.expected,
+                actual=exc.actual,
             )
         )
         return result
     findings, parsed = check_record(
-        data, source, tolerance=opts.box_tolerance, empty_policy=opts.empty_policy
+        data,
+        source,
+        tolerance=opts.box_tolerance,
+        empty_policy=opts.empty_policy,
+        min_box_size=opts.min_box_size,
     )
     result.findings.extend(findings)
     result.parsed = parsed
     if parsed is None or parsed.file is None:
         return result
     file = parsed.file
-    channel_root = os.path.normpath(os.path.join(root, channel))
-    why = _escapes(channel_root, file)
-    if why:
-        result.findings.append(
-            finding(
-                "pairing.path_escape",
-                source,
-                f"{source}: file {file!r} is {why}; images must be inside {channel}/",
-                field="file",
-                expected=f"a relative path inside {channel}/",
-                actual=file,
-            )
-        )
+    expected_image = f"a relative path inside {channel}/"
+    try:
+        gated.images.lexical(file, source)
+    except GateError as exc:
+        result.findings.append(_refused(exc, source, "file", expected_image, file))
         return result
     image_rel = os.path.normpath(file).replace(os.sep, "/")
     image_name = f"{channel}/{image_rel}"
@@ -130,11 +142,12 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
                 actual=file,
             )
         )
-    image_path = os.path.join(channel_root, image_rel)
     try:
-        with open(image_path, "rb") as fh:
-            img_bytes = fh.read()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        img_bytes = gated.images.read(file, source)
+    except GateError as exc:
+        result.findings.append(_refused(exc, source, "file", expected_image, file))
+        return result
+    except FileNotFoundError:
         result.findings.append(
             finding(
                 "pairing.missing_image",
@@ -167,8 +180,10 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
     if convert_dir is not None:
         dest = Path(convert_dir)
         if not result.converted:
-            link_or_copy(Path(image_path), dest / channel / image_rel)
-            link_or_copy(Path(root, ann_dir, rel_json), dest / ann_dir / rel_json)
+            link_or_copy(Path(gated.images.resolve(file, source)), dest / channel / image_rel)
+            link_or_copy(
+                Path(gated.annotations.resolve(rel_json, source)), dest / ann_dir / rel_json
+            )
     return result
 
 

@@ -4,7 +4,8 @@ Each line: ``{"source-ref": <image URI or path>, "<label attr>": {"image_size": 
 "annotations": [...]}, "<label attr>-metadata": {"class-map": {"0": "name"}, ...}}``.
 The attributes named in ``ValidationOptions.manifest_attributes`` must all be present and in
 that order (SageMaker's ``AttributeNames`` order decides how records are read), the first
-being ``source-ref``. Relative image paths resolve against the manifest's folder; s3:// URIs
+being ``source-ref``. Local image paths (relative or absolute) must resolve inside the
+manifest's folder and be regular files (the gate: :mod:`pipeline_lib.gate.paths`); s3:// URIs
 are fetched. Video-frame manifests (sequence files, ``frames``, a ``video`` task type) are
 refused with their own rule: this algorithm trains on still images only.
 """
@@ -12,11 +13,13 @@ refused with their own rule: this algorithm trains on still images only.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .. import storage
+from ..annotations import DuplicateKeyError, loads_strict
+from ..gate.paths import Confined, read_resolved
+from ..gate.rules import GateError
 from .dataset import Aggregator, ItemResult
 from .images import check_against_annotation, inspect_image
 from .options import ValidationOptions
@@ -105,7 +108,21 @@ def check_line(item: tuple[int, str]) -> ItemResult:
     result = ItemResult("manifest", src, record=rec)
     out = result.findings
     try:
-        line = json.loads(text)
+        line = loads_strict(text)
+    except DuplicateKeyError as exc:
+        out.append(
+            finding(
+                "json.duplicate_key",
+                src,
+                f"{src} {rec}: key {exc.key!r} appears twice in one object "
+                "(JSON readers would silently keep the last)",
+                record=rec,
+                field=exc.key,
+                expected="each key once in an object",
+                actual=f"{exc.key!r} twice",
+            )
+        )
+        return result
     except (json.JSONDecodeError, RecursionError) as exc:
         out.append(
             finding(
@@ -200,6 +217,7 @@ def check_line(item: tuple[int, str]) -> ItemResult:
             empty_policy=opts.empty_policy,
             record=rec,
             field_prefix=f"{attr}.",
+            min_box_size=opts.min_box_size,
         )
         out.extend(found)
         if parsed is not None and cats:
@@ -212,10 +230,29 @@ def check_line(item: tuple[int, str]) -> ItemResult:
 
 def _check_image(result: ItemResult, ref: str, base: str, rec: str, opts) -> None:
     src = result.source
-    path = ref if storage.is_s3(ref) else os.path.normpath(os.path.join(base, ref))
     result.image = ref
     try:
-        data = storage.read_bytes(path)
+        if storage.is_s3(ref):
+            data = storage.read_bytes(ref)
+        else:
+            folder = worker_state().get("folder")
+            if folder is None:
+                folder = worker_state()["folder"] = Confined(base, "the manifest's folder")
+            path = folder.resolve_ref(ref, f"{src} {rec}")
+            data = read_resolved(path, ref, f"{src} {rec}", SOURCE_REF)
+    except GateError as exc:
+        result.findings.append(
+            finding(
+                exc.rule,
+                src,
+                exc.detail,
+                record=rec,
+                field=SOURCE_REF,
+                expected="a regular file inside the manifest's folder, or an s3:// URI",
+                actual=ref,
+            )
+        )
+        return
     except Exception as exc:
         result.findings.append(
             finding(

@@ -28,6 +28,8 @@ class ValidationOptions:
       header and end-marker checks cannot see).
     * ``great_expectations``: run the GX suites over the flattened tables and write Data
       Docs into the report folder.
+    * ``min_box_size``: boxes narrower or lower than this many pixels get a warning
+      (``box.tiny``): degenerate boxes of the source, or too small to learn.
     * ``manifest_attributes``: for augmented manifests, the attribute names in order
       (SageMaker's ``AttributeNames``): the image reference, then the label attribute.
     """
@@ -41,6 +43,7 @@ class ValidationOptions:
     great_expectations: bool = True
     convert_dir: str | None = None
     manifest_attributes: tuple[str, ...] = ("source-ref", "bounding-box")
+    min_box_size: float = 1.0
 
     def __post_init__(self) -> None:
         if self.empty_policy not in EMPTY_POLICIES:
@@ -51,6 +54,8 @@ class ValidationOptions:
             raise ValueError(f"workers must be >= 0: {self.workers!r}")
         if self.max_pixels < 1:
             raise ValueError(f"max_pixels must be >= 1: {self.max_pixels!r}")
+        if not self.min_box_size >= 0:
+            raise ValueError(f"min_box_size must be >= 0 pixels: {self.min_box_size!r}")
         if len(self.manifest_attributes) < 2:
             raise ValueError("manifest_attributes needs the image reference and a label attribute")
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..annotations import has_positive_size, leaves_image
+from ..annotations import MAX_CLASS_ID, has_positive_size, leaves_image
 from .dataset import Aggregator, ItemResult
 from .images import inspect_image
 from .options import ValidationOptions
@@ -276,6 +276,9 @@ def _check_label(labels, name, rec, info, opts, out) -> ParsedRecord | None:
             continue
         if not (cls.is_integer() and cls >= 0):
             out.append(_obj(name, rec, where, "recordio.label", "class id >= 0", cls))
+            continue
+        if cls > MAX_CLASS_ID:
+            out.append(_obj(name, rec, where, "class.id_too_large", f"<= {MAX_CLASS_ID}", cls))
             continue
         if not has_positive_size(x1 - x0, y1 - y0):
             out.append(

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..annotations import has_positive_size, leaves_image
+from ..annotations import MAX_CLASS_ID, has_positive_size, leaves_image
 from .report import Finding, finding
 
 TOP_FIELDS = {"file", "image_size", "annotations", "categories"}
@@ -80,6 +80,19 @@ def _schema(source: str, fld: str, expected: str, actual: object, record) -> Fin
 _MISSING = object()
 
 
+def _too_large(source: str, fld: str, cid: object, record) -> Finding:
+    return finding(
+        "class.id_too_large",
+        source,
+        f"{source}: {fld} is {cid}; class ids go up to {MAX_CLASS_ID} (at most "
+        f"{MAX_CLASS_ID + 1} classes)",
+        record=record,
+        field=fld,
+        expected=f"<= {MAX_CLASS_ID}",
+        actual=cid,
+    )
+
+
 def check_record(
     data: object,
     source: str,
@@ -89,8 +102,12 @@ def check_record(
     empty_policy: str = "reject",
     record: str | int | None = None,
     field_prefix: str = "",
+    min_box_size: float = 1.0,
 ) -> tuple[list[Finding], ParsedRecord | None]:
-    """Check one annotation object. Returns findings and what could be parsed (None if nothing)."""
+    """Check one annotation object. Returns findings and what could be parsed (None if nothing).
+
+    Class ids above :data:`MAX_CLASS_ID` are findings and never reach ``parsed`` (nothing
+    downstream is sized by them); boxes below ``min_box_size`` pixels get a warning."""
     out: list[Finding] = []
     p = field_prefix
     if not isinstance(data, Mapping):
@@ -165,6 +182,9 @@ def check_record(
         if not (_is_int(cid) and cid >= 0):
             out.append(_schema(source, f"{where}.class_id", "an integer >= 0", cid, record))
             good = False
+        elif cid > MAX_CLASS_ID:
+            out.append(_too_large(source, f"{where}.class_id", cid, record))
+            good = False
         coords = []
         for key in ("left", "top", "width", "height"):
             v = box.get(key, _MISSING)
@@ -203,7 +223,20 @@ def check_record(
                     actual=bw if bw <= 0 else bh,
                 )
             )
-        elif width is not None and height is not None:
+        elif bw < min_box_size or bh < min_box_size:
+            out.append(
+                finding(
+                    "box.tiny",
+                    source,
+                    f"{source}: {where} is {bw:g}x{bh:g} pixels, below the minimum box size "
+                    f"{min_box_size:g} (degenerate in the source? too small to learn)",
+                    record=record,
+                    field=where,
+                    expected=f">= {min_box_size:g} px wide and high",
+                    actual=f"{bw:g}x{bh:g}",
+                )
+            )
+        if has_positive_size(bw, bh) and width is not None and height is not None:
             t = tolerance
             if leaves_image(left, top, left + bw, top + bh, width, height, t):
                 out.append(
@@ -252,6 +285,9 @@ def _check_categories(
         cid, name = item.get("class_id", _MISSING), item.get("name", _MISSING)
         if not (_is_int(cid) and cid >= 0):
             out.append(_schema(source, f"{where}.class_id", "an integer >= 0", cid, record))
+            continue
+        if cid > MAX_CLASS_ID:
+            out.append(_too_large(source, f"{where}.class_id", cid, record))
             continue
         if not isinstance(name, str) or not name:
             out.append(_schema(source, f"{where}.name", "a non-empty string", name, record))

@@ -1,0 +1,178 @@
+"""Dataset paths confined to their folder: no absolute paths, no ``..``, no symlink that
+leaves the folder, only regular files (a FIFO or device is refused without blocking).
+
+Every reader of a dataset resolves an annotation's ``file`` (a manifest's local
+``source-ref``, a COCO ``file_name``, a VOC ``<filename>``, an annotation JSON itself)
+through :class:`Confined`. Messages about a refused path never depend on what lies outside
+the folder: a symlink to a missing file and one to an existing file read the same.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .rules import GateError
+
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class Confined:
+    """One folder (a channel, an images folder) that relative names must stay inside."""
+
+    def __init__(self, root: str | os.PathLike, label: str | None = None):
+        self.root = os.path.abspath(os.fspath(root))
+        self.real = os.path.realpath(self.root)
+        self.label = label or f"{os.path.basename(self.root)}/"
+
+    def _escape(self, name: str, source: str, field: str, why: str) -> GateError:
+        return GateError(
+            "pairing.path_escape",
+            f"{source}: {field} {name!r} is {why}; files must be inside {self.label}",
+        )
+
+    def contains(self, path: str | os.PathLike) -> bool:
+        """Whether an existing ``path`` (symlinks resolved) lies inside the folder."""
+        return os.path.realpath(path).startswith(self.real + os.sep)
+
+    def lexical(self, name: str, source: str, field: str = "file") -> str:
+        """``root/name`` after the checks that need no file system (:func:`check_relative`)."""
+        return os.path.join(self.root, check_relative(name, source, field, self.label))
+
+    def resolve(self, name: str, source: str, field: str = "file") -> str:
+        """The real path of ``name`` inside the folder (symlinks resolved and checked);
+        the file need not exist. Raises :class:`GateError` when it leaves the folder."""
+        joined = self.lexical(name, source, field)
+        real = os.path.realpath(joined)
+        if not real.startswith(self.real + os.sep):
+            raise self._escape(name, source, field, "a symlink that leaves the folder")
+        return real
+
+    def resolve_ref(self, ref: str, source: str, field: str = "source-ref") -> str:
+        """Like :meth:`resolve`, but an absolute ``ref`` is accepted when it lies inside the
+        folder (a manifest's local ``source-ref`` may be written either way)."""
+        if isinstance(ref, str) and os.path.isabs(ref) and "\x00" not in ref:
+            if ".." in ref.split("/"):
+                raise self._escape(ref, source, field, "a path with '..'")
+            real = os.path.realpath(ref)
+            if not real.startswith(self.real + os.sep):
+                raise self._escape(ref, source, field, "a path outside the folder")
+            return real
+        return self.resolve(ref, source, field)
+
+    def open(self, name: str, source: str, field: str = "file") -> int:
+        """A file descriptor of the regular file ``name`` (never blocks on a FIFO).
+
+        Raises :class:`GateError` (escape, not a regular file) or ``FileNotFoundError``.
+        A plain file directly in the folder costs no more system calls than ``open``.
+        """
+        joined = self.lexical(name, source, field)
+        direct = os.sep not in os.path.relpath(joined, self.root)
+        path = joined if direct else self.resolve(name, source, field)
+        try:
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a symlink as the last component: check it
+                raise _missing(name, exc) from None
+            path = self.resolve(name, source, field)
+            try:
+                fd = os.open(path, OPEN_FLAGS)
+            except OSError as exc2:
+                raise _missing(name, exc2) from None
+        try:
+            check_regular(fd, name, source, field)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read(self, name: str, source: str, field: str = "file") -> bytes:
+        """The bytes of the regular file ``name`` inside the folder (see :meth:`open`)."""
+        fd = self.open(name, source, field)
+        try:
+            return read_fd(fd)
+        finally:
+            os.close(fd)
+
+
+def check_relative(name: str, source: str, field: str = "file", label: str = "its folder") -> str:
+    """``name`` normalized, when it is a usable relative path: not empty, not absolute, no
+    ``..`` segment, no NUL. Raises :class:`GateError` (``pairing.path_escape``). The one
+    check for names that are not local files (``s3://`` keys)."""
+    why = None
+    if not isinstance(name, str) or not name or "\x00" in name:
+        why = "not a usable relative path"
+    elif name.startswith(("/", "\\")) or os.path.isabs(name) or (len(name) > 1 and name[1] == ":"):
+        why = "an absolute path"
+    elif ".." in name.replace("\\", "/").split("/"):
+        why = "a path with '..'"
+    if why:
+        raise GateError(
+            "pairing.path_escape",
+            f"{source}: {field} {str(name)!r} is {why}; files must be inside {label}",
+        )
+    return os.path.normpath(name)
+
+
+def _missing(name: str, exc: OSError) -> OSError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return FileNotFoundError(errno.ENOENT, "no such file", name)
+    return exc
+
+
+def check_regular(fd: int, name: str, source: str, field: str = "file") -> None:
+    """Refuse anything but a regular file (``path.not_regular_file``)."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a device or socket"
+        )
+        raise GateError(
+            "path.not_regular_file", f"{source}: {field} {name!r} is {kind}, not a regular file"
+        )
+
+
+def read_fd(fd: int) -> bytes:
+    """All bytes of an open regular file, in as few system calls as possible."""
+    size = os.fstat(fd).st_size
+    data = os.read(fd, size + 1)  # +1 notices growth
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_resolved(path: str, name: str, source: str, field: str = "file") -> bytes:
+    """The bytes of a path :meth:`Confined.resolve` returned (no symlink followed now, only
+    a regular file); ``FileNotFoundError`` when it is missing."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        raise _missing(name, exc) from None
+    try:
+        check_regular(fd, name, source, field)
+        return read_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str | os.PathLike, source: str | None = None) -> bytes:
+    """A file named by the user (not by a dataset): refused when it is not a regular file,
+    so a FIFO never blocks. Symlinks are followed (the user chose the path)."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _missing(path, exc) from None
+    try:
+        check_regular(fd, path, source or path, "path")
+        return read_fd(fd)
+    finally:
+        os.close(fd)
