@@ -250,10 +250,10 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
     return items, "".join(lst), stats
 
 
-def _gated(fn, *args):
-    """``fn(*args)``, with a gate refusal or a bad annotation as a :class:`ConversionError`."""
+def _gated(fn, *args, **kwargs):
+    """``fn(...)``, with a gate refusal or a bad annotation as a :class:`ConversionError`."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except GateError as exc:
         raise ConversionError(str(exc)) from None
     except AnnotationError as exc:
@@ -282,7 +282,7 @@ def _read_image(item: _Item, task: _Chunk) -> bytes:
 def _check_image(item: _Item, image: bytes | memoryview, task: _Chunk) -> None:
     """The gate's image rules (``task.validate``), the declared size, the content hash."""
     name = f"{task.channel}/{item.name}"
-    _gated(check_image, image, name, item.size, item.json_uri, task.max_pixels, task.validate)
+    _gated(check_image, image, name, item.size, item.json_uri, task.max_pixels, rules=task.validate)
     if task.digests:
         item.digest = content_digest(image)
 

@@ -24,10 +24,17 @@ from pipeline_lib.synthetic import SynthConfig, generate
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
+def synth(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "data"
     generate(root, SynthConfig(images=12, classes=3, seed=11))
     return root
+
+
+@pytest.fixture
+def dataset(synth, tmp_path) -> Path:
+    """The dataset in ``tmp_path/data``: manifests written into ``tmp_path`` may name its
+    images (local source-refs must stay inside the manifest's folder)."""
+    return Path(shutil.copytree(synth, tmp_path / "data"))
 
 
 def _same_tree(a: Path, b: Path) -> None:
@@ -79,7 +86,7 @@ def test_custom_attribute_name(dataset, tmp_path):
 
 
 def test_manifest_dataset_items(dataset, tmp_path):
-    manifest = tmp_path / "sub" / "m.jsonl"
+    manifest = tmp_path / "m.jsonl"
     dataset_to_manifest(dataset, manifest)
     ds = ManifestDetection(manifest)
     anns = list(iter_channel(dataset, "train"))
@@ -149,7 +156,7 @@ def test_bad_lines_name_the_line_and_leave_nothing(dataset, tmp_path, bad, messa
     out = tmp_path / "out"
     with pytest.raises(ManifestError, match=message):
         manifest_to_dataset(manifest, out, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "data"]
 
 
 def test_missing_image_names_the_line(dataset, tmp_path):
