@@ -233,8 +233,10 @@ def _coord(item: Mapping, key: str, source: str, where: str) -> float:
     v = item.get(key)
     if type(v) is int or (type(v) is float and math.isfinite(v)):
         return float(v)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, int | float):
         raise AnnotationError(source, f"{where}.{key}", "a finite number", v)
+    if not math.isfinite(v):
+        raise AnnotationError(source, f"{where}.{key}", "a finite number", v, rule="box.non_finite")
     return float(v)  # an int or float subclass
 
 

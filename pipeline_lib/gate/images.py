@@ -234,6 +234,13 @@ def check_image(
     if problems:
         raise problems[0].error()
     if size is not None and (header.width, header.height) != size:
+        if rules and header.orientation in (5, 6, 7, 8) and (header.height, header.width) == size:
+            raise GateError(
+                "image.exif_orientation",
+                f"{where}: image_size {size[0]}x{size[1]} matches {name} only after its EXIF "
+                f"orientation {header.orientation}; training decodes the raw "
+                f"{header.width}x{header.height} pixels, so the boxes would not line up",
+            )
         raise GateError(
             "image.size_mismatch",
             f"{where}: image_size says {size[0]}x{size[1]} but {name} is "

@@ -217,6 +217,11 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
             ann = _gated(parse_annotation, raw, json_uri)
             if "\t" in ann.file or "\n" in ann.file:
                 raise ConversionError(f"{json_uri}: file name {ann.file!r} has a tab or newline")
+            if task.validate and _stem(ann.file) != _stem(os.path.basename(json_uri)):
+                raise ConversionError(
+                    f"{json_uri} describes {task.channel}/{ann.file}: the JSON and the image "
+                    "must share a base name [L006 pairing.name_mismatch]"
+                )
             if s3:
                 rel = _gated(check_relative, ann.file, json_uri, "file", f"{task.channel}/")
                 image_uri = storage.join(image_dir, rel)
@@ -248,6 +253,13 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return items, "".join(lst), stats
+
+
+def _stem(path: str) -> str:
+    """``a/b/c.jpg`` -> ``c`` (as validation pairs JSONs and images)."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    i = name.rfind(".")
+    return name[:i] if i > 0 else name
 
 
 def _gated(fn, *args, **kwargs):

@@ -58,7 +58,9 @@ def _read_fd(fd: int, size: int) -> bytes:
 def read_failed(item, exc: Exception) -> ConversionError:
     """The error for an image that cannot be read, naming its JSON and its path."""
     if isinstance(exc, FileNotFoundError):
-        return ConversionError(f"{item.json_uri}: image not found: {item.image_uri}")
+        return ConversionError(
+            f"{item.json_uri}: image not found: {item.image_uri} [L004 pairing.missing_image]"
+        )
     return ConversionError(f"{item.json_uri}: cannot read {item.image_uri}: {exc}")
 
 

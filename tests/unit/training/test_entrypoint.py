@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,9 +184,9 @@ def test_trains_from_an_augmented_manifest_at_512(tmp_path, dataset):
 
     for channel in ("train", "validation"):
         folder = tmp_path / f"{channel}_manifest"
-        folder.mkdir()
-        dataset_to_manifest(str(dataset), str(folder / f"{channel}.manifest"), channel=channel)
-    # source-ref paths inside the manifest point at the dataset's images
+        shutil.copytree(dataset, folder)  # local source-refs must stay inside the channel
+        dataset_to_manifest(str(folder), str(folder / f"{channel}.manifest"), channel=channel)
+    # source-ref paths inside the manifest point at the channel's images
     paths = prepare_ml_root(
         tmp_path / "ml",
         {c: tmp_path / f"{c}_manifest" for c in ("train", "validation")},
