@@ -217,16 +217,13 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
             ann = _gated(parse_annotation, raw, json_uri)
             if "\t" in ann.file or "\n" in ann.file:
                 raise ConversionError(f"{json_uri}: file name {ann.file!r} has a tab or newline")
-            if task.validate and _stem(ann.file) != _stem(os.path.basename(json_uri)):
-                raise ConversionError(
-                    f"{json_uri} describes {task.channel}/{ann.file}: the JSON and the image "
-                    "must share a base name [L006 pairing.name_mismatch]"
-                )
             if s3:
                 rel = _gated(check_relative, ann.file, json_uri, "file", f"{task.channel}/")
                 image_uri = storage.join(image_dir, rel)
             else:
                 image_uri = _gated(folder.lexical, ann.file, json_uri)  # type: ignore[union-attr]
+                if os.sep in os.path.relpath(image_uri, folder.root):  # type: ignore[union-attr]
+                    _gated(folder.resolve, ann.file, json_uri)  # type: ignore[union-attr]
             objects = _normalized_objects(ann, json_uri, task.box_tolerance)
             label = [float(HEADER_WIDTH), float(OBJECT_WIDTH)]
             for obj in objects:
@@ -294,6 +291,11 @@ def _read_image(item: _Item, task: _Chunk) -> bytes:
 def _check_image(item: _Item, image: bytes | memoryview, task: _Chunk) -> None:
     """The gate's image rules (``task.validate``), the declared size, the content hash."""
     name = f"{task.channel}/{item.name}"
+    if task.validate and _stem(item.name) != _stem(os.path.basename(item.json_uri)):
+        raise ConversionError(
+            f"{item.json_uri} describes {name}: the JSON and the image must share a base name "
+            "[L006 pairing.name_mismatch]"
+        )
     _gated(check_image, image, name, item.size, item.json_uri, task.max_pixels, rules=task.validate)
     if task.digests:
         item.digest = content_digest(image)
