@@ -31,7 +31,9 @@ def _refusal(fn, *args) -> GateError:
 def test_absolute_and_dotdot_names_are_refused_lexically(folder, name):
     err = _refusal(Confined(folder).read, name, "ann.json")
     assert err.rule == "pairing.path_escape" and err.code == RULES[err.rule].code == "L005"
-    assert str(err).startswith("ann.json: file ") and str(err).endswith("[L005 pairing.path_escape]")
+    assert str(err).startswith("ann.json: file ") and str(err).endswith(
+        "[L005 pairing.path_escape]"
+    )
     assert "\n" not in str(err) and "SECRET" not in str(err)
 
 

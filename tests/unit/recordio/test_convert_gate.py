@@ -39,7 +39,9 @@ def data(dataset, tmp_path) -> Path:
 
 
 def _outputs(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in tmp_path.iterdir() if p.name not in ("data", "secret.jpg", "outside.json"))
+    return sorted(
+        p.name for p in tmp_path.iterdir() if p.name not in ("data", "secret.jpg", "outside.json")
+    )
 
 
 def _first_json(data: Path, channel: str = "train") -> tuple[Path, dict]:
