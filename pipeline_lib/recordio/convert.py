@@ -13,6 +13,7 @@ share the chunk types and the per-channel statistics.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -31,7 +32,7 @@ from ..annotations import (
     list_annotation_files,
 )
 from ..gate.channel import parse_annotation, refusal
-from ..gate.images import MAX_PIXELS, check_image, content_digest
+from ..gate.images import MAX_PIXELS, check_image
 from ..gate.paths import Confined, check_relative
 from ..gate.rules import GateError
 from ..images import decode_bgr
@@ -221,9 +222,7 @@ def _prepare_chunk(task: _Chunk) -> tuple[list[_Item], str, ChannelStats]:
                 rel = _gated(check_relative, ann.file, json_uri, "file", f"{task.channel}/")
                 image_uri = storage.join(image_dir, rel)
             else:
-                image_uri = _gated(folder.lexical, ann.file, json_uri)  # type: ignore[union-attr]
-                if os.sep in os.path.relpath(image_uri, folder.root):  # type: ignore[union-attr]
-                    _gated(folder.resolve, ann.file, json_uri)  # type: ignore[union-attr]
+                image_uri = _gated(folder.check, ann.file, json_uri)  # type: ignore[union-attr]
             objects = _normalized_objects(ann, json_uri, task.box_tolerance)
             label = [float(HEADER_WIDTH), float(OBJECT_WIDTH)]
             for obj in objects:
@@ -298,7 +297,7 @@ def _check_image(item: _Item, image: bytes | memoryview, task: _Chunk) -> None:
         )
     _gated(check_image, image, name, item.size, item.json_uri, task.max_pixels, rules=task.validate)
     if task.digests:
-        item.digest = content_digest(image)
+        item.digest = overlap_key(image)
 
 
 def _images(items: list[_Item], s3: bool, task: _Chunk) -> Iterator[bytes]:
@@ -438,7 +437,7 @@ def _convert_local(
                 pos[task.channel] += packed.size
                 yield packed, offset
 
-        overlap = _Overlap()
+        overlap = _Overlap(tasks[0].data)
         for packed, offset in packed_chunks():
             ch = packed.channel
             overlap.add(packed.stats.digests)
@@ -586,21 +585,46 @@ def _convert_via_spool(
     return stats
 
 
-class _Overlap:
-    """The train/validation overlap rule over the chunks' content hashes (train first)."""
+_EDGE = 4096
 
-    def __init__(self) -> None:
-        self.first: dict[bytes, str] = {}
+
+def overlap_key(image: bytes | memoryview) -> bytes:
+    """A cheap key that byte-identical images always share: a hash of the size and the
+    first and last 4 KiB. Keys shared across channels are confirmed on the full bytes."""
+    h = hashlib.sha256(len(image).to_bytes(8, "little"))
+    h.update(image[:_EDGE])
+    h.update(image[-_EDGE:])
+    return h.digest()[:16]
+
+
+class _Overlap:
+    """The train/validation overlap rule over the chunks' content keys (train first)."""
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+        self.seen: dict[bytes, list[str]] = {}  # key -> images of the first channel with it
+
+    def _bytes(self, image: str) -> bytes:
+        channel, name = image.split("/", 1)
+        if storage.is_s3(self.data):
+            return storage.read_bytes(storage.join(self.data, channel, name))
+        return _gated(Confined(storage.join(self.data, channel)).read, name, image)
 
     def add(self, digests: list[tuple[bytes, str]]) -> None:
         for digest, image in digests:
-            first = self.first.setdefault(digest, image)
-            if first.split("/", 1)[0] != image.split("/", 1)[0]:
-                raise ConversionError(
-                    f"{image} has the same bytes as {first}: train and validation must not "
-                    "share images (validation mAP would be inflated) "
-                    "[D001 dataset.train_validation_overlap]"
-                )
+            earlier = self.seen.setdefault(digest, [])
+            others = [e for e in earlier if e.split("/", 1)[0] != image.split("/", 1)[0]]
+            if not others:
+                earlier.append(image)
+                continue
+            mine = self._bytes(image)  # rare: the same size and edges in both channels
+            for first in others:
+                if self._bytes(first) == mine:
+                    raise ConversionError(
+                        f"{image} has the same bytes as {first}: train and validation must not "
+                        "share images (validation mAP would be inflated) "
+                        "[D001 dataset.train_validation_overlap]"
+                    )
         digests.clear()
 
 

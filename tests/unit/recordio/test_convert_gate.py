@@ -159,3 +159,22 @@ def test_skip_validation_packs_a_truncated_image_but_keeps_the_path_gate(data, t
     assert "[I002 image.truncated]" in capsys.readouterr().err
     assert main([*args, "--skip-validation"]) == 0
     assert (tmp_path / "o_train.rec").is_file()
+
+
+def test_same_size_and_edges_but_other_bytes_is_not_an_overlap(data, tmp_path):
+    _, train = _first_json(data, "train")
+    _, val = _first_json(data, "validation")
+    raw = bytearray((data / "train" / train["file"]).read_bytes())
+    assert len(raw) > 3 * 4096
+    raw[len(raw) // 2] ^= 0xFF  # a different middle: the cheap keys collide, the bytes differ
+    (data / "validation" / val["file"]).write_bytes(bytes(raw))
+    val_json = data / "validation_annotation" / f"{Path(val['file']).stem}.json"
+    val_json.write_text(json.dumps({**train, "file": val["file"]}))
+    assert "dataset.train_validation_overlap" not in {
+        f.rule for f in validate(str(data), FAST).findings
+    }
+    convert_to_recordio(data, tmp_path / "o", workers=1, progress=False)
+    raw[len(raw) // 2] ^= 0xFF  # now the very same bytes
+    (data / "validation" / val["file"]).write_bytes(bytes(raw))
+    with pytest.raises(ConversionError, match=r"\[D001 dataset.train_validation_overlap\]"):
+        convert_to_recordio(data, tmp_path / "p", workers=1, progress=False)
