@@ -211,8 +211,8 @@ def test_gluoncv_dog_val_round_trip(tmp_path):
 
 def test_gluon_dataloader_workers(converted, dataset, tmp_path):
     out, _ = converted
-    manifest = tmp_path / "train.manifest"
-    dataset_to_manifest(dataset, manifest)
+    manifest = tmp_path / "train.manifest"  # local source-refs stay inside its folder
+    dataset_to_manifest(shutil.copytree(dataset, tmp_path / "data"), manifest)
     for ds in (RecordIODetection(f"{out}_train.rec"), ManifestDetection(manifest)):
         loader = mx.gluon.data.DataLoader(ds, batch_size=1, shuffle=False, num_workers=2)
         for i, (img, label) in enumerate(loader):
