@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import storage
-from ..annotations import AnnotationError, ImageAnnotation, class_map
+from ..annotations import AnnotationError, ImageAnnotation, class_map, load_json
 from .dispatch import evaluate_store
 from .store import DetectionStore
 from .types import MetricName
@@ -60,10 +60,7 @@ def _flag(item: object, key: str, source: str, where: str) -> bool:
 
 def read_ground_truth_file(path: Path) -> GroundTruthFile:
     """Parse one SageMaker annotation JSON strictly (errors name the file and field)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(str(path), "<file>", "valid UTF-8 JSON", str(exc)) from exc
+    data = load_json(Path(path).read_bytes(), str(path))  # duplicate keys refused too
     ann = ImageAnnotation.from_json(data, str(path))
     items = data["annotations"]
     difficult = np.array(
