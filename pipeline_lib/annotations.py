@@ -286,7 +286,9 @@ def list_annotation_files(data: str, channel: str) -> list[str]:
         return [u for u in storage.list_files(folder) if u.lower().endswith(".json")]
     try:
         with os.scandir(folder) as it:
-            names = [e.name for e in it if e.name.endswith(".json") and e.is_file()]
+            # anything but a folder: a FIFO or an escaping link is refused when read (the
+            # gate), not silently left out
+            names = [e.name for e in it if e.name.endswith(".json") and not e.is_dir()]
     except FileNotFoundError:
         return []
     return [os.path.join(folder, name) for name in sorted(names)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -226,3 +227,31 @@ def test_cli_convert_manifest_and_back(dataset, tmp_path, capsys):
     assert len(list((tmp_path / "back" / "train_annotation").glob("*.json"))) == 2
     assert main(["convert", "json", str(manifest), str(tmp_path / "never")]) == 1
     assert "line 1: no attribute 'bounding-box'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ref", ["../secret.jpg", "ABSOLUTE", "link.jpg"])
+def test_convert_json_never_copies_a_file_from_outside(dataset, tmp_path, ref, capsys):
+    from pipeline_lib.cli import main
+
+    marker = b"SECRET-MARKER-0123456789"
+    (tmp_path / "secret.jpg").write_bytes(marker)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    os.symlink(tmp_path / "secret.jpg", folder / "link.jpg")
+    _, ann = next(iter(iter_channel(dataset, "train")))
+    body = ann.to_json()
+    ref = str(tmp_path / "secret.jpg") if ref == "ABSOLUTE" else ref
+    line = {"source-ref": ref, "bounding-box": {k: body[k] for k in ("image_size", "annotations")}}
+    (folder / "x.manifest").write_text(json.dumps(line) + "\n")
+    assert main(["convert", "json", str(folder / "x.manifest"), str(tmp_path / "out")]) == 1
+    (err,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("odp convert")]
+    assert "line 1" in err and err.endswith("[L005 pairing.path_escape]")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ManifestError, match="L005"):
+        ManifestDetection(folder / "x.manifest")
+
+
+def test_duplicate_keys_in_a_manifest_line(tmp_path):
+    text = '{"source-ref": "a.jpg", "bounding-box": {"image_size": [], "annotations": []}}'
+    with pytest.raises(ManifestError, match=r"line 3: key 'source-ref' appears twice.*J004"):
+        parse_line(text[:-1] + ', "source-ref": "b.jpg"}', 3, "m.jsonl")
