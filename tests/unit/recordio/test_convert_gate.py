@@ -118,11 +118,12 @@ def test_an_escape_reads_the_same_whether_the_outside_file_exists(dataset, tmp_p
     assert str(len(MARKER)) not in messages[0]
 
 
-def test_a_fifo_named_like_an_image_is_refused_without_blocking(data, tmp_path):
-    _, ann = _first_json(data)
-    image = data / "train" / ann["file"]
-    image.unlink()
-    os.mkfifo(image)
+@pytest.mark.parametrize("what", ["image", "json"])
+def test_a_fifo_named_like_an_input_is_refused_without_blocking(data, tmp_path, what):
+    path, ann = _first_json(data)
+    victim = data / "train" / ann["file"] if what == "image" else path
+    victim.unlink()
+    os.mkfifo(victim)
     errors: list[Exception] = []
 
     def run() -> None:
