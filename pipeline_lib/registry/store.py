@@ -6,7 +6,7 @@ current directory); ``MLFLOW_TRACKING_URI`` or the ``tracking_uri`` argument poi
 real MLflow server instead.
 
 Requests to a server are bounded: MLflow's own client settings get defaults here when the
-user has not set them (:data:`HTTP_DEFAULTS`: each request waits at most 8 s and is retried
+user has not set them (:data:`HTTP_DEFAULTS`: each request waits at most 6 s and is retried
 twice with a 1 s, 2 s backoff, so a dead or silent server fails a call in under 30 s), and
 a server that cannot be reached is one :class:`TrackingServerUnavailable` line naming it.
 """
@@ -32,7 +32,7 @@ EXPERIMENT_ENV = "ODP_MLFLOW_EXPERIMENT"
 
 #: MLflow's HTTP client settings (read by MLflow at every request), set when the user has not.
 HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",  # seconds, connect and each read
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "6",  # seconds, connect and each read
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubled per retry
 }
