@@ -130,7 +130,11 @@ def _open(tar_path: str | Path) -> Iterator[tarfile.TarFile]:
 
 
 def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """One line: tarfile's "r:*" lists every compression it tried, one per line."""
+    text = str(exc).strip()
+    if text.startswith("file could not be opened successfully"):
+        return "not a tar archive (plain, gzip, bzip2 or xz)"
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _members(tar: tarfile.TarFile, tar_path: str | Path) -> Iterator[tarfile.TarInfo]:
