@@ -18,7 +18,9 @@ import threading
 from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_prctl = None
+# Resolved here, in the parent: a dlopen/dlsym in a child forked from a threaded process can
+# deadlock on the loader lock that another thread held at the fork.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def reset_child_signals() -> None:
@@ -38,10 +40,7 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     The kernel tracks the *thread* that forked: fork workers from a thread that lives as
     long as they should (the main thread, or a pool's own handler thread).
     """
-    global _prctl
-    if sys.platform.startswith("linux"):
-        if _prctl is None:
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the request took effect
         os._exit(1)

@@ -282,6 +282,9 @@ class Workers:
                 proc.join(timeout=30)
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=10)
+            if proc.is_alive():  # stuck where SIGTERM cannot reach Python code
+                proc.kill()
                 proc.join()
         for conn in self.conns:
             conn.close()
