@@ -219,22 +219,27 @@ class Workers:
     ):
         import multiprocessing
 
+        from ..workers import default_signals_for_forks
+
         ctx = multiprocessing.get_context("fork")
         self.n_tasks = len(tasks)
         self.conns = []
         self.procs = []
-        for w in range(workers):
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main,
-                args=(theirs, tasks[w::workers], fds, durable, pack, os.getpid()),
-                daemon=True,
-                name=f"odp-convert-{w}",
-            )
-            proc.start()
-            theirs.close()
-            self.conns.append(mine)
-            self.procs.append(proc)
+        # Forked with the default SIGTERM (not the converter's own handler, which a worker
+        # stuck in C code would never run) and armed to die with this process.
+        with default_signals_for_forks():
+            for w in range(workers):
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(theirs, tasks[w::workers], fds, durable, pack, os.getpid()),
+                    daemon=True,
+                    name=f"odp-convert-{w}",
+                )
+                proc.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
 
     def run(self) -> Iterator[tuple[Packed, int]]:
         """Each chunk in order with its offset in its channel's ``.rec``; when the iterator
