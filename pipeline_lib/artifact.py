@@ -4,22 +4,31 @@ The tarball holds, flat (as SageMaker writes it): ``model_algo_1-symbol.json`` +
 ``model_algo_1-0000.params`` (the inference graph), ``model_algo_1.gluon.params`` (Gluon
 weights, which seed incremental training), ``hyperparams.json`` (string values) and
 ``class_map.json``. Writing those files is training's job (``training/artifacts.py``); this
-module packages a folder of them, lists and reads members, and extracts safely (members
-confined to the target folder, regular files only). It imports neither MXNet nor MLflow.
+module packages a folder of them, lists and reads members, and extracts safely: members
+confined to the target folder, regular files only, at most ``ODP_MAX_ARCHIVE_MEMBERS``
+members and ``ODP_MAX_ARCHIVE_BYTES`` bytes (declared sizes checked before anything is
+written, bytes counted while writing), into scratch folders that are removed on every exit
+path (:func:`model_folder`). Any unusable archive is an :class:`ArtifactError` naming the
+file. It imports neither MXNet nor MLflow.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import os
+import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import storage
 from .annotations import read_class_map
+from .images import limit_from_env
 
 MODEL_FILE = "model.tar.gz"
 PREFIX = "model_algo_1"
@@ -29,6 +38,31 @@ GLUON_PARAMS = f"{PREFIX}.gluon.params"
 HYPERPARAMS = "hyperparams.json"
 CLASS_MAP = "class_map.json"
 SIDE_FILES = (CLASS_MAP, HYPERPARAMS)  # the small files shown beside the tarball
+
+MAX_BYTES_ENV = "ODP_MAX_ARCHIVE_BYTES"
+MAX_MEMBERS_ENV = "ODP_MAX_ARCHIVE_MEMBERS"
+DEFAULT_MAX_BYTES = 8 << 30  # 8 GiB: an SSD-512 ResNet-50 artifact is well under 1 GiB
+DEFAULT_MAX_MEMBERS = 10_000
+MAX_SIDE_FILE_BYTES = 16 << 20  # class_map.json / hyperparams.json are read into memory
+_COPY_BLOCK = 1 << 20
+
+# What a damaged archive raises from tarfile and its decompressors.
+_CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
+class ArtifactError(ValueError):
+    """A model archive that cannot be used (corrupt, truncated, not a tarball, over a limit,
+    a member escaping the target): the message names the file and what is wrong."""
+
+
+def max_archive_bytes() -> int:
+    """Largest total of member sizes an archive may extract to (``ODP_MAX_ARCHIVE_BYTES``)."""
+    return limit_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+
+
+def max_archive_members() -> int:
+    """Most members an archive may hold (``ODP_MAX_ARCHIVE_MEMBERS``)."""
+    return limit_from_env(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS)
 
 
 # ------------------------------------------------------------------ writing
@@ -85,90 +119,204 @@ def as_tarball(model_dir_or_tar: str | os.PathLike) -> Iterator[Path]:
 # ------------------------------------------------------------------ reading members
 
 
-def _open(tar_path: str | Path) -> tarfile.TarFile:
-    return tarfile.open(tar_path, "r:*")
+@contextmanager
+def _open(tar_path: str | Path) -> Iterator[tarfile.TarFile]:
+    """The archive, open; a damaged one is an :class:`ArtifactError` naming it."""
+    try:
+        with tarfile.open(tar_path, "r:*") as tar:
+            yield tar
+    except _CORRUPT as exc:
+        raise ArtifactError(f"{tar_path} is not a readable model.tar.gz: {_why(exc)}") from None
+
+
+def _why(exc: BaseException) -> str:
+    """One line: tarfile's "r:*" lists every compression it tried, one per line."""
+    text = str(exc).strip()
+    if text.startswith("file could not be opened successfully"):
+        return "not a tar archive (plain, gzip, bzip2 or xz)"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _members(tar: tarfile.TarFile, tar_path: str | Path) -> Iterator[tarfile.TarInfo]:
+    """The archive's members, read lazily, refusing an archive with too many."""
+    limit = max_archive_members()
+    for count, member in enumerate(tar, 1):
+        if count > limit:
+            raise ArtifactError(
+                f"{tar_path} has more than {limit} members; a model.tar.gz holds a handful "
+                f"(raise {MAX_MEMBERS_ENV} if this archive is expected)"
+            )
+        yield member
 
 
 def member_names(tar_path: str | Path) -> list[str]:
     """Names of the tarball's members, in archive order."""
     with _open(tar_path) as tar:
-        return tar.getnames()
+        return [m.name for m in _members(tar, tar_path)]
+
+
+def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, tar_path: str | Path) -> bytes:
+    if member.size > MAX_SIDE_FILE_BYTES:
+        raise ArtifactError(
+            f"{tar_path}: {member.name} declares {member.size} bytes, above the "
+            f"{MAX_SIDE_FILE_BYTES} bytes a model metadata file may have"
+        )
+    fh = tar.extractfile(member)
+    if fh is None:
+        raise KeyError(f"{member.name} in {tar_path} is not a regular file")
+    return fh.read(MAX_SIDE_FILE_BYTES + 1)
 
 
 def read_member(tar_path: str | Path, name: str) -> bytes:
-    """Bytes of member ``name`` (exact archive path); ``KeyError`` when there is none."""
+    """Bytes of a small member ``name`` (exact archive path, at most ``MAX_SIDE_FILE_BYTES``);
+    ``KeyError`` when there is none."""
     with _open(tar_path) as tar:
-        fh = tar.extractfile(name)
-        if fh is None:
-            raise KeyError(f"{name} in {tar_path} is not a regular file")
-        return fh.read()
+        for member in _members(tar, tar_path):
+            if member.name == name:
+                return _read_small(tar, member, tar_path)
+    raise KeyError(f"no member {name} in {tar_path}")
+
+
+def _json_member(tar_path: str | Path, name: str) -> dict[str, str]:
+    data = json.loads(read_member(tar_path, name))
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{tar_path}: {name} is not a JSON object")
+    return data
 
 
 def class_map_json(tar_path: str | Path) -> dict[str, str]:
     """``class_map.json`` of a tarball as written (``{"0": "name", ...}``)."""
-    return json.loads(read_member(tar_path, CLASS_MAP))
+    return _json_member(tar_path, CLASS_MAP)
 
 
 def hyperparameters_json(tar_path: str | Path) -> dict[str, str]:
     """``hyperparams.json`` of a tarball as written (string values)."""
-    return json.loads(read_member(tar_path, HYPERPARAMS))
+    return _json_member(tar_path, HYPERPARAMS)
 
 
 def copy_side_files(tar_path: str | Path, dest: Path) -> list[Path]:
     """Copy ``class_map.json``/``hyperparams.json`` (found at any folder depth) into ``dest``;
-    a file already in ``dest`` is kept. ``ValueError`` when the tarball is unreadable."""
+    a file already in ``dest`` is kept. :class:`ArtifactError` when the tarball is unusable."""
     found: list[Path] = []
-    try:
-        with _open(tar_path) as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if member.isfile() and name in SIDE_FILES and not (dest / name).exists():
-                    fh = tar.extractfile(member)
-                    if fh is not None:
-                        (dest / name).write_bytes(fh.read())
-                        found.append(dest / name)
-    except tarfile.TarError as exc:
-        raise ValueError(f"{tar_path} is not a readable model.tar.gz: {exc}") from exc
+    with _open(tar_path) as tar:
+        for member in _members(tar, tar_path):
+            name = Path(member.name).name
+            if member.isfile() and name in SIDE_FILES and not (dest / name).exists():
+                (dest / name).write_bytes(_read_small(tar, member, tar_path))
+                found.append(dest / name)
     return found
 
 
 # ------------------------------------------------------------------ extraction
 
 
-def _regular_files_only(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """tarfile's ``data`` filter (no absolute paths, nothing outside ``dest``), then only
-    regular files and folders: links, devices and pipes are skipped."""
-    member = tarfile.data_filter(member, dest)
+def _checked(member: tarfile.TarInfo, dest: str, tar_path: str | Path) -> tarfile.TarInfo | None:
+    """tarfile's ``data`` filter (no absolute paths, nothing outside ``dest``, no devices),
+    then only regular files and folders: links inside the archive are skipped."""
+    try:
+        member = tarfile.data_filter(member, dest)
+    except tarfile.FilterError as exc:
+        raise ArtifactError(f"{tar_path}: member refused: {exc}") from None
     return member if member.isfile() or member.isdir() else None
+
+
+def _write_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, budget: int, tar_path: str | Path
+) -> int:
+    """Copy one regular member to ``target``, counting bytes; returns the bytes written."""
+    src = tar.extractfile(member)
+    if src is None:  # pragma: no cover - isfile() members always have data
+        raise ArtifactError(f"{tar_path}: {member.name} has no data")
+    written = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        while block := src.read(_COPY_BLOCK):
+            written += len(block)
+            if written > member.size or written > budget:
+                raise ArtifactError(
+                    f"{tar_path}: {member.name} expands beyond its declared size or the archive "
+                    f"limit ({MAX_BYTES_ENV})"
+                )
+            out.write(block)
+    if written != member.size:
+        raise ArtifactError(f"{tar_path} is truncated: {member.name} ends after {written} bytes")
+    return written
 
 
 def extract(tar_path: str | Path, dest: str | Path) -> Path:
     """Extract a ``model.tar.gz`` into ``dest`` (created): members confined to ``dest``,
-    regular files only."""
+    regular files only, within the member-count and total-size limits. Every member is
+    checked before anything is written; on any error a ``dest`` this call created is
+    removed again. :class:`ArtifactError` names the archive and the reason."""
     dest = Path(dest)
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    with _open(tar_path) as tar:
-        tar.extractall(dest, filter=_regular_files_only)
+    limit = max_archive_bytes()
+    try:
+        with _open(tar_path) as tar:
+            plan: list[tarfile.TarInfo] = []
+            declared = 0
+            for member in _members(tar, tar_path):
+                checked = _checked(member, str(dest), tar_path)
+                if checked is None:
+                    continue
+                declared += checked.size if checked.isfile() else 0
+                if declared > limit:
+                    raise ArtifactError(
+                        f"{tar_path} expands to more than {limit} bytes (at member "
+                        f"{member.name}); raise {MAX_BYTES_ENV} if this archive is expected"
+                    )
+                plan.append(checked)
+            budget = limit
+            for member in plan:
+                target = dest / member.name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    budget -= _write_member(tar, member, target, budget, tar_path)
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise ArtifactError(f"{tar_path}: members clash ({exc.strerror}: {exc.filename})") from None
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
     return dest
 
 
-def model_files(path: str | Path, scratch: Path) -> Path:
-    """A folder with the artifact files: ``path`` itself, or its ``model.tar.gz`` extracted
-    into ``scratch``."""
+@contextmanager
+def model_folder(path: str | Path) -> Iterator[Path]:
+    """A folder with the artifact files: ``path`` itself when it holds them, else its
+    ``model.tar.gz`` extracted into a scratch folder that is removed when the block exits
+    (whatever the exit)."""
     path = Path(path)
     if path.is_dir():
         tars = list(path.glob("*.tar.gz"))
-        if not (path / SYMBOL).exists() and len(tars) == 1:
-            return extract(tars[0], scratch)
-        return path
-    return extract(path, scratch)
+        if (path / SYMBOL).exists() or len(tars) != 1:
+            yield path
+            return
+        path = tars[0]
+    if not path.exists():
+        raise FileNotFoundError(f"no model at {path}")
+    with tempfile.TemporaryDirectory(prefix="odp-model-") as tmp:
+        yield extract(path, tmp)
 
 
-def read_artifact_config(model_dir: Path) -> tuple[dict[str, str], dict[int, str]]:
+def read_artifact_config(
+    model_dir: Path, source: str | os.PathLike | None = None
+) -> tuple[dict[str, str], dict[int, str]]:
     """``(hyperparams, class_map)`` of an extracted artifact, with a clear error when
-    incomplete."""
+    incomplete (``FileNotFoundError``) or unreadable (:class:`ArtifactError`); messages name
+    ``source`` (what the user gave) when the folder is a scratch extraction."""
+    where = source or model_dir
     missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not (model_dir / n).exists()]
     if missing:
-        raise FileNotFoundError(f"model artifact in {model_dir} is missing {missing}")
-    hp = json.loads((model_dir / HYPERPARAMS).read_text())
-    return hp, read_class_map(model_dir / CLASS_MAP)
+        raise FileNotFoundError(f"model artifact {where} is missing {missing}")
+    try:
+        hp = json.loads((model_dir / HYPERPARAMS).read_text(encoding="utf-8"))
+        if not isinstance(hp, dict):
+            raise ValueError(f"{HYPERPARAMS} is not a JSON object")
+        return hp, read_class_map(model_dir / CLASS_MAP)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"model artifact {where}: {exc}") from None

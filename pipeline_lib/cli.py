@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"odp {args.command}: error: {exc}", file=sys.stderr)
         return exc.code
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:  # ConnectionError: MLflow
         print(f"odp {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, FileNotFoundError) else 1
 

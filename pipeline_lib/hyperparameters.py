@@ -20,12 +20,32 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
 
 
-class HyperparameterError(ValueError):
-    """An invalid hyperparameter value: names key, value and what is allowed."""
+MAX_FILE_BYTES = 1 << 20  # hyperparameters.json is a few hundred bytes
+IMAGE_SHAPE_RANGE = (300, 1024)  # SageMaker's documented range; the SSD anchors need >= 300
 
-    def __init__(self, key: str, value: object, allowed: str):
-        self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"hyperparameter '{key}'={value!r} is invalid: expected {allowed}")
+
+class HyperparameterError(ValueError):
+    """An invalid hyperparameter value: names key, value and what is allowed (and the file,
+    ``where``, when it came from one)."""
+
+    def __init__(self, key: str, value: object, allowed: str, where: str | None = None):
+        self.key, self.value, self.allowed, self.where = key, value, allowed, where
+        message = f"hyperparameter '{key}'={value!r} is invalid: expected {allowed}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def __reduce__(self):  # picklable with its arguments (worker processes, tests)
+        return type(self), (self.key, self.value, self.allowed, self.where)
+
+
+class HyperparameterFileError(HyperparameterError):
+    """A ``hyperparameters.json`` that is not a JSON object of values at all."""
+
+    def __init__(self, where: str, problem: str, allowed: str = "a JSON object of strings"):
+        ValueError.__init__(self, f"{where}: {problem}; expected {allowed}")
+        self.key, self.value, self.allowed, self.where = "<file>", problem, allowed, where
+
+    def __reduce__(self):
+        return type(self), (self.where, self.value, self.allowed)
 
 
 @dataclass(frozen=True)
@@ -180,7 +200,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "momentum": _float("momentum", 0, 0.999),
     "weight_decay": _float("weight_decay", 0, 0.999),
     "optimizer": _choice("optimizer", OPTIMIZERS),
-    "image_shape": _int("image_shape", 300),
+    "image_shape": _int("image_shape", *IMAGE_SHAPE_RANGE),
     "label_width": _int("label_width", 7),
     "nms_threshold": _float("nms_threshold", 0, 0.999, open_min=True),
     "overlap_threshold": _float("overlap_threshold", 0, 0.999, open_min=True),
@@ -211,6 +231,13 @@ def parse(raw: Mapping[str, object]) -> Hyperparameters:
     return Hyperparameters(**values)
 
 
+def parse_value(key: str, raw: object) -> Any:
+    """One hyperparameter's typed value (the same rules as :func:`parse`)."""
+    if key not in _CONVERTERS:
+        raise HyperparameterError(key, raw, "a known hyperparameter")
+    return _CONVERTERS[key](raw if isinstance(raw, str) else _to_string(raw))
+
+
 def check_user_values(raw: Mapping[str, object]) -> None:
     """Check what a user sets before the data is known (a DAG run's Params, a tuning space).
 
@@ -221,13 +248,35 @@ def check_user_values(raw: Mapping[str, object]) -> None:
     parse({**counted_later, **raw})
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
 def load(path: str) -> Hyperparameters:
-    """Parse ``hyperparameters.json``."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    """Parse ``hyperparameters.json``. Anything wrong with it (not UTF-8 JSON, not an object,
+    a duplicated, unknown or missing key, a bad value) is a :class:`HyperparameterError`
+    whose message starts with the file."""
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise HyperparameterFileError(path, f"larger than {MAX_FILE_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as exc:
+        raise HyperparameterFileError(path, f"not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:  # JSONDecodeError, or a duplicated key
+        raise HyperparameterFileError(path, f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise HyperparameterError("<file>", type(data).__name__, "a JSON object")
-    return parse(data)
+        raise HyperparameterFileError(path, f"a JSON {type(data).__name__}, not an object")
+    try:
+        return parse(data)
+    except HyperparameterError as exc:
+        raise HyperparameterError(exc.key, exc.value, exc.allowed, where=path) from None
 
 
 def replace(hp: Hyperparameters, **changes: Any) -> Hyperparameters:

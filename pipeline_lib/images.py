@@ -9,6 +9,9 @@
   stored pixel grid (EXIF orientation is *not* applied, as ``mx.image.imdecode``). Boxes refer
   to that grid, so training, inference, evaluation and the converter's re-encode all decode
   through :func:`decode_bgr`.
+* The pixel limit (:func:`max_image_pixels`, ``ODP_MAX_IMAGE_PIXELS``) is checked from the
+  header before any decode, in every decoder path; validation's decompression-bomb rule
+  (``image.too_large``, I007) uses the same number.
 
 Importing this module is standard library only (the converter's start-up path uses
 :func:`image_info`); OpenCV and numpy are imported when an image is decoded.
@@ -17,6 +20,7 @@ Importing this module is standard library only (the converter's start-up path us
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,9 +34,37 @@ _MODES = {1: "L", 3: "RGB", 4: "CMYK"}
 _ORIENTATION = 0x0112
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+MAX_PIXELS_ENV = "ODP_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own limit (about 0.25 GB of RGB pixels)
+
 
 class ImageDecodeError(ValueError):
     """Image bytes that OpenCV cannot decode: the message names the image."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header claims more pixels than the limit: refused before decoding."""
+
+
+def limit_from_env(name: str, default: int) -> int:
+    """A resource limit: the positive integer in environment variable ``name``, else
+    ``default``. A value that is not a positive integer is a ``ValueError`` naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} is invalid: expected a positive integer")
+    return value
+
+
+def max_image_pixels() -> int:
+    """Most pixels (width x height) an image may claim before it is refused undecoded
+    (``ODP_MAX_IMAGE_PIXELS``; default Pillow's decompression-bomb limit)."""
+    return limit_from_env(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
 
 
 @dataclass(frozen=True)
@@ -121,7 +153,7 @@ def exif_orientation(tiff: bytes) -> int:
     return 1
 
 
-def image_info(data: bytes) -> tuple[int, int, int, str]:
+def image_info(data: bytes | memoryview) -> tuple[int, int, int, str]:
     """``(width, height, channels, ext)`` of an encoded image, from its header only."""
     if data[:2] == b"\xff\xd8":
         header = read_jpeg_header(data)
@@ -137,19 +169,47 @@ def image_info(data: bytes) -> tuple[int, int, int, str]:
         with Image.open(io.BytesIO(data)) as img:
             fmt = (img.format or "bin").lower()
             return img.width, img.height, len(img.getbands()), "." + fmt.replace("jpeg", "jpg")
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image ({len(data)} bytes): {exc}") from None
     except Exception as exc:
         raise ValueError(f"not a readable image ({len(data)} bytes): {exc}") from None
+
+
+def check_pixels(data: bytes | memoryview, where: str = "image") -> tuple[int, int]:
+    """``(width, height)`` from the header, or :class:`ImageTooLargeError` when they exceed
+    :func:`max_image_pixels` (nothing is decoded); :class:`ImageDecodeError` when the header
+    cannot be read at all."""
+    try:
+        width, height, _, _ = image_info(data)
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise ImageDecodeError(f"{where}: {exc}") from None
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"{where} claims {width}x{height} = {width * height} pixels, above the limit of "
+            f"{limit} (possible decompression bomb; {MAX_PIXELS_ENV} sets it); not decoded"
+        )
+    return width, height
 
 
 # ---------------------------------------------------------------- decoding
 
 
-def decode_bgr(data: bytes | memoryview) -> np.ndarray | None:
+def decode_bgr(data: bytes | memoryview, where: str = "image") -> np.ndarray | None:
     """HWC uint8 BGR on the stored pixel grid (EXIF orientation ignored), or ``None`` when
-    OpenCV cannot decode the bytes."""
+    OpenCV cannot decode the bytes. :class:`ImageTooLargeError` (nothing decoded) when the
+    header claims more than :func:`max_image_pixels`."""
     import cv2
     import numpy as np
 
+    try:
+        check_pixels(data, where)
+    except ImageTooLargeError:
+        raise
+    except ImageDecodeError:
+        return None
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
 
@@ -159,7 +219,7 @@ def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:
     pixel grid (EXIF orientation is *not* applied, as ``mx.image.imdecode``)."""
     import cv2
 
-    img = decode_bgr(data)
+    img = decode_bgr(data, where)
     if img is None:
         raise ImageDecodeError(f"{where}: image bytes ({len(data)}) cannot be decoded")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -7,7 +7,6 @@ as in training; boxes come back in the pixels of the original image.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,15 @@ import mxnet as mx
 import numpy as np
 
 from .annotations import detections_json
-from .artifact import PARAMS, SYMBOL, model_files, read_artifact_config
+from .artifact import (
+    HYPERPARAMS,
+    PARAMS,
+    SYMBOL,
+    ArtifactError,
+    model_folder,
+    read_artifact_config,
+)
+from .hyperparameters import HyperparameterError, parse_value
 from .images import decode_rgb
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
@@ -39,19 +46,27 @@ class Predictor:
         from . import storage
 
         ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() else mx.cpu())
-        scratch = Path(tempfile.mkdtemp(prefix="odp-model-"))
-        with storage.local_file(path) as local:
-            model_dir = model_files(local, scratch)
-            hp, classes = read_artifact_config(model_dir)
+        with storage.local_file(path) as local, model_folder(local) as model_dir:
+            hp, classes = read_artifact_config(model_dir, path)
             import warnings
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                net = mx.gluon.SymbolBlock.imports(
-                    str(model_dir / SYMBOL), ["data"], str(model_dir / PARAMS), ctx=ctx
-                )
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    net = mx.gluon.SymbolBlock.imports(
+                        str(model_dir / SYMBOL), ["data"], str(model_dir / PARAMS), ctx=ctx
+                    )
+            except (mx.base.MXNetError, AssertionError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ArtifactError(
+                    f"{path}: the inference graph cannot be loaded: {first}"
+                ) from None
         net.hybridize(static_alloc=True, static_shape=True)
-        return cls(net, int(hp.get("image_shape", 300)), classes, hp, ctx)
+        try:
+            image_shape = parse_value("image_shape", hp.get("image_shape", "300"))
+        except HyperparameterError as exc:
+            raise ArtifactError(f"{path}: {HYPERPARAMS}: {exc}") from None
+        return cls(net, image_shape, classes, hp, ctx)
 
     def _preprocess(self, images: list[np.ndarray]) -> mx.nd.NDArray:
         size = self.image_shape
@@ -77,14 +92,16 @@ class Predictor:
                 out.append(np.column_stack([ids[i, keep, 0], scores[i, keep, 0], b]))
         return out
 
-    def predict_bytes(self, data: bytes, verbose: bool = False, threshold: float = 0.0) -> dict:
+    def predict_bytes(
+        self, data: bytes, verbose: bool = False, threshold: float = 0.0, where: str = "image"
+    ) -> dict:
         """SageMaker response JSON for one encoded image.
 
         ``application/json``: ``{"prediction": [[class, score, xmin, ymin, xmax, ymax], ...]}``
         with coordinates normalised to [0, 1]; ``verbose`` (``annotation=1``) gives the
         image+JSON layout with pixel ``left/top/width/height`` and a ``score`` per box.
         """
-        img = decode_rgb(data)
+        img = decode_rgb(data, where)
         det = self.predict_arrays([img])[0]
         det = det[det[:, 1] >= threshold]
         h, w = img.shape[:2]
@@ -102,5 +119,5 @@ class Predictor:
         """Like :meth:`predict_bytes` for a file, with ``file`` set."""
         from . import storage
 
-        result = self.predict_bytes(storage.read_bytes(path), verbose, threshold)
+        result = self.predict_bytes(storage.read_bytes(path), verbose, threshold, str(path))
         return {"file": Path(path).name, **result}

@@ -411,10 +411,14 @@ def _convert_local(
         LazyProgress(sum(len(t.json_uris) for t in tasks), "convert recordio") if progress else None
     )
     pool: Workers | None = None
+    outputs = [f"{prefixes[ch]}.{ext}" for ch in channels for ext in ("lst", "idx", "rec")]
+    write_engine.remove_stale_parts(outputs)  # left by a conversion killed with SIGKILL
+    restore_sigterm = write_engine.sigterm_as_exit()
     try:
         for ch in channels:
             for ext in ("lst", "idx", "rec"):
                 writers[ch, ext] = storage.atomic_writer(f"{prefixes[ch]}.{ext}", durable=durable)
+                write_engine.hold_part(writers[ch, ext].fileno())
         fds = {ch: writers[ch, "rec"].fileno() for ch in channels}
 
         def packed_chunks() -> Iterator[tuple[Packed, int]]:
@@ -462,6 +466,7 @@ def _convert_local(
             w.abort()
         if bar is not None:
             bar.close()
+        restore_sigterm()
     return stats
 
 

@@ -12,12 +12,25 @@ algorithm as it is unless a benchmark says otherwise.
 
 What a chunk is and how it is packed is the converter's business (:mod:`.convert` passes
 its ``pack`` function); this module only moves bytes.
+
+Leftovers: workers die with the converter (``PR_SET_PDEATHSIG``, :mod:`pipeline_lib.workers`);
+each hidden ``.part`` output is held under an exclusive ``flock`` by the conversion writing it
+(:func:`hold_part`), which the kernel releases when the last process holding it is gone. A
+SIGTERM unwinds the converter so that it removes its ``.part`` files
+(:func:`sigterm_as_exit`); after a SIGKILL, the next conversion to the same outputs removes
+the ``.part`` files no living process holds (:func:`remove_stale_parts`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
-from collections.abc import Callable, Iterator
+import signal
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from .errors import ConversionError
 from .format import has_magic, libc_function
@@ -100,6 +113,61 @@ class Arena:
             os.close(fd)
 
 
+def hold_part(fd: int) -> None:
+    """Mark the ``.part`` file open on ``fd`` as owned by this conversion (inherited by its
+    forked workers): an exclusive ``flock`` that dies with the last of them."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_parts(outputs: Iterable[str]) -> list[str]:
+    """Remove the hidden ``.<name>.*.part`` files beside each output path that no living
+    process holds (a conversion killed with SIGKILL); returns the removed paths. Parts of a
+    conversion still running are left alone."""
+    removed: list[str] = []
+    for output in outputs:
+        dest = Path(output)
+        for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # gone already, a symlink, unreadable: not ours to judge
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: a living conversion holds it
+                continue
+            else:
+                part.unlink(missing_ok=True)
+                removed.append(str(part))
+            finally:
+                os.close(fd)
+    return removed
+
+
+def sigterm_as_exit() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises ``SystemExit(143)`` here, so
+    that the converter's ``finally`` blocks stop the workers and remove the ``.part`` files
+    (Python's default would end the process on the spot). Only when SIGTERM has no handler
+    yet and this is the main thread: a host (Airflow) that handles SIGTERM keeps its own."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        return lambda: None
+
+    def exit_on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is exit_on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
+
+
 #: ``pack(task, arena) -> Packed``: a chunk's framed records (run in the workers).
 PackChunk = Callable[[object, Arena], Packed]
 
@@ -145,22 +213,27 @@ class Workers:
     ):
         import multiprocessing
 
+        from ..workers import default_signals_for_forks
+
         ctx = multiprocessing.get_context("fork")
         self.n_tasks = len(tasks)
         self.conns = []
         self.procs = []
-        for w in range(workers):
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=worker_main,
-                args=(theirs, tasks[w::workers], fds, durable, pack),
-                daemon=True,
-                name=f"odp-convert-{w}",
-            )
-            proc.start()
-            theirs.close()
-            self.conns.append(mine)
-            self.procs.append(proc)
+        # Forked with the default SIGTERM (not the converter's own handler, which a worker
+        # stuck in C code would never run) and armed to die with this process.
+        with default_signals_for_forks():
+            for w in range(workers):
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(theirs, tasks[w::workers], fds, durable, pack, os.getpid()),
+                    daemon=True,
+                    name=f"odp-convert-{w}",
+                )
+                proc.start()
+                theirs.close()
+                self.conns.append(mine)
+                self.procs.append(proc)
 
     def run(self) -> Iterator[tuple[Packed, int]]:
         """Each chunk in order with its offset in its channel's ``.rec``; when the iterator
@@ -208,16 +281,20 @@ class Workers:
                 proc.join(timeout=30)
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=10)
+            if proc.is_alive():  # stuck where SIGTERM cannot reach Python code
+                proc.kill()
                 proc.join()
         for conn in self.conns:
             conn.close()
 
 
-def worker_main(conn, tasks: list, fds: dict[str, int], durable: bool, pack: PackChunk) -> None:
-    from ..workers import reset_child_signals
+def worker_main(
+    conn, tasks: list, fds: dict[str, int], durable: bool, pack: PackChunk, parent: int
+) -> None:
+    from ..workers import init_worker
 
-    reset_child_signals()
-    parent = os.getppid()
+    init_worker(parent)  # default signals; killed with the converter (no orphan writers)
     arenas = [Arena(2 * CHUNK_BYTES), Arena(2 * CHUNK_BYTES)]
 
     def pack_next(i: int) -> Packed | None:

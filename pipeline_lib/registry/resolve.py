@@ -2,7 +2,9 @@
 
 Registry downloads are cached per tracking store, model and version under
 ``$ODP_HOME/cache/models``, so a task that resolves ``models:/<name>@champion`` twice
-downloads once.
+downloads once. Other forms that need a local copy (``runs:/``, ``s3://``, a folder of model
+files) land in one place per URI under the same cache, replaced on every call: resolving
+never leaves scratch folders behind.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from .. import storage
@@ -26,6 +27,12 @@ def _cache_dir(tracking_uri: str, name: str, version: str) -> Path:
     tag = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     return load_settings().home / "cache" / "models" / tag / safe / str(version)
+
+
+def _uri_dir(uri: str) -> Path:
+    """The one local place for a copy of ``uri`` (replaced, not accumulated, per call)."""
+    tag = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return load_settings().home / "cache" / "models" / "by-uri" / tag
 
 
 def _find_model_file(folder: Path) -> Path:
@@ -51,7 +58,8 @@ def resolve_model_uri(
     an ``s3://`` URI of a tarball or of a folder holding ``model.tar.gz``, a local tarball, or
     a local folder (holding ``model.tar.gz``, or the model files, which are then tarred into
     ``dst``). Registry downloads are cached per version under ``$ODP_HOME/cache/models`` unless
-    ``dst`` is given.
+    ``dst`` is given; other copies go to one folder per URI there. Calls to a tracking server
+    are bounded in time (:mod:`.store`).
     """
     uri = str(uri)
     if uri.startswith(("models:/", "runs:/")):
@@ -75,7 +83,7 @@ def resolve_model_uri(
                     pass
             download_uri = client.get_model_version_download_uri(name, mv.version)
         else:
-            target = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="odp-model-"))
+            target = Path(dst) if dst else _uri_dir(f"{tracking} {uri}")
             download_uri = uri
         target.mkdir(parents=True, exist_ok=True)
         local = mlflow.artifacts.download_artifacts(
@@ -86,7 +94,7 @@ def resolve_model_uri(
         )
         return _find_model_file(Path(local))
     if storage.is_s3(uri):
-        target = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="odp-model-"))
+        target = Path(dst) if dst else _uri_dir(uri)
         source = uri if uri.endswith(".tar.gz") else storage.join(uri, MODEL_FILE)
         return storage.download(source, target / MODEL_FILE)
     path = Path(uri)
@@ -95,8 +103,9 @@ def resolve_model_uri(
     if path.is_dir():
         if (path / MODEL_FILE).is_file():
             return path / MODEL_FILE
-        target = Path(dst) if dst else Path(tempfile.mkdtemp(prefix="odp-model-"))
+        target = Path(dst) if dst else _uri_dir(str(path.resolve()))
         target.mkdir(parents=True, exist_ok=True)
-        with as_tarball(path) as tar_path:
-            return Path(shutil.copyfile(tar_path, target / MODEL_FILE))
+        with as_tarball(path) as tar_path, storage.atomic_write(target / MODEL_FILE) as tmp:
+            shutil.copyfile(tar_path, tmp)
+        return target / MODEL_FILE
     raise FileNotFoundError(f"no model at {uri}")

@@ -4,14 +4,22 @@ The tracking URI defaults to :mod:`pipeline_lib.settings` (a local SQLite store 
 experiments keep their artifacts in ``$ODP_HOME/mlflow/artifacts``, never ``./mlruns`` in the
 current directory); ``MLFLOW_TRACKING_URI`` or the ``tracking_uri`` argument point it at a
 real MLflow server instead.
+
+Requests to a server are bounded: MLflow's own client settings get defaults here when the
+user has not set them (:data:`HTTP_DEFAULTS`: each request waits at most 6 s and is retried
+twice with a 1 s, 2 s backoff, so a dead or silent server fails a call in under 30 s), and
+a server that cannot be reached is one :class:`TrackingServerUnavailable` line naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..settings import load_settings
@@ -21,6 +29,87 @@ if TYPE_CHECKING:  # mlflow costs seconds to import; only the functions below im
 
 DEFAULT_EXPERIMENT = "object-detection"
 EXPERIMENT_ENV = "ODP_MLFLOW_EXPERIMENT"
+
+#: MLflow's HTTP client settings (read by MLflow at every request), set when the user has not.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "6",  # seconds, connect and each read
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubled per retry
+}
+
+
+class TrackingServerUnavailable(ConnectionError):
+    """The MLflow tracking server did not answer (refused, timed out, kept failing): a
+    transient failure, reported as one line naming the server."""
+
+
+def bound_http_requests() -> None:
+    """Give MLflow's HTTP client a timeout and a bounded retry (:data:`HTTP_DEFAULTS`),
+    keeping any value the user set."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _request_failure(exc: BaseException) -> BaseException | None:
+    """The ``requests`` exception behind an MLflow client error, if it is one."""
+    import requests
+
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, requests.exceptions.RequestException):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def _reason(failure: BaseException) -> str:
+    text = str(failure).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "timed out" in text or "timeout" in text:
+        return "no answer within the timeout"
+    if "name or service not known" in text or "resolve" in text:
+        return "host name not found"
+    return type(failure).__name__
+
+
+@contextlib.contextmanager
+def tracking_errors(uri: str) -> Iterator[None]:
+    """Turn a tracking server that cannot be reached into :class:`TrackingServerUnavailable`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as exc:
+        failure = _request_failure(exc)
+        if failure is None:
+            raise
+        settings = ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in HTTP_DEFAULTS.items())
+        raise TrackingServerUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({_reason(failure)}; {settings}); "
+            "check MLFLOW_TRACKING_URI and that the server is up"
+        ) from None
+
+
+class _BoundedClient:
+    """An ``MlflowClient`` whose calls report an unreachable server as one clear error."""
+
+    def __init__(self, client: MlflowClient, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with tracking_errors(self._uri):
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -83,13 +172,18 @@ def _init_sqlite_store(uri: str) -> None:
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
-    """An ``MlflowClient`` for the tracking and registry store (created if it is local)."""
+    """An ``MlflowClient`` for the tracking and registry store (created if it is local); with
+    a server, every call is bounded in time and an unreachable server is one clear
+    :class:`TrackingServerUnavailable`."""
     from mlflow import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:"):
         _init_sqlite_store(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    bound_http_requests()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _BoundedClient(client, uri)  # type: ignore[return-value]  # same interface
 
 
 def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:

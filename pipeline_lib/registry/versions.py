@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -181,17 +180,25 @@ def register_model(
             return info
 
     final_metrics: dict[str, float] = {}
-    metrics_file: Path | None = None
+    metrics_text: str | None = None
     if metrics_path is not None:
         with storage.local_file(metrics_path) as local_metrics:
-            text = Path(local_metrics).read_text()
-        final_metrics.update(flatten_metrics(json.loads(text)))
-        metrics_file = Path(tempfile.mkdtemp(prefix="odp-metrics-")) / "metrics.json"
-        metrics_file.write_text(text)
+            metrics_text = Path(local_metrics).read_text()
+        try:
+            parsed = json.loads(metrics_text)
+            if not isinstance(parsed, dict):
+                raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
+        except ValueError as exc:
+            raise ValueError(f"{metrics_path}: not a metrics JSON object ({exc})") from None
+        final_metrics.update(flatten_metrics(parsed))
     if metrics:
         final_metrics.update(flatten_metrics(metrics))
 
-    try:
+    with tempfile.TemporaryDirectory(prefix="odp-metrics-") as scratch:
+        metrics_file: Path | None = None
+        if metrics_text is not None:
+            metrics_file = Path(scratch) / "metrics.json"
+            metrics_file.write_text(metrics_text)
         with as_tarball(model_dir_or_tar) as tar_path:
             sha = sha256(tar_path)
             found = find_run(client, experiment_id, key) if key else None
@@ -210,9 +217,6 @@ def register_model(
                     tags={**tags, **({IDEMPOTENCY_TAG: key} if key else {}), MODEL_SHA_TAG: sha},
                     model_name=name,
                 )
-    finally:
-        if metrics_file is not None:
-            shutil.rmtree(metrics_file.parent, ignore_errors=True)
 
     ensure_registered_model(client, name)
     run = client.get_run(run_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..hyperparameters import Hyperparameters
 from ..hyperparameters import load as load_hyperparameters
+from .errors import TrainingError
 
 CONTENT_TYPES = {
     "image+json": "application/x-image",
@@ -128,4 +129,14 @@ def read_config(paths: MLPaths) -> JobConfig:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    """An optional config file: ``{}`` when absent; one that is not a JSON object is the
+    job's configuration error, naming the file."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise TrainingError(f"{path} holds a JSON {type(data).__name__}; expected an object")
+    return data

@@ -11,10 +11,10 @@ Only wiring, shaped like torchvision's ``references/detection/train.py``: contra
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..hyperparameters import Hyperparameters
+from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
+from ..artifact import ArtifactError
+from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
     EXIT_FAILURE,
@@ -154,6 +156,9 @@ class _Training:
 
         hp, log = setup.hp, setup.log
         train_ds, val_ds = self._datasets(setup.job.input_data)
+        _check_batch(
+            hp, len(train_ds), len(val_ds), len(setup.job.hosts), len(setup.ctx), self.paths
+        )
         classes = dataset_classes(train_ds, self.paths.channel("train"))
         for cid, name in dataset_classes(val_ds, self.paths.channel("validation")).items():
             classes.setdefault(cid, name)
@@ -237,24 +242,44 @@ class _Training:
 
     def _load_seed(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> None:
         """Load the ``model`` channel's weights (incremental training)."""
-        from ..artifact import GLUON_PARAMS, model_files, read_artifact_config
+        from ..artifact import GLUON_PARAMS, model_folder, read_artifact_config
 
-        scratch = Path(tempfile.mkdtemp(prefix="odp-seed-"))
-        model_dir = model_files(self.paths.channel("model"), scratch)
-        seed_hp, seed_classes = read_artifact_config(model_dir)
-        _check_seed(seed_hp, seed_classes, hp, classes, self.allow_class_change)
-        if seed_classes == classes:
-            net.load_parameters(str(model_dir / GLUON_PARAMS), ctx=ctx)
-        else:
+        channel = self.paths.channel("model")
+        try:
+            with model_folder(channel) as model_dir:
+                seed_hp, seed_classes = read_artifact_config(model_dir, channel)
+                if not (model_dir / GLUON_PARAMS).is_file():
+                    raise ArtifactError(
+                        f"model channel {channel} has no {GLUON_PARAMS} (the Gluon weights that "
+                        "odp train writes into model.tar.gz); it cannot seed training"
+                    )
+                _check_seed(seed_hp, seed_classes, hp, classes, self.allow_class_change)
+                self._load_weights(net, model_dir / GLUON_PARAMS, seed_classes, classes, ctx)
+        except FileNotFoundError as exc:  # an incomplete archive is a bad archive
+            raise ArtifactError(f"model channel {channel}: {exc}") from None
+
+    def _load_weights(self, net, params: Path, seed_classes, classes, ctx) -> None:
+        import mxnet as mx
+
+        try:
+            if seed_classes == classes:
+                net.load_parameters(str(params), ctx=ctx)
+                return
             # Load into the seed's class layout, then re-map the class predictors by name
             # (GluonCV reset_class): shared names keep their weights, new ones start fresh.
             seed_names = [seed_classes[i] for i in sorted(seed_classes)]
             net.reset_class(seed_names)
-            net.load_parameters(str(model_dir / GLUON_PARAMS), ctx=ctx)
-            names = [classes[i] for i in sorted(classes)]
-            shared = {n: n for n in names if n in seed_names}
-            net.reset_class(names, reuse_weights=shared)
-            print(f"class map changed: reused weights for {sorted(shared)}", flush=True)
+            net.load_parameters(str(params), ctx=ctx)
+        except (mx.base.MXNetError, AssertionError, ValueError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ArtifactError(
+                f"model channel {self.paths.channel('model')}: {params.name} does not fit the "
+                f"network ({first})"
+            ) from None
+        names = [classes[i] for i in sorted(classes)]
+        shared = {n: n for n in names if n in seed_names}
+        net.reset_class(names, reuse_weights=shared)
+        print(f"class map changed: reused weights for {sorted(shared)}", flush=True)
 
     # ---------------------------------------------------------------- fit
 
@@ -349,7 +374,9 @@ class _Training:
             "seconds": time.monotonic() - self.started,
             "epochs": state.history,
         }
-        (self.paths.output / "metrics.json").write_text(json.dumps(summary, indent=1))
+        (self.paths.output / "metrics.json").write_text(
+            json.dumps(finite_json(summary), indent=1, allow_nan=False)
+        )
 
     def _report(self, result: FitResult, log: MetricLogger) -> int:
         """The exit code; after a signal, ``output/failure`` says how to resume."""
@@ -368,6 +395,38 @@ class _Training:
         return EXIT_OK
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN/infinite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def _check_batch(
+    hp: Hyperparameters, n_train: int, n_val: int, hosts: int, devices: int, paths: MLPaths
+) -> None:
+    """Refuse, before training, a batch that the data cannot fill (SageMaker's ClientError):
+    with ``last_batch="rollover"`` an epoch would run zero batches and learn nothing."""
+    per_host = math.ceil(n_train / max(1, hosts))
+    if hp.mini_batch_size > per_host:
+        spread = f" ({per_host} per host over {hosts} hosts)" if hosts > 1 else ""
+        raise TrainingError(
+            f"mini_batch_size={hp.mini_batch_size} is larger than the {n_train} images of the "
+            f"train channel {paths.channel('train')}{spread}; set mini_batch_size <= {per_host}"
+        )
+    if n_val < 1:
+        raise TrainingError(f"the validation channel {paths.channel('validation')} is empty")
+    if hp.mini_batch_size % devices:
+        raise TrainingError(
+            f"mini_batch_size={hp.mini_batch_size} does not split evenly over {devices} GPUs; "
+            f"use a multiple of {devices}"
+        )
+
+
 def _check_seed(
     seed_hp: dict[str, str],
     seed_classes: dict[int, str],
@@ -381,7 +440,11 @@ def _check_seed(
             f"model channel holds a {seed_hp.get('base_network')} model but "
             f"base_network={hp.base_network}; incremental training needs the same base network"
         )
-    if int(seed_hp.get("num_classes", -1)) != hp.num_classes:
+    try:
+        seed_num_classes = parse_value("num_classes", seed_hp.get("num_classes", "0"))
+    except HyperparameterError as exc:
+        raise ArtifactError(f"model channel: {HYPERPARAMS_FILE}: {exc}") from None
+    if seed_num_classes != hp.num_classes:
         raise TrainingError(
             f"model channel holds a model with num_classes={seed_hp.get('num_classes')} but "
             f"num_classes={hp.num_classes}; they must match for incremental training"

@@ -1,12 +1,15 @@
 """Training failures, how each is reported (ClientError or AlgorithmError) and exit codes.
 
 Every training module raises these; nothing here imports the rest of the package, so any
-module can use them without an import cycle.
+module can use them without an import cycle. As SageMaker does, ``ClientError`` is the
+job's input or configuration (the message names the file), ``AlgorithmError`` is ours.
 """
 
 from __future__ import annotations
 
+from ..artifact import ArtifactError
 from ..hyperparameters import HyperparameterError
+from ..images import ImageDecodeError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -24,6 +27,8 @@ class DistributedError(RuntimeError):
 # Failures the job's input caused, not the algorithm, and their label in output/failure.
 _CLIENT_ERRORS: dict[type[Exception], str] = {
     HyperparameterError: "ClientError: invalid hyperparameter",
+    ArtifactError: "ClientError: bad model archive",
+    ImageDecodeError: "ClientError: bad image",
     FileNotFoundError: "ClientError: missing input",
     TrainingError: "ClientError",
 }

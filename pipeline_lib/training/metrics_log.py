@@ -67,12 +67,18 @@ class MetricLogger:
 
     def _to_mlflow(self, values: dict[str, float], step: int) -> None:
         """One ``log_batch`` call to the attached run. A tracking server that stops answering
-        costs a warning, not the training job (metrics.json keeps every value)."""
+        costs a warning, not the training job (metrics.json keeps every value): the call is
+        bounded in time (``registry.store.HTTP_DEFAULTS``), and after one failure no further
+        call is tried."""
         if not self.mlflow_run_id or self._mlflow_failed:
             return
         try:
             from mlflow.entities import Metric
             from mlflow.tracking import MlflowClient
+
+            from ..registry.store import bound_http_requests
+
+            bound_http_requests()
 
             ts = int(time.time() * 1000)
             MlflowClient().log_batch(

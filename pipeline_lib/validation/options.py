@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..images import max_image_pixels
 
 EMPTY_POLICIES = ("reject", "keep")
 
@@ -23,7 +25,8 @@ class ValidationOptions:
       palette, 1-bit, 16-bit) into a separate folder (``convert_dir``, default
       ``<report_dir>/converted``); the input is never modified. See ``convert.py``.
     * ``workers``: processes for image inspection; 0 = one per core.
-    * ``max_pixels``: larger images are refused as decompression bombs.
+    * ``max_pixels``: larger images are refused as decompression bombs (default: the one
+      limit every decoder applies, ``ODP_MAX_IMAGE_PIXELS``).
     * ``full_decode``: also decode every image fully (slow; catches corrupt pixel data that
       header and end-marker checks cannot see).
     * ``great_expectations``: run the GX suites over the flattened tables and write Data
@@ -38,7 +41,7 @@ class ValidationOptions:
     box_tolerance: float = 0.0
     convert_to_rgb: bool = False
     workers: int = 0
-    max_pixels: int = 89_478_485  # Pillow's own limit (about 0.25 GB of RGB pixels)
+    max_pixels: int = field(default_factory=max_image_pixels)  # the decoders' limit too
     full_decode: bool = False
     great_expectations: bool = True
     convert_dir: str | None = None

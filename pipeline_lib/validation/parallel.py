@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterable, Iterator, Sized
 from itertools import islice
 from typing import Any, TypeVar
 
-from ..workers import reset_child_signals
+from ..workers import init_worker
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,8 +29,8 @@ def _init(state: dict[str, Any]) -> None:
     _state.update(state)
 
 
-def _init_child(state: dict[str, Any]) -> None:
-    reset_child_signals()
+def _init_child(state: dict[str, Any], parent_pid: int) -> None:
+    init_worker(parent_pid)  # default signals; dies with the validating process
     _init(state)
 
 
@@ -50,7 +51,7 @@ def pmap(
     chunk = 16 if n is None else max(1, min(64, n // (workers * 16)))
     window = max(WINDOW, workers * chunk * 4)
     it = iter(items)
-    with ctx.Pool(workers, initializer=_init_child, initargs=(state,)) as pool:
+    with ctx.Pool(workers, initializer=_init_child, initargs=(state, os.getpid())) as pool:
         # Pool.imap would pull the whole input at once; feeding it in windows keeps memory
         # flat however long the input stream (manifest lines, RecordIO records) is.
         while window_items := list(islice(it, window)):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,18 +58,28 @@ def test_copy_side_files_at_any_depth(tmp_path: Path) -> None:
     assert sorted(p.name for p in found) == [artifact.CLASS_MAP, artifact.HYPERPARAMS]
     assert json.loads((dest / artifact.CLASS_MAP).read_text()) == CLASS_MAP
     (tmp_path / "bad.tar.gz").write_bytes(b"not a tarball")
-    with pytest.raises(ValueError, match="not a readable model.tar.gz"):
+    with pytest.raises(artifact.ArtifactError, match="bad.tar.gz is not a readable model.tar.gz"):
         artifact.copy_side_files(tmp_path / "bad.tar.gz", dest)
 
 
-def test_model_files_and_config(tmp_path: Path) -> None:
+def _scratch_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("odp-model-*")}
+
+
+def test_model_folder_and_config(tmp_path: Path) -> None:
     model = make_model_dir(tmp_path / "model")
-    assert artifact.model_files(model, tmp_path / "scratch") == model
+    with artifact.model_folder(model) as folder:
+        assert folder == model
     tar = artifact.package(model, tmp_path / "out" / "model.tar.gz")
+    before = _scratch_folders()
     for source in (tar, tmp_path / "out"):  # the tarball, or a folder holding it
-        folder = artifact.model_files(source, tmp_path / f"x-{Path(source).name}")
-        hp, classes = artifact.read_artifact_config(folder)
-        assert hp["image_shape"] == "300" and classes == {0: "circle", 1: "square"}
+        with artifact.model_folder(source) as folder:
+            hp, classes = artifact.read_artifact_config(folder)
+            assert hp["image_shape"] == "300" and classes == {0: "circle", 1: "square"}
+            assert folder.name in _scratch_folders()
+    with pytest.raises(RuntimeError), artifact.model_folder(tar):
+        raise RuntimeError("the block fails")
+    assert _scratch_folders() == before  # removed on every exit path
     (model / artifact.PARAMS).unlink()
     with pytest.raises(FileNotFoundError, match="missing"):
         artifact.read_artifact_config(model)
@@ -96,8 +109,9 @@ def test_extract_confines_members_to_the_target(tmp_path: Path) -> None:
     escaping = (_file("../escape.txt"), _link("out-link", "../../etc/passwd"))
     for i, member in enumerate(escaping):
         bad = _tar_with(tmp_path / f"bad{i}.tar.gz", member)
-        with pytest.raises(tarfile.FilterError):
+        with pytest.raises(artifact.ArtifactError, match=f"bad{i}.tar.gz: member refused"):
             artifact.extract(bad, tmp_path / f"out{i}")
+        assert not (tmp_path / f"out{i}").exists()  # the folder it created is gone again
     assert not (tmp_path / "escape.txt").exists()
     absolute = _tar_with(tmp_path / "abs.tar.gz", _file("/abs.txt"))
     out = artifact.extract(absolute, tmp_path / "abs")  # the leading slash is stripped
@@ -132,3 +146,71 @@ def test_as_tarball_forms(tmp_path: Path) -> None:
         pass
     with pytest.raises(FileNotFoundError, match="no model"), artifact.as_tarball(tmp_path / "no"):
         pass
+
+
+def test_extract_refuses_special_files(tmp_path: Path) -> None:
+    fifo = tarfile.TarInfo("pipe")
+    fifo.type = tarfile.FIFOTYPE
+    tar = _tar_with(tmp_path / "fifo.tar.gz", _file("a.txt"), (fifo, None))
+    with pytest.raises(artifact.ArtifactError, match="fifo.tar.gz: member refused"):
+        artifact.extract(tar, tmp_path / "out")
+
+
+def test_member_count_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tar = _tar_with(tmp_path / "many.tar.gz", *(_file(f"f{i}.txt") for i in range(6)))
+    monkeypatch.setenv(artifact.MAX_MEMBERS_ENV, "5")
+    for read in (artifact.member_names, lambda t: artifact.extract(t, tmp_path / "out")):
+        with pytest.raises(artifact.ArtifactError, match="many.tar.gz has more than 5 members"):
+            read(tar)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(artifact.MAX_MEMBERS_ENV, "6")
+    assert len(artifact.member_names(tar)) == 6
+
+
+def test_total_size_limit_checked_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3 MiB of zeros compress to a few KiB: the declared sizes give the bomb away
+    tar = _tar_with(
+        tmp_path / "bomb.tar.gz", _file("small.txt", b"s"), _file("big.bin", bytes(3 << 20))
+    )
+    assert tar.stat().st_size < 64 << 10
+    monkeypatch.setenv(artifact.MAX_BYTES_ENV, str(1 << 20))
+    dest = tmp_path / "out"
+    with pytest.raises(artifact.ArtifactError, match=r"bomb.tar.gz expands to more than 1048576"):
+        artifact.extract(tar, dest)
+    assert not dest.exists()  # nothing was written, not even the small member
+    monkeypatch.setenv(artifact.MAX_BYTES_ENV, "not-a-number")
+    with pytest.raises(ValueError, match="ODP_MAX_ARCHIVE_BYTES='not-a-number'"):
+        artifact.extract(tar, dest)
+
+
+def test_side_files_are_bounded(tmp_path: Path) -> None:
+    huge = _tar_with(tmp_path / "m.tar.gz", _file(artifact.CLASS_MAP, bytes(17 << 20)))
+    with pytest.raises(artifact.ArtifactError, match="class_map.json declares"):
+        artifact.class_map_json(huge)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not-gzip-tar", "empty"])
+def test_damaged_archives_are_one_clear_error(tmp_path: Path, damage: str) -> None:
+    good = Path(artifact.package(make_model_dir(tmp_path / "model"), tmp_path / "good.tar.gz"))
+    bad = tmp_path / f"{damage}.tar.gz"
+    data = good.read_bytes()
+    bad.write_bytes(
+        {
+            "truncated": data[: len(data) // 2],
+            "garbage": os.urandom(4096),
+            "not-gzip-tar": gzip.compress(b"just some text, not a tar archive" * 40),
+            "empty": b"",
+        }[damage]
+    )
+    for read in (
+        artifact.member_names,
+        artifact.class_map_json,
+        lambda t: artifact.extract(t, tmp_path / "out"),
+    ):
+        with pytest.raises(artifact.ArtifactError, match=f"{damage}.tar.gz"):
+            read(bad)
+    with pytest.raises(artifact.ArtifactError), artifact.model_folder(bad):
+        pass
+    assert not (tmp_path / "out").exists()

@@ -56,11 +56,12 @@ def test_string_values_are_parsed():
         ("learning_rate", "nan", "> 0"),
         ("base_network", "vgg-19", "one of vgg-16"),
         ("optimizer", "lamb", "one of sgd"),
-        ("image_shape", "256", ">= 300"),
+        ("image_shape", "256", "[300, 1024]"),
         ("lr_scheduler_step", "10,5", "increasing"),
         ("freeze_layer_pattern", "(", "valid regex"),
         ("use_pretrained_model", "2", "[0, 1]"),
         ("early_stopping", "maybe", "true or false"),
+        ("image_shape", "4096", "an integer in [300, 1024]"),
     ],
 )
 def test_invalid_values_name_key_value_and_range(key, value, fragment):
@@ -85,3 +86,33 @@ def test_round_trip_through_strings(tmp_path):
     path = tmp_path / "hyperparameters.json"
     path.write_text(json.dumps(hp.to_strings()))
     assert load(str(path)) == hp
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["num_classes", "2"]', "a JSON list, not an object"),
+        ('{"num_classes": "2", "num_classes": "3", "num_training_samples": "5"}', "appears twice"),
+        ('{"num_classes": "2", "num_training_samples": "5", "epoch": "3"}', "'epoch'"),
+        ('{"num_classes": "2", "num_training_samples": "5", "epochs": "-1"}', "'epochs'='-1'"),
+        ('{"num_classes": "2"}', "'num_training_samples'"),
+    ],
+)
+def test_load_names_the_file_and_the_problem(tmp_path, text, fragment):
+    path = tmp_path / "hyperparameters.json"
+    path.write_text(text)
+    with pytest.raises(HyperparameterError) as err:
+        load(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_load_refuses_non_utf8_and_huge_files(tmp_path):
+    path = tmp_path / "hyperparameters.json"
+    path.write_bytes(b'{"num_classes": "\xff"}')
+    with pytest.raises(HyperparameterError, match="not UTF-8"):
+        load(str(path))
+    path.write_bytes(b" " * (2 << 20))
+    with pytest.raises(HyperparameterError, match="larger than"):
+        load(str(path))
