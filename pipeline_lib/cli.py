@@ -82,6 +82,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         box_tolerance=args.box_tolerance,
         convert_to_rgb=args.convert_to_rgb,
         workers=args.workers,
+        great_expectations=args.great_expectations,
     )
     report = validate(args.data, options=options, report_dir=args.report)
     if args.json:
@@ -238,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-tolerance", type=float, default=0.0, help="pixels a box may overhang")
     p.add_argument("--convert-to-rgb", action="store_true")
     p.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    p.add_argument(
+        "--no-great-expectations",
+        dest="great_expectations",
+        action="store_false",
+        help="skip the Great Expectations suites and Data Docs (the rules still run)",
+    )
 
     p = add("convert", cmd_convert, "convert between image+JSON, RecordIO and manifests")
     csub = p.add_subparsers(dest="target", required=True)
@@ -331,11 +338,12 @@ def _one_line(text: str) -> str:
 def _os_error_line(exc: OSError) -> str:
     if exc.errno is None or exc.strerror is None:  # raised with a message of ours
         return str(exc)
-    where = exc.filename if exc.filename is not None else "<path>"
-    if exc.filename2 is not None:
-        where = f"{where} -> {exc.filename2}"
     expected = _OS_EXPECTED.get(type(exc).__name__, "")
-    return f"{where}: {exc.strerror}" + (f": {expected}" if expected else "")
+    line = exc.strerror + (f": {expected}" if expected else "")
+    if exc.filename is None:  # e.g. a write past RLIMIT_FSIZE ("File too large")
+        return line
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{where}: {line}"
 
 
 def bad_input_line(exc: BaseException) -> str | None:
@@ -343,6 +351,7 @@ def bad_input_line(exc: BaseException) -> str | None:
     anything else (an internal error). Library messages already name the file, record or
     field; the standard library's own exceptions get the path and what was expected."""
     import tarfile  # stdlib, cheap; here so that `odp --help` does not pay for it
+    import zlib
 
     if isinstance(exc, CliError):
         return str(exc)
@@ -354,6 +363,10 @@ def bad_input_line(exc: BaseException) -> str | None:
         return _os_error_line(exc)
     if isinstance(exc, tarfile.TarError):
         return f"not a readable tar archive ({exc}): expected a model.tar.gz"
+    if isinstance(exc, EOFError | zlib.error):  # a truncated or corrupt compressed stream
+        return f"corrupt or truncated compressed data ({exc}): expected a complete file"
+    if isinstance(exc, OverflowError):
+        return f"a number too large ({exc}): expected values within 64-bit float range"
     if isinstance(exc, KeyError):
         key = exc.args[0] if exc.args else "?"
         return f"missing key {key!r}: expected a complete JSON record"

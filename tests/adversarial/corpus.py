@@ -374,7 +374,7 @@ def _tar_many_members(ws: Workspace) -> tuple[str, ...]:
     ws.model = ws.root / "many" / "model.tar.gz"
     ws.model.parent.mkdir()
     with gzip.open(ws.model, "wb", compresslevel=1) as f:
-        for i in range(200_000):
+        for i in range(50_000):
             info = tarfile.TarInfo(f"m/{i}")
             f.write(info.tobuf(format=tarfile.GNU_FORMAT))
         f.write(b"\0" * 1024)
