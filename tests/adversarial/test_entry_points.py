@@ -66,11 +66,134 @@ DEFAULT_TIME_LIMIT = 15
 CONCURRENCY = 3
 
 PATH_GATE = "issue 11: path gate, convert/import refuse what validate refuses (other engineer)"
-LIMITS = "issue 11: archive/pixel limits, MLflow timeouts, training ClientError (other engineer)"
+LIMITS = "issue 11: archive/pixel limits, MLflow timeouts, training ClientError, scratch (other engineer)"
+BOTH = "issue 11: path gate + training ClientError / scratch cleanup (both other engineers)"
 
-# (case, entry point) pairs whose fix belongs to the other engineers' branches; strict, so
-# each flips to a failure (and its mark is removed) when their work is merged.
-XFAIL: dict[tuple[str, str], str] = {}
+# (case, entry point) pairs whose fix belongs to the other engineers' branches, as measured
+# on this branch; strict, so each flips to a failure (and its mark is removed) when their
+# work is merged.
+_PATH_GATE_PENDING = [
+    ("absolute_file", "convert manifest"),
+    ("absolute_file", "convert recordio"),
+    ("cmyk_image", "convert recordio"),
+    ("coco_corrupt_image", "import coco"),
+    ("coco_duplicate_category", "import coco"),
+    ("coco_duplicate_file_name", "import coco"),
+    ("deeply_nested_json", "convert manifest"),
+    ("deeply_nested_json", "convert recordio"),
+    ("deeply_nested_json", "map"),
+    ("device_image", "validate"),
+    ("dotdot_file", "convert manifest"),
+    ("dotdot_file", "convert recordio"),
+    ("duplicate_json_keys", "convert manifest"),
+    ("duplicate_json_keys", "convert recordio"),
+    ("duplicate_json_keys", "map"),
+    ("duplicate_json_keys", "validate"),
+    ("fifo_image", "convert manifest"),
+    ("fifo_image", "convert recordio"),
+    ("fifo_image", "validate"),
+    ("grayscale_image", "convert recordio"),
+    ("huge_class_id", "convert manifest"),
+    ("huge_class_id", "convert recordio"),
+    ("huge_class_id", "map"),
+    ("huge_class_id", "validate"),
+    ("huge_numbers_json", "convert manifest"),
+    ("huge_numbers_json", "convert recordio"),
+    ("huge_numbers_json", "map"),
+    ("huge_numbers_json", "validate"),
+    ("manifest_deeply_nested", "convert json"),
+    ("manifest_fifo_source", "convert json"),
+    ("manifest_huge_class_id", "convert json"),
+    ("sixteen_bit_png", "convert recordio"),
+    ("symlinked_annotation", "convert manifest"),
+    ("symlinked_annotation", "convert recordio"),
+    ("symlinked_annotation", "map"),
+    ("symlinked_annotation", "validate"),
+    ("symlinked_channel", "convert manifest"),
+    ("symlinked_channel", "convert recordio"),
+    ("symlinked_image", "convert manifest"),
+    ("symlinked_image", "convert recordio"),
+    ("train_validation_overlap", "convert recordio"),
+    ("truncated_image", "convert recordio"),
+    ("voc_corrupt_image", "import voc"),
+    ("voc_missing_coordinate", "import voc"),
+    ("voc_xmin_equals_xmax", "import voc"),
+]
+
+_LIMITS_PENDING = [
+    ("batch_larger_than_data", "train"),
+    ("empty_archive", "evaluate"),
+    ("empty_archive", "predict"),
+    ("image_shape_huge", "train"),
+    ("invalid_hyperparameters_json", "train"),
+    ("mlflow_closed_port", "register"),
+    ("not_an_archive", "evaluate"),
+    ("not_an_archive", "predict"),
+    ("pixel_bomb_dataset", "convert recordio"),
+    ("pixel_bomb_dataset", "evaluate"),
+    ("pixel_bomb_dataset", "train"),
+    ("pixel_bomb_predict", "predict"),
+    ("tar_bomb_declared", "evaluate"),
+    ("tar_bomb_declared", "predict"),
+    ("tar_bomb_expanding", "evaluate"),
+    ("tar_bomb_expanding", "predict"),
+    ("tar_bomb_expanding", "register"),
+    ("tar_many_members", "evaluate"),
+    ("tar_many_members", "predict"),
+    ("tar_traversal", "evaluate"),
+    ("tar_traversal", "predict"),
+    ("truncated_archive", "evaluate"),
+    ("truncated_archive", "predict"),
+    ("truncated_archive", "register"),
+    ("unwritable_output", "evaluate"),
+]
+
+_BOTH_PENDING = [
+    ("absolute_file", "evaluate"),
+    ("absolute_file", "train"),
+    ("cmyk_image", "evaluate"),
+    ("cmyk_image", "train"),
+    ("deeply_nested_json", "evaluate"),
+    ("deeply_nested_json", "train"),
+    ("device_image", "train"),
+    ("dotdot_file", "evaluate"),
+    ("dotdot_file", "train"),
+    ("duplicate_json_keys", "evaluate"),
+    ("duplicate_json_keys", "train"),
+    ("empty_image_file", "evaluate"),
+    ("empty_image_file", "train"),
+    ("empty_json_file", "evaluate"),
+    ("empty_json_file", "train"),
+    ("fifo_image", "evaluate"),
+    ("fifo_image", "train"),
+    ("grayscale_image", "evaluate"),
+    ("grayscale_image", "train"),
+    ("huge_class_id", "evaluate"),
+    ("huge_class_id", "train"),
+    ("huge_numbers_json", "evaluate"),
+    ("huge_numbers_json", "train"),
+    ("non_finite_json", "evaluate"),
+    ("non_finite_json", "train"),
+    ("non_utf8_json", "evaluate"),
+    ("non_utf8_json", "train"),
+    ("sixteen_bit_png", "evaluate"),
+    ("sixteen_bit_png", "train"),
+    ("symlinked_annotation", "evaluate"),
+    ("symlinked_annotation", "train"),
+    ("symlinked_channel", "evaluate"),
+    ("symlinked_channel", "train"),
+    ("symlinked_image", "evaluate"),
+    ("symlinked_image", "train"),
+    ("train_validation_overlap", "train"),
+    ("truncated_image", "evaluate"),
+    ("truncated_image", "train"),
+]
+
+XFAIL: dict[tuple[str, str], str] = {
+    **dict.fromkeys(_PATH_GATE_PENDING, PATH_GATE),
+    **dict.fromkeys(_LIMITS_PENDING, LIMITS),
+    **dict.fromkeys(_BOTH_PENDING, BOTH),
+}
 
 
 # ------------------------------------------------------------------ the base workspace
@@ -427,6 +550,7 @@ def test_entry_point_refuses_hostile_input(case: Case, target: str, runs: dict[s
 def test_the_corpus_covers_every_issue_class_and_entry_point() -> None:
     classes = {c.issue for c in CASES}
     assert classes >= {"outside", "exhaust", "wrong", "traceback"}  # leftovers: every run
+    assert set(XFAIL) <= {(c.name, t) for c in CASES for t in c.targets}, "stale xfail"
     targets = {t for c in CASES for t in c.targets}
     assert targets == {
         VALIDATE, CONVERT_RECORDIO, CONVERT_MANIFEST, CONVERT_JSON, IMPORT_VOC, IMPORT_COCO,
