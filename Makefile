@@ -125,7 +125,7 @@ urls: venv  ## print the local URLs and the login
 	@$(PY) -m odp_airflow.local urls
 
 # ---- code quality -----------------------------------------------------------------------------
-lint: venv  ## ruff check + ruff format --check + import-linter's architecture contracts
+lint: venv  ## ruff check (with bandit's S security rules) + ruff format --check + import-linter contracts
 	cd $(REPO) && ruff check . && ruff format --check . && lint-imports
 
 format: venv  ## apply ruff fixes and formatting

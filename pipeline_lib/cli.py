@@ -1,16 +1,29 @@
 """The ``odp`` command: one sub-command per pipeline stage, a thin layer over the modules.
 
-Every command reads local paths or s3:// URIs, exits 0 on success and non-zero with a
-one-line reason on failure. Heavy modules are imported inside each command so that
-``odp --help`` stays fast.
+Every command reads local paths or s3:// URIs and is a trust boundary: whatever the input,
+it ends in one of these exit codes, never in a traceback (``odp --debug ...`` shows it):
+
+* ``0``: success.
+* ``1``: bad input or configuration (an invalid dataset, archive, JSON, hyperparameter, an
+  unreadable or unwritable path, a resource limit), or a failure of ours. Bad input is one
+  line on stderr, ``odp <command>: error: <file/record/field>: <rule>: <expected>``; an
+  unexpected internal error is one line ending in "run with --debug for the traceback".
+* ``2``: unusable arguments: argparse's own errors, and an input argument that names
+  nothing (a path that does not exist, a folder that is no dataset).
+* ``130``: interrupted (Ctrl-C).
+
+Heavy modules are imported inside each command so that ``odp --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 
 class CliError(Exception):
@@ -77,13 +90,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         convert_to_rgb=args.convert_to_rgb,
         workers=args.workers,
         min_box_size=args.min_box_size,
+        great_expectations=args.great_expectations,
     )
     report = validate(args.data, options=options, report_dir=args.report)
     if args.json:
         _print_json(report.summary_dict())
     else:
         print(report.human_summary())
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    first, n = report.errors[0], len(report.errors)
+    where = first.file + (f" [{first.record}]" if first.record is not None else "")
+    notes = [f"+{n - 1} more errors"] if n > 1 else []
+    notes += [f"report in {args.report}"] if args.report else []
+    more = f" ({', '.join(notes)})" if notes else ""
+    raise CliError(f"{where}: {first.rule} ({first.code}): {first.message}{more}")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -119,7 +140,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.entrypoint import run_training
 
-    return run_training(args.ml_root, allow_class_change=args.allow_class_change)
+    code = run_training(args.ml_root, allow_class_change=args.allow_class_change)
+    failure = Path(args.ml_root or os.environ.get("ML_ROOT", "/opt/ml"), "output", "failure")
+    if code == EXIT_BAD_INPUT and failure.is_file():  # the job's one reason, as the last line
+        raise CliError(failure.read_text(errors="replace"), code)
+    return code
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -183,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="odp", description="SageMaker-compatible SSD object-detection pipeline"
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a failure (exit codes: 0 ok, "
+        "1 bad input or failure, 2 unusable arguments)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str):
@@ -229,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="warn about boxes narrower or lower than this many pixels (B005 box.tiny)",
     )
     p.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    p.add_argument(
+        "--no-great-expectations",
+        dest="great_expectations",
+        action="store_false",
+        help="skip the Great Expectations suites and Data Docs (the rules still run)",
+    )
 
     p = add("convert", cmd_convert, "convert between image+JSON, RecordIO and manifests")
     csub = p.add_subparsers(dest="target", required=True)
@@ -300,16 +337,117 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ------------------------------------------------------------------ errors
+
+EXIT_BAD_INPUT = 1
+EXIT_USAGE = 2  # argparse's own code
+EXIT_INTERRUPTED = 130
+_MAX_LINE = 2000  # characters of one error line (a message may quote a whole record)
+
+# Positional arguments that name an input: when one of them does not exist, a missing file
+# is the caller's unusable argument (exit 2), not a defect inside the input (exit 1).
+_INPUT_ARGUMENTS = ("data", "src", "manifest", "model", "gt", "detections", "model_dir")
+
+_OS_EXPECTED: dict[str, str] = {
+    "PermissionError": "expected a path this user may read (inputs) or write (outputs)",
+    "IsADirectoryError": "expected a file, found a folder",
+    "NotADirectoryError": "expected a folder",
+    "FileNotFoundError": "expected an existing file or folder",
+    "FileExistsError": "expected a path that does not exist yet",
+}
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def _os_error_line(exc: OSError) -> str:
+    if exc.errno is None or exc.strerror is None:  # raised with a message of ours
+        return str(exc)
+    expected = _OS_EXPECTED.get(type(exc).__name__, "")
+    line = exc.strerror + (f": {expected}" if expected else "")
+    if exc.filename is None:  # e.g. a write past RLIMIT_FSIZE ("File too large")
+        return line
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{where}: {line}"
+
+
+def bad_input_line(exc: BaseException) -> str | None:
+    """The one line for an exception that bad input or configuration causes, ``None`` for
+    anything else (an internal error). Library messages already name the file, record or
+    field; the standard library's own exceptions get the path and what was expected."""
+    import tarfile  # stdlib, cheap; here so that `odp --help` does not pay for it
+    import zlib
+
+    if isinstance(exc, CliError):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start}: not {exc.encoding} text ({exc.reason}): expected UTF-8"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno} column {exc.colno}: {exc.msg}: expected valid JSON"
+    if isinstance(exc, OSError):
+        return _os_error_line(exc)
+    if isinstance(exc, tarfile.TarError):
+        return f"not a readable tar archive ({exc}): expected a model.tar.gz"
+    if isinstance(exc, EOFError | zlib.error):  # a truncated or corrupt compressed stream
+        return f"corrupt or truncated compressed data ({exc}): expected a complete file"
+    if isinstance(exc, OverflowError):
+        return f"a number too large ({exc}): expected values within 64-bit float range"
+    if isinstance(exc, KeyError):
+        key = exc.args[0] if exc.args else "?"
+        return f"missing key {key!r}: expected a complete JSON record"
+    if isinstance(exc, MemoryError):
+        return "out of memory: expected input within the documented limits"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply: expected a flat JSON record"
+    if isinstance(exc, ValueError):
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _exit_code(exc: BaseException, args: argparse.Namespace) -> int:
+    """2 when an input argument names nothing usable, else 1."""
+    from .validation.options import UnusableInputError
+
+    if isinstance(exc, UnusableInputError):
+        return EXIT_USAGE
+    if isinstance(exc, FileNotFoundError):
+        for name in _INPUT_ARGUMENTS:
+            value = getattr(args, name, None)
+            if isinstance(value, str) and "://" not in value and not os.path.lexists(value):
+                return EXIT_USAGE
+    return EXIT_BAD_INPUT
+
+
+def _command(args: argparse.Namespace) -> str:
+    sub = getattr(args, "target", None) or getattr(args, "format", None)
+    return (
+        f"odp {args.command} {sub}"
+        if args.command in ("convert", "import")
+        else f"odp {args.command}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``odp`` command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except CliError as exc:
-        print(f"odp {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except (FileNotFoundError, ValueError, ConnectionError) as exc:  # ConnectionError: MLflow
-        print(f"odp {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, FileNotFoundError) else 1
+    except KeyboardInterrupt:
+        print(f"{_command(args)}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001  the trust boundary: every failure is one line
+        if args.debug:
+            traceback.print_exc()
+        line = bad_input_line(exc)
+        if line is not None:
+            print(f"{_command(args)}: error: {_one_line(line)}", file=sys.stderr)
+            return exc.code if isinstance(exc, CliError) else _exit_code(exc, args)
+        detail = _one_line(f"{type(exc).__name__}: {exc}")
+        hint = "" if args.debug else " (run with --debug for the traceback)"
+        print(f"{_command(args)}: internal error: {detail}{hint}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

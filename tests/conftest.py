@@ -61,7 +61,7 @@ def airflow_db() -> Path:
         env.update(ODP_HOME=str(SESSION_HOME), AIRFLOW_HOME=str(home))
         env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
         airflow = VENV_BIN / "airflow"
-        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=env)
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=env)  # noqa: S603  test-built argv, no shell
         stamp.touch()
     return home
 
@@ -149,7 +149,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no background job workers
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: S603  test-built argv, no shell
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"

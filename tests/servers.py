@@ -23,7 +23,7 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None
         if proc is not None and proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310  http://127.0.0.1 URLs the tests build
                 if resp.status == 200:
                     return True
         except (urllib.error.URLError, OSError):

@@ -136,7 +136,7 @@ def split(
     for i in sorted(ids):
         members.setdefault(groups.get(i, i), []).append(i)
     keys = sorted(members, key=lambda k: members[k][0])
-    random.Random(seed).shuffle(keys)
+    random.Random(seed).shuffle(keys)  # noqa: S311  a seeded, reproducible split, not a secret
     target = int(round(len(ids) * val_fraction))
     if val_fraction > 0 and len(keys) >= 2:
         target = max(target, 1)

@@ -62,7 +62,7 @@ def version_info(client: MlflowClient, mv: ModelVersion, created: bool | None = 
     if mv.run_id:
         try:
             info["metrics"] = dict(client.get_run(mv.run_id).data.metrics)
-        except Exception:  # the run may have been deleted; the version still stands
+        except Exception:  # the run may have been deleted; the version still stands  # noqa: S110  metrics are optional in the answer
             pass
     if created is not None:
         info["created"] = created

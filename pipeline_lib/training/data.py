@@ -121,7 +121,7 @@ class TransformDataset(mx.gluon.data.Dataset):
 
     def __init__(self, dataset, transform, seed: int | None = None):
         self._dataset, self._transform = dataset, transform
-        self._seed = random.randrange(2**31) if seed is None else seed
+        self._seed = random.randrange(2**31) if seed is None else seed  # noqa: S311  augmentation randomness, not a secret
         self._pid = os.getpid()
 
     def __len__(self) -> int:

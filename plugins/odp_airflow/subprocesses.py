@@ -83,7 +83,7 @@ def run_logged(cmd: list[str], env: Mapping[str, str], grace: float = STOP_GRACE
     """Run ``cmd``, copying each output line into the log as it arrives; returns its exit code."""
     log.info("running: %s", " ".join(cmd))
     started = time.monotonic()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  the task's own odp argv, no shell
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,7 +94,7 @@ def run_logged(cmd: list[str], env: Mapping[str, str], grace: float = STOP_GRACE
     )
     try:
         with _forward_sigterm(proc.pid):
-            assert proc.stdout is not None
+            assert proc.stdout is not None  # noqa: S101  narrows the type: stdout=PIPE above
             for line in proc.stdout:
                 log.info("%s", line.rstrip())
             proc.wait()

@@ -94,7 +94,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
     )
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603  test-built argv, no shell
         [sys.executable, "-c", _PARSE_SCRIPT, str(DAGS), ",".join(HEAVY_MODULES)],
         env=env,
         cwd=home,

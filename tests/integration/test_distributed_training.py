@@ -82,7 +82,7 @@ class _Hosts:
         for root, log in zip(self.roots, self.logs, strict=True):
             with open(log, "wb") as out:
                 self.procs.append(
-                    subprocess.Popen(
+                    subprocess.Popen(  # noqa: S603  test-built argv, no shell
                         [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(root)],
                         cwd=REPO_ROOT,
                         env=env,

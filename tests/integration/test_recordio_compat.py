@@ -116,7 +116,7 @@ def test_gluoncv_record_file_detection_reads_ours(converted):
 
 def _im2rec(workdir: Path, prefix: str, root: Path, *flags: str) -> None:
     cmd = [sys.executable, str(IM2REC), str(workdir / prefix), str(root), *flags]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # noqa: S603  test-built argv, no shell
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -265,7 +265,7 @@ def test_parallel_conversion_memory_is_flat(tmp_path):
     large = _replicated(base, tmp_path / "large", 80)
     runs = {}
     for name, data in (("small", small), ("large", large)):
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: S603  test-built argv, no shell
             [sys.executable, "-c", _MEASURE, str(data), str(tmp_path / f"out-{name}" / "ds")],
             capture_output=True,
             text=True,

@@ -77,7 +77,7 @@ def test_odp_register_cli_against_server(mlflow_server, odp_home, tmp_path: Path
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"metrics": {"mAP": 0.2}}))
     env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603  test-built argv, no shell
         [
             sys.executable,
             "-m",

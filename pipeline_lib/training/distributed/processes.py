@@ -42,7 +42,7 @@ class RoleProcesses:
         """Start one child per role, each with its role's ``DMLC_*`` variables."""
         for role in self.plan.child_roles:
             env = {**os.environ, **self.plan.env(role), "ODP_DIST_PARENT_PID": str(os.getpid())}
-            self.children[role] = subprocess.Popen(
+            self.children[role] = subprocess.Popen(  # noqa: S603  our own interpreter and code, no shell
                 [sys.executable, "-c", _ROLE_CODE],
                 env=env,
                 stdin=subprocess.DEVNULL,

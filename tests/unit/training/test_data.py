@@ -20,7 +20,7 @@ class _Images:
 
 def _draws(img, label):
     """A stand-in transform that returns the random numbers it would have used."""
-    return np.array([random.random(), np.random.rand()], dtype=np.float32)
+    return np.array([random.random(), np.random.rand()], dtype=np.float32)  # noqa: S311  test data, not a secret
 
 
 def _batches(seed: int, workers: int) -> list[np.ndarray]:

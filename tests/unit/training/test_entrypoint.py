@@ -118,7 +118,7 @@ def test_sigterm_saves_checkpoint_and_best_model_then_resumes(tmp_path, dataset)
     paths = _layout(tmp_path, dataset, epochs=200)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  test-built argv, no shell
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     deadline = time.monotonic() + 300
@@ -136,7 +136,7 @@ def test_sigterm_saves_checkpoint_and_best_model_then_resumes(tmp_path, dataset)
     state = json.loads((paths.checkpoints / "state.json").read_text())
     # A retry resumes after the last completed epoch.
     paths = _layout(tmp_path, dataset, epochs=state["epoch"] + 2)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)  # noqa: S603  test-built argv, no shell
     assert done.returncode == 0, done.stdout[-2000:]
     assert f"resuming from checkpoint after epoch {state['epoch']}" in done.stdout
     assert not (paths.output / "failure").exists()

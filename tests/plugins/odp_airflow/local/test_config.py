@@ -95,7 +95,7 @@ def test_airflow_reads_the_rendered_config(odp_home) -> None:
         " for s, k in [('core', 'dags_folder'), ('core', 'executor'), ('core', 'load_examples'),"
         " ('database', 'sql_alchemy_conn')]}))"
     )
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603  test-built argv, no shell
         [sys.executable, "-c", script],
         env=env,
         capture_output=True,

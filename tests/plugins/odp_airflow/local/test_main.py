@@ -53,7 +53,7 @@ def test_wait_ready_prints_the_urls_once_services_answer(odp_home) -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/health"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  test-built argv, no shell
         [sys.executable, "-m", "odp_airflow.local", "wait-ready", url],
         stdout=subprocess.PIPE,
         text=True,
