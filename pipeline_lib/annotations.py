@@ -229,9 +229,27 @@ def _parse_image_size(value: object, source: str) -> tuple[int, int, int]:
 _COORDS = ("left", "top", "width", "height")
 
 
+#: Larger magnitudes are no pixel coordinate (and 10**400 does not even fit a float).
+_MAX_COORD = 1e15
+
+
+def is_finite_coord(v: int | float) -> bool:
+    """Whether a JSON number can be a coordinate: finite, and an int within float range."""
+    if isinstance(v, int):
+        return abs(v) <= _MAX_COORD
+    return math.isfinite(v)
+
+
 def _coord(item: Mapping, key: str, source: str, where: str) -> float:
     v = item.get(key)
-    if type(v) is int or (type(v) is float and math.isfinite(v)):
+    if type(v) is float and math.isfinite(v):
+        return v
+    if type(v) is int:
+        if abs(v) > _MAX_COORD:  # 10**400 would overflow float(): not a pixel position
+            digits = f"an integer of {len(str(abs(v)))} digits"
+            raise AnnotationError(
+                source, f"{where}.{key}", "a coordinate", digits, "box.non_finite"
+            )
         return float(v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise AnnotationError(source, f"{where}.{key}", "a finite number", v)

@@ -41,7 +41,7 @@ SIDE_FILES = (CLASS_MAP, HYPERPARAMS)  # the small files shown beside the tarbal
 
 MAX_BYTES_ENV = "ODP_MAX_ARCHIVE_BYTES"
 MAX_MEMBERS_ENV = "ODP_MAX_ARCHIVE_MEMBERS"
-DEFAULT_MAX_BYTES = 8 << 30  # 8 GiB: an SSD-512 ResNet-50 artifact is well under 1 GiB
+DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: an SSD-512 VGG-16 artifact (both weight files) is < 0.5 GiB
 DEFAULT_MAX_MEMBERS = 10_000
 MAX_SIDE_FILE_BYTES = 16 << 20  # class_map.json / hyperparams.json are read into memory
 _COPY_BLOCK = 1 << 20
@@ -241,6 +241,27 @@ def _write_member(
     if written != member.size:
         raise ArtifactError(f"{tar_path} is truncated: {member.name} ends after {written} bytes")
     return written
+
+
+def check(tar_path: str | Path) -> list[str]:
+    """Read every member header without extracting: the same checks as :func:`extract`
+    (member count, names confined, declared total size within the limit). Returns the
+    names of the regular files. Used before an archive is stored anywhere (registration)."""
+    limit = max_archive_bytes()
+    names, declared = [], 0
+    with _open(tar_path) as tar:
+        for member in _members(tar, tar_path):
+            checked = _checked(member, "/nonexistent-odp-check-root", tar_path)
+            if checked is None or not checked.isfile():
+                continue
+            declared += checked.size
+            if declared > limit:
+                raise ArtifactError(
+                    f"{tar_path} expands to more than {limit} bytes (at member "
+                    f"{member.name}); raise {MAX_BYTES_ENV} if this archive is expected"
+                )
+            names.append(checked.name)
+    return names
 
 
 def extract(tar_path: str | Path, dest: str | Path) -> Path:

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from .. import storage
-from ..annotations import MAX_CLASS_ID, Box, DuplicateKeyError, loads_strict
+from ..annotations import MAX_CLASS_ID, Box, DuplicateKeyError, is_finite_coord, loads_strict
 from ..gate.paths import Confined
 from .common import (
     BoxFilter,
@@ -119,7 +118,7 @@ def _check(coco: dict, src: str) -> None:
             isinstance(bbox, list)
             and len(bbox) == 4
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
-            and all(math.isfinite(v) for v in bbox)
+            and all(is_finite_coord(v) for v in bbox)
         ):
             raise ValueError(
                 f"{what}: 'bbox' must be [x, y, width, height] of 4 finite numbers, got "

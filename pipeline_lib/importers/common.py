@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .. import storage
 from ..annotations import Box, annotation_channel
-from ..gate.images import read_header
+from ..gate.images import header_problems, read_header
 from ..gate.paths import Confined, read_resolved
 from ..gate.rules import GateError
 
@@ -54,11 +54,19 @@ class ImportedImage:
         return self.src.name
 
 
+_REFUSED_ON_IMPORT = {"image.truncated", "image.too_large", "image.format"}
+
+
 def image_header(path: Path) -> tuple[int, int, int]:
     """(width, height, channels) from the image header (no pixel decoding); an unreadable
     image is a :class:`GateError` naming it (``image.decode``)."""
     data = read_resolved(str(path), path.name, str(path))
     header = read_header(data, str(path))
+    for problem in header_problems(header, data, str(path)):
+        # A damaged or oversized image is refused here; a grayscale/CMYK one is imported
+        # as it is, for `odp validate` to report and `--convert-to-rgb` to fix.
+        if problem.rule in _REFUSED_ON_IMPORT:
+            raise problem.error()
     return header.width, header.height, header.channels
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import storage
 from ..artifact import as_tarball
+from ..artifact import check as check_archive
 from .runs import (
     IDEMPOTENCY_TAG,
     MODEL_ARTIFACT_PATH,
@@ -200,6 +201,7 @@ def register_model(
             metrics_file = Path(scratch) / "metrics.json"
             metrics_file.write_text(metrics_text)
         with as_tarball(model_dir_or_tar) as tar_path:
+            check_archive(tar_path)  # a bomb or a damaged archive is refused, never stored
             sha = sha256(tar_path)
             found = find_run(client, experiment_id, key) if key else None
             run_id = found[0] if found else None

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..annotations import MAX_CLASS_ID, has_positive_size, leaves_image
+from ..annotations import MAX_CLASS_ID, has_positive_size, is_finite_coord, leaves_image
 from .report import Finding, finding
 
 TOP_FIELDS = {"file", "image_size", "annotations", "categories"}
@@ -191,16 +191,16 @@ def check_record(
             if not _is_number(v):
                 out.append(_schema(source, f"{where}.{key}", "a number", v, record))
                 good = False
-            elif not math.isfinite(v):
+            elif not is_finite_coord(v):
                 out.append(
                     finding(
                         "box.non_finite",
                         source,
-                        f"{source}: {where}.{key} is {v}",
+                        f"{source}: {where}.{key} is {_short(v)}",
                         record=record,
                         field=f"{where}.{key}",
                         expected="a finite number",
-                        actual=v,
+                        actual=_short(v),
                     )
                 )
                 good = False
@@ -308,3 +308,10 @@ def _check_categories(
             continue
         cats[cid] = name
     return cats
+
+
+def _short(v: object) -> object:
+    """A number as a finding shows it: a 400-digit integer by its length."""
+    if isinstance(v, int) and abs(v) > 10**15:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return v
