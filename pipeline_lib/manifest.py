@@ -42,7 +42,7 @@ from .annotations import (
 )
 from .gate.channel import Channel, parse_annotation, refusal
 from .gate.images import check_image
-from .gate.paths import Confined, check_relative, read_resolved
+from .gate.paths import Confined, check_image_file, check_relative, read_resolved
 from .gate.rules import RULES, GateError
 from .images import decode_rgb
 from .progress import progress_bar
@@ -257,6 +257,7 @@ def dataset_to_manifest(
         def items() -> Iterator[tuple[str, ImageAnnotation]]:
             for source, ann in gated:
                 path = gated.image_path(ann, source)
+                check_image_file(path, ann.file, source)
                 if out_dir is not None and not path.startswith(f"{out_dir.resolve()}{os.sep}"):
                     raise ValueError(
                         f"{path} would be outside the manifest's folder {out_dir}: readers only "

@@ -32,6 +32,15 @@ class Channel:
         self.ann_dir = annotation_channel(channel)
         self.images = Confined(os.path.join(root, channel), f"{channel}/")
         self.annotations = Confined(os.path.join(root, self.ann_dir), f"{self.ann_dir}/")
+        dataset = Confined(root, "the dataset")
+        for folder in (self.images, self.annotations):
+            if os.path.lexists(folder.root) and not dataset.contains(folder.root):
+                name = os.path.basename(folder.root)
+                raise GateError(
+                    "pairing.path_escape",
+                    f"{name}/ is a symlink that leaves the dataset; channels must be inside "
+                    f"{dataset.root}",
+                )
 
     def json_names(self) -> list[str]:
         """Names of the ``.json`` entries of the annotation folder, sorted (anything that is

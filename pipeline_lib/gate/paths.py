@@ -130,6 +130,21 @@ def _missing(name: str, exc: OSError) -> OSError:
     return exc
 
 
+def check_image_file(path: str, name: str, source: str, field: str = "file") -> None:
+    """An image a resolved path names exists and is a regular file, checked without opening
+    it (a FIFO would block an open): for writers that only record the path."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise GateError(
+            "pairing.missing_image", f"{source}: {field} {name!r} does not exist"
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise GateError(
+            "path.not_regular_file", f"{source}: {field} {name!r} is not a regular file"
+        )
+
+
 def check_regular(fd: int, name: str, source: str, field: str = "file") -> None:
     """Refuse anything but a regular file (``path.not_regular_file``)."""
     mode = os.fstat(fd).st_mode
