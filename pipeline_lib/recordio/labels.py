@@ -48,6 +48,9 @@ class DetectionLabel:
         return out
 
 
+_MAX_OBJECT_WIDTH = 1 << 16
+
+
 def unpack_label(label: np.ndarray | Iterable, where: str = "label", check: bool = True):
     """Parse a raw detection label of any header/object width into a :class:`DetectionLabel`.
 
@@ -62,7 +65,8 @@ def unpack_label(label: np.ndarray | Iterable, where: str = "label", check: bool
             f"[header_width, object_width, ...] (was the file written without --pack-label?)"
         )
     hw, ow = float(raw[0]), float(raw[1])
-    if not (hw.is_integer() and ow.is_integer()) or hw < 2 or ow < 5 or hw > raw.size:
+    bad_width = ow > _MAX_OBJECT_WIDTH  # no reader has objects this wide: a corrupt header
+    if not (hw.is_integer() and ow.is_integer()) or hw < 2 or ow < 5 or hw > raw.size or bad_width:
         raise RecordIOError(
             f"{where}: bad label header: header_width={raw[0]:g}, object_width={raw[1]:g} "
             f"(need integers, header_width >= 2, object_width >= 5) in a label of "
