@@ -26,9 +26,14 @@ from typing import Protocol
 import numpy as np
 
 from .. import storage
-from ..annotations import detections_json
+from ..annotations import annotation_channel, detections_json
+from ..gate.channel import Channel
+from ..gate.images import check_image
+from ..gate.paths import Confined
+from ..gate.rules import GateError
+from ..images import max_image_pixels
 from .dispatch import evaluate_store
-from .files import GroundTruthFile, read_ground_truth_file
+from .files import GroundTruthFile, json_names, parse_ground_truth
 from .store import DetectionStore
 from .types import MetricName
 from .voc import voc_from_columns
@@ -75,25 +80,73 @@ class EvalData:
 # ------------------------------------------------------------------ data
 
 
-def _image_json_data(ann_dir: Path, image_dir: Path) -> EvalData:
+def _image_json_data(annotations: Confined, images: Confined) -> EvalData:
+    """Items of an image+JSON folder pair, read through the gate: annotation JSONs and the
+    images they name stay inside their folders and are regular files (checked now, before
+    any image is read); each image passes the header rules before it is decoded."""
     from ..annotations import class_map
-    from ..images import decode_rgb  # OpenCV, as MXNet's readers and the predictor
 
-    truths = [read_ground_truth_file(p) for p in sorted(ann_dir.glob("*.json"))]
+    folder = Path(annotations.root)
+    truths = []
+    for name in json_names(folder):
+        raw = annotations.read(name, f"{annotations.label}{name}", "annotation")
+        truths.append(parse_ground_truth(raw, folder / name))
     if not truths:
-        raise FileNotFoundError(f"{ann_dir}: no annotation JSON files")
+        raise FileNotFoundError(f"{folder}: no annotation JSON files")
+    limit = max_image_pixels()
     items = []
     for t in truths:
-
-        def load(t: GroundTruthFile = t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            path = image_dir / t.annotation.file
-            if not path.is_file():
-                raise FileNotFoundError(f"{t.path}: image not found: {path}")
-            return (decode_rgb(path.read_bytes(), str(path)), *t.boxes())
-
+        source = f"{folder.name}/{t.path.name}"
+        images.check(t.annotation.file, source)  # absolute, '..', nested escaping symlinks
         size = (t.annotation.width, t.annotation.height)
+
+        def load(
+            t: GroundTruthFile = t, source: str = source, size: tuple[int, int] = size
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            name = f"{images.label}{t.annotation.file}"
+            try:
+                data = images.read(t.annotation.file, source)
+            except FileNotFoundError:
+                raise GateError(
+                    "pairing.missing_image", f"{source}: file {t.annotation.file!r} does not exist"
+                ) from None
+            return (_gated_decode(data, name, size, source, limit), *t.boxes())
+
         items.append(EvalItem(t.stem, load, t.difficult, t.crowd, size))
-    return EvalData(items, class_map([t.annotation for t in truths]), str(ann_dir))
+    return EvalData(items, class_map([t.annotation for t in truths]), str(folder))
+
+
+def _gated_decode(
+    data: bytes, name: str, size: tuple[int, int] | None, where: str, limit: int
+) -> np.ndarray:
+    """The gate's image rules from the header (format, pixel limit, 8-bit RGB, truncation,
+    the declared size), then the decode as MXNet's readers and the predictor do it."""
+    from ..images import decode_rgb  # OpenCV
+
+    check_image(data, name, size, where, limit)
+    return decode_rgb(data, name)
+
+
+def _manifest_data(ds, names: list[str], source: str) -> EvalData:
+    """Items of a ``ManifestDetection``: images read through its confined ``source-ref``s and
+    the gate's image rules before decoding."""
+    limit = max_image_pixels()
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        where = f"{ds.manifest_path}: line {ds.linenos[i]}"
+        img = _gated_decode(ds.read_image_bytes(i), ds.sources[i], ds.sizes[i], where, limit)
+        label = np.asarray(ds.label(i), dtype=np.float64).reshape(-1, 5)
+        return img, label[:, :4], label[:, 4].astype(np.int64)
+
+    items = [EvalItem(n, lambda i=i: load(i)) for i, n in enumerate(names)]
+    return EvalData(items, _class_names(ds, dict(ds.class_map)), source)
+
+
+def _class_names(ds, class_names: dict[int, str]) -> dict[int, str]:
+    names_map = dict(class_names)
+    for c in getattr(ds, "class_ids", ()):
+        names_map.setdefault(int(c), f"class_{c}")
+    return dict(sorted(names_map.items()))
 
 
 def _pixel_dataset_data(ds, names: list[str], class_names: dict[int, str], source: str) -> EvalData:
@@ -106,11 +159,7 @@ def _pixel_dataset_data(ds, names: list[str], class_names: dict[int, str], sourc
         return img, label[:, :4], label[:, 4].astype(np.int64)
 
     items = [EvalItem(n, lambda i=i: load(i)) for i, n in enumerate(names)]
-    ids = getattr(ds, "class_ids", ())
-    names_map = dict(class_names)
-    for c in ids:
-        names_map.setdefault(int(c), f"class_{c}")
-    return EvalData(items, dict(sorted(names_map.items())), source)
+    return EvalData(items, _class_names(ds, class_names), source)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -136,7 +185,7 @@ def _open_file(path: str) -> EvalData:
 
         ds = ManifestDetection(path)
         names = _unique([Path(s).stem for s in ds.sources])
-        return _pixel_dataset_data(ds, names, dict(ds.class_map), path)
+        return _manifest_data(ds, names, path)
     raise ValueError(f"{path}: not an evaluation dataset (image+JSON folder, .rec or .jsonl)")
 
 
@@ -149,11 +198,13 @@ def open_eval_data(data: str | Path, channel: str = "validation") -> EvalData:
             raise FileNotFoundError(f"evaluation data not found: {data}")
         return _open_file(str(data))
     path = Path(data)
-    ann_dir = path / f"{channel}_annotation"
+    ann_dir = path / annotation_channel(channel)
     if ann_dir.is_dir():
-        return _image_json_data(ann_dir, path / channel)
+        gated = Channel(path, channel)  # channel folders leaving the dataset are refused
+        return _image_json_data(gated.annotations, gated.images)
     if any(path.glob("*.json")):
-        return _image_json_data(path, path)
+        folder = Confined(path, f"{path.name}/")
+        return _image_json_data(folder, folder)
     found = sorted([*path.glob("*.rec"), *path.glob("*.jsonl"), *path.glob("*.manifest")])
     if len(found) == 1:
         return _open_file(str(found[0]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ import numpy as np
 
 from .. import storage
 from ..annotations import AnnotationError, ImageAnnotation, class_map, load_json
+from ..gate.paths import Confined
+from ..gate.rules import GateError
 from .dispatch import evaluate_store
 from .store import DetectionStore
 from .types import MetricName
@@ -59,8 +62,14 @@ def _flag(item: object, key: str, source: str, where: str) -> bool:
 
 
 def read_ground_truth_file(path: Path) -> GroundTruthFile:
-    """Parse one SageMaker annotation JSON strictly (errors name the file and field)."""
-    data = load_json(Path(path).read_bytes(), str(path))  # duplicate keys refused too
+    """Parse one SageMaker annotation JSON strictly (errors name the file and field): a file
+    the caller named. Files of a dataset are read through the gate (:func:`load_ground_truth`)."""
+    return parse_ground_truth(Path(path).read_bytes(), Path(path))
+
+
+def parse_ground_truth(raw: bytes, path: Path) -> GroundTruthFile:
+    """One ground-truth JSON from its bytes (``path`` names it in errors and gives its stem)."""
+    data = load_json(raw, str(path))  # duplicate keys refused too
     ann = ImageAnnotation.from_json(data, str(path))
     items = data["annotations"]
     difficult = np.array(
@@ -75,11 +84,19 @@ def read_ground_truth_file(path: Path) -> GroundTruthFile:
 
 
 def ground_truth_dir(root: Path) -> Path:
-    """The folder holding the ground-truth JSONs: ``root/validation_annotation`` or ``root``."""
+    """The folder holding the ground-truth JSONs: ``root/validation_annotation`` or ``root``.
+    A ``validation_annotation/`` that is a symlink leaving ``root`` is refused
+    (``pairing.path_escape``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ground truth folder not found: {root}")
     if (root / GT_CHANNEL_DIR).is_dir():
+        if not Confined(root).contains(root / GT_CHANNEL_DIR):
+            raise GateError(
+                "pairing.path_escape",
+                f"{GT_CHANNEL_DIR}/ is a symlink that leaves the dataset; channels must be "
+                f"inside {root}",
+            )
         return root / GT_CHANNEL_DIR
     if any(root.glob("*.json")):
         return root
@@ -88,10 +105,28 @@ def ground_truth_dir(root: Path) -> Path:
     )
 
 
+def read_ground_truth_folder(folder: Path) -> list[GroundTruthFile]:
+    """Every ``*.json`` of ``folder``, sorted by name, read through the gate: only regular
+    files inside the folder (a symlink leaving it or a FIFO is refused, never followed)."""
+    gated = Confined(folder, f"{Path(folder).name}/")
+    files = []
+    for name in json_names(folder):
+        raw = gated.read(name, f"{gated.label}{name}", "annotation")
+        files.append(parse_ground_truth(raw, Path(folder) / name))
+    return files
+
+
+def json_names(folder: Path) -> list[str]:
+    """Names of the ``*.json`` entries of ``folder`` that are not folders, sorted (a FIFO or
+    an escaping symlink is listed, and refused when read)."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.name.endswith(".json") and not e.is_dir())
+
+
 def load_ground_truth(root: Path) -> list[GroundTruthFile]:
-    """All ground-truth files of a folder or dataset root, sorted by name."""
+    """All ground-truth files of a folder or dataset root, sorted by name (through the gate)."""
     folder = ground_truth_dir(root)
-    files = [read_ground_truth_file(p) for p in sorted(folder.glob("*.json"))]
+    files = read_ground_truth_folder(folder)
     if not files:
         raise FileNotFoundError(f"{folder}: no annotation JSON files")
     return files

@@ -62,7 +62,9 @@ def prepare_ml_root(
 ) -> MLPaths:
     """Write config JSONs and link each channel folder into ``ML_ROOT/input/data``.
 
-    Channels are symlinked (no copy); hyperparameter values are written as strings.
+    Channels are symlinked (no copy) to the absolute path given, not to its resolved target:
+    a channel folder that is itself a symlink leaving its dataset stays visible to training,
+    which refuses it as ``odp validate`` does. Hyperparameter values are written as strings.
     """
     paths = MLPaths(Path(ml_root))
     paths.config.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def prepare_ml_root(
             dest.unlink()
         elif dest.is_dir():
             shutil.rmtree(dest)
-        os.symlink(Path(src).resolve(), dest, target_is_directory=True)
+        os.symlink(os.path.abspath(src), dest, target_is_directory=True)
         cfg: dict = {
             "ContentType": CONTENT_TYPES[input_format]
             if not name.endswith("_annotation") and name != "model"

@@ -156,6 +156,7 @@ class _Training:
 
         hp, log = setup.hp, setup.log
         train_ds, val_ds = self._datasets(setup.job.input_data)
+        self._gate(train_ds, val_ds, log)
         _check_batch(
             hp, len(train_ds), len(val_ds), len(setup.job.hosts), len(setup.ctx), self.paths
         )
@@ -182,8 +183,24 @@ class _Training:
         )
         return _Data(train_ds, val_ds, classes, names)
 
+    def _gate(self, train_ds, val_ds, log: MetricLogger) -> None:
+        """Refuse, before any training, what ``odp validate`` refuses in an image+JSON or
+        manifest channel: broken image rules (header only) and a train/validation overlap
+        (:func:`~pipeline_lib.training.data.gate_channels`). RecordIO records are checked
+        as they are decoded."""
+        from ..images import max_image_pixels
+        from .data import gate_channels
+
+        started = time.monotonic()
+        n = gate_channels({"train": train_ds, "validation": val_ds}, max_image_pixels())
+        if n:
+            log.info(
+                f"input gate: {n} images checked (image rules, train/validation overlap) in "
+                f"{time.monotonic() - started:.1f} s"
+            )
+
     def _datasets(self, data_cfg: dict):
-        from .data import ChannelSpec, open_channel
+        from .data import ChannelSpec, channel_format, check_channel_folder, open_channel
 
         out = {}
         for name in ("train", "validation"):
@@ -197,7 +214,12 @@ class _Training:
             content_type = cfg.get("ContentType", _guess_content_type(path))
             spec = ChannelSpec(name, path, content_type, tuple(cfg.get("AttributeNames", ())))
             ann = self.paths.channel(f"{name}_annotation")
-            out[name] = open_channel(spec, ann if ann.exists() else None)
+            ann_path = ann if ann.exists() else None
+            if channel_format(spec, ann_path) != "recordio":  # folders leaving the dataset
+                for channel, folder in ((name, path), (ann.name, ann_path)):
+                    if folder is not None:
+                        check_channel_folder(folder, channel)
+            out[name] = open_channel(spec, ann_path)
         return out["train"], out["validation"]
 
     # ---------------------------------------------------------------- model

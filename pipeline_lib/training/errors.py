@@ -7,7 +7,11 @@ job's input or configuration (the message names the file), ``AlgorithmError`` is
 
 from __future__ import annotations
 
+import sys
+
+from ..annotations import AnnotationError
 from ..artifact import ArtifactError
+from ..gate.rules import GateError
 from ..hyperparameters import HyperparameterError
 from ..images import ImageDecodeError
 
@@ -29,20 +33,31 @@ _CLIENT_ERRORS: dict[type[Exception], str] = {
     HyperparameterError: "ClientError: invalid hyperparameter",
     ArtifactError: "ClientError: bad model archive",
     ImageDecodeError: "ClientError: bad image",
+    GateError: "ClientError: invalid input data",  # the input gate's refusals (rule code)
+    AnnotationError: "ClientError: invalid annotation",
     FileNotFoundError: "ClientError: missing input",
     TrainingError: "ClientError",
 }
 
 
+def _client_errors() -> dict[type[Exception], str]:
+    """The table above, plus the manifest reader's error when that module is loaded (only a
+    manifest channel raises it; importing it here would load numpy into every host role)."""
+    manifest = sys.modules.get("pipeline_lib.manifest")
+    if manifest is None:
+        return _CLIENT_ERRORS
+    return {**_CLIENT_ERRORS, manifest.ManifestError: "ClientError: invalid manifest"}
+
+
 def is_client_error(exc: BaseException) -> bool:
     """True for a failure the job's input caused (no traceback is printed for these)."""
-    return isinstance(exc, tuple(_CLIENT_ERRORS))
+    return isinstance(exc, tuple(_client_errors()))
 
 
 def failure_reason(exc: Exception) -> str:
     """The one paragraph written to ``output/failure``: ``ClientError: ...`` for bad input,
     ``AlgorithmError: <type>: ...`` for everything else."""
-    for cls, label in _CLIENT_ERRORS.items():
+    for cls, label in _client_errors().items():
         if isinstance(exc, cls):
             return f"{label}: {exc}"
     return f"AlgorithmError: {type(exc).__name__}: {exc}"

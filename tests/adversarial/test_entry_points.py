@@ -65,42 +65,9 @@ TIME_LIMIT = {TRAIN: 40, EVALUATE: 30, PREDICT: 30, REGISTER: 30}
 DEFAULT_TIME_LIMIT = 15
 CONCURRENCY = 3
 
-# (case, entry point) pairs still open, as strict xfails: each flips to a failure (and its
-# line goes) the day the entry point refuses the case. Everything not listed here passes.
-TRAIN_EVAL_GATE = (
-    "issue 11 (open): `odp train` and `odp evaluate` over image+JSON do not apply the input "
-    "gate yet (paths, image rules, overlap); train prints a traceback for some ClientErrors"
-)
-_TRAIN_EVAL_PENDING = [
-    ("absolute_file", "train"),
-    ("absolute_file", "evaluate"),
-    ("dotdot_file", "train"),
-    ("dotdot_file", "evaluate"),
-    ("symlinked_image", "train"),
-    ("symlinked_image", "evaluate"),
-    ("symlinked_annotation", "train"),
-    ("symlinked_annotation", "evaluate"),
-    ("symlinked_annotation", "map"),
-    ("symlinked_channel", "train"),
-    ("symlinked_channel", "evaluate"),
-    ("fifo_image", "train"),
-    ("device_image", "train"),
-    ("huge_class_id", "train"),
-    ("deeply_nested_json", "train"),
-    ("cmyk_image", "train"),
-    ("cmyk_image", "evaluate"),
-    ("sixteen_bit_png", "train"),
-    ("sixteen_bit_png", "evaluate"),
-    ("grayscale_image", "train"),
-    ("grayscale_image", "evaluate"),
-    ("train_validation_overlap", "train"),
-    ("duplicate_json_keys", "train"),
-    ("non_finite_json", "train"),
-    ("huge_numbers_json", "train"),
-    ("non_utf8_json", "train"),
-    ("empty_json_file", "train"),
-]
-XFAIL: dict[tuple[str, str], str] = dict.fromkeys(_TRAIN_EVAL_PENDING, TRAIN_EVAL_GATE)
+# (case, entry point) pairs allowed to fail: none. Every entry point refuses every case that
+# targets it; add a pair here only as a strict xfail naming an open issue.
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 # ------------------------------------------------------------------ the base workspace

@@ -99,3 +99,50 @@ def test_bad_predictor_and_data(dataset: Path, tmp_path: Path) -> None:
         evaluate_model(None, tmp_path / "missing", tmp_path / "y", predictor=Broken())
     with pytest.raises(ValueError, match="model path or a predictor"):
         evaluate_model(None, dataset, tmp_path / "z")
+
+
+def _first_validation(root: Path) -> tuple[Path, dict]:
+    path = sorted((root / "validation_annotation").glob("*.json"))[0]
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "image_link", "json_link", "channel_link"])
+def test_evaluation_data_stays_inside_the_dataset(dataset: Path, tmp_path: Path, how: str) -> None:
+    import os
+
+    root = Path(shutil.copytree(dataset, tmp_path / "data"))
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"SECRET")
+    path, ann = _first_validation(root)
+    if how == "absolute":
+        ann["file"] = str(secret)
+    elif how == "dotdot":
+        ann["file"] = "../../secret.jpg"
+    elif how == "image_link":
+        (root / "validation" / ann["file"]).unlink()
+        os.symlink(secret, root / "validation" / ann["file"])
+    elif how == "json_link":
+        (tmp_path / "outside.json").write_text(json.dumps(ann))
+        path.unlink()
+        os.symlink(tmp_path / "outside.json", path)
+    else:
+        shutil.move(root / "validation", tmp_path / "elsewhere")
+        os.symlink(tmp_path / "elsewhere", root / "validation")
+    if how in ("absolute", "dotdot"):
+        path.write_text(json.dumps(ann))
+    with pytest.raises(ValueError, match=r"\[L005 pairing\.path_escape\]"):
+        for item in open_eval_data(root).items:
+            item.load()
+
+
+def test_evaluation_images_pass_the_image_rules(dataset: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = Path(shutil.copytree(dataset, tmp_path / "data"))
+    _, ann = _first_validation(root)
+    image = root / "validation" / ann["file"]
+    Image.open(image).convert("L").save(image, format=Image.open(image).format)
+    out = tmp_path / "eval"
+    with pytest.raises(ValueError, match=rf"{image.name} is L .*\[I004 image\.channels\]"):
+        evaluate_model(None, root, out, predictor=FakePredictor(dataset))
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_metrics_json_never_holds_nan():
     clean = finite_json(summary)
     assert clean == {"validation:mAP": None, "epochs": [{"loss": None, "mAP": 0.5}]}
     json.dumps(clean, allow_nan=False)
+
+
+def test_data_that_validate_refuses_is_a_client_error_before_training(
+    tmp_path, training_data, capsys
+):
+    from PIL import Image
+
+    dataset = Path(shutil.copytree(training_data, tmp_path / "data"))
+    path = sorted((dataset / "validation_annotation").glob("*.json"))[0]
+    image = dataset / "validation" / json.loads(path.read_text())["file"]
+    Image.open(image).convert("L").save(image, format=Image.open(image).format)
+    paths = prepare_ml_root(tmp_path / "ml", {c: dataset / c for c in CHANNELS}, _hp(epochs=1))
+    assert run_training(str(paths.root)) == 1
+    failure = _failure(paths)
+    assert failure.startswith("ClientError: invalid input data: ")
+    assert f"validation/{image.name}" in failure and "[I004 image.channels]" in failure
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (paths.output / "metrics.json").exists()
