@@ -21,7 +21,11 @@ Peak memory: VmHWM of the measuring process and the largest worker's max RSS (fo
 share pages with their parent, so main + N x worker is an upper bound).
 
     .venv/bin/python benchmarks/validate.py [--images 2000] [--memory-images 10000]
-        [--pool raccoon|synthetic] [--workdir DIR] [--repeat 2] [--no-gx]
+        [--pool raccoon|synthetic] [--workdir DIR] [--repeat 2] [--no-gx] [--baseline REV]
+
+``--baseline REV`` adds a row "ours at REV": the same measurement run from a temporary
+``git worktree`` of REV (e.g. the commit before a change), interleaved with ours run by run,
+and prints ours / REV, so a change's cost is measured in one run on the same machine state.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import sys
 import tempfile
 import time
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -187,21 +192,50 @@ def _run_measurement(kind: str, data: str, workers: int) -> None:
     print(json.dumps({"seconds": seconds, "peak_mb": _vmhwm_mb(), "workers_peak_mb": kids}))
 
 
-def measure(kind: str, data: Path, workers: int, repeat: int) -> tuple[float, float, float]:
-    """Best-of-``repeat`` seconds (and that run's peak memory), each run a fresh process."""
-    best = None
+def _measure_once(kind: str, data: Path, workers: int, tree: Path) -> tuple[float, float, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(  # noqa: S603  argv list of our own CLI, no shell
+        [sys.executable, str(tree / "benchmarks" / "validate.py"), "--measure", kind, str(data)]
+        + ["--workers", str(workers)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env=env,
+    ).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    return (r["seconds"], r["peak_mb"], r["workers_peak_mb"])
+
+
+def measure(
+    kind: str, data: Path, workers: int, repeat: int, trees: tuple[Path, ...] = (REPO_ROOT,)
+) -> list[tuple[float, float, float]]:
+    """Best-of-``repeat`` seconds (and that run's peak memory) per code tree, each run a
+    fresh process; the trees take turns, so a passing disturbance hits them alike."""
+    best: list = [None] * len(trees)
     for _ in range(repeat):
-        out = subprocess.run(  # noqa: S603  argv list of our own CLI, no shell
-            [sys.executable, __file__, "--measure", kind, str(data), "--workers", str(workers)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        result = (r["seconds"], r["peak_mb"], r["workers_peak_mb"])
-        if best is None or result[0] < best[0]:
-            best = result
+        for i, tree in enumerate(trees):
+            result = _measure_once(kind, data, workers, tree)
+            if best[i] is None or result[0] < best[i][0]:
+                best[i] = result
     return best
+
+
+@contextmanager
+def _baseline_tree(rev: str | None):
+    """A temporary ``git worktree`` of ``rev`` (nothing when ``rev`` is None)."""
+    if rev is None:
+        yield None
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="odp-bench-baseline-"))
+    tree = tmp / "tree"
+    git = ["git", "-C", str(REPO_ROOT), "worktree"]
+    subprocess.run([*git, "add", "--detach", str(tree), rev], check=True, capture_output=True)  # noqa: S603
+    try:
+        yield tree
+    finally:
+        subprocess.run([*git, "remove", "--force", str(tree)], check=False, capture_output=True)  # noqa: S603
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -219,6 +253,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-gx", action="store_true", help="skip the GX + Data Docs row")
     ap.add_argument("--skip-naive-large", action="store_true")
+    ap.add_argument("--baseline", metavar="REV", help="also time ours at this git revision")
     ap.add_argument("--measure", nargs=2, metavar=("KIND", "DATA"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     workers = args.workers or len(os.sched_getaffinity(0))
@@ -232,6 +267,12 @@ def main() -> None:
         f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
 
+    with _baseline_tree(args.baseline) as base:
+        rows = _run(args, work, kind, workers, base)
+    _print_ratios(args, rows, workers)
+
+
+def _run(args, work: Path, kind: str, workers: int, base: Path | None) -> list[tuple]:
     rows = []
     sizes = list(dict.fromkeys([args.images, args.memory_images]))
     for n in sizes:
@@ -247,21 +288,29 @@ def main() -> None:
         if n == args.images and not args.no_gx:
             cases.append(("ours + GX suites + Data Docs", "ours_gx", workers))
         for name, what, w in cases:
-            seconds, peak, kids = measure(what, data, w, args.repeat if n <= 5000 else 1)
-            rows.append((n, name, seconds, n / seconds, peak, kids))
-            print(
-                f"  {n:>6}  {name:<38} {seconds:8.2f} s  {n / seconds:9.0f} images/s  "
-                f"peak {peak:6.0f} MB (largest worker {kids:5.0f} MB)",
-                flush=True,
-            )
+            trees = (REPO_ROOT, base) if base is not None and what == "ours" else (REPO_ROOT,)
+            repeat = args.repeat if n <= 5000 or len(trees) > 1 else 1
+            results = measure(what, data, w, repeat, trees)
+            names = [name, f"ours at {args.baseline}"]
+            for label, (seconds, peak, kids) in zip(names, results, strict=False):
+                rows.append((n, label, seconds, n / seconds, peak, kids))
+                print(
+                    f"  {n:>6}  {label:<38} {seconds:8.2f} s  {n / seconds:9.0f} images/s  "
+                    f"peak {peak:6.0f} MB (largest worker {kids:5.0f} MB)",
+                    flush=True,
+                )
+    return rows
 
+
+def _print_ratios(args, rows: list[tuple], workers: int) -> None:
+    sizes = list(dict.fromkeys([args.images, args.memory_images]))
     print("\nratios (ours / naive, same images):")
     for n in sizes:
         by = {name: ips for m, name, _, ips, _, _ in rows if m == n}
         mine = next((v for k, v in by.items() if k.startswith("ours (")), None)
         for k, v in by.items():
-            if k.startswith("naive") and mine:
-                print(f"  {n:>6}  ours / {k:<30} {mine / v:6.1f}x")
+            if (k.startswith("naive") or k.startswith("ours at")) and mine:
+                print(f"  {n:>6}  ours / {k:<30} {mine / v:6.2f}x")
     big = [r for r in rows if r[0] == args.memory_images and r[1].startswith("ours (")]
     if big:
         n, _, _, _, peak, kids = big[0]

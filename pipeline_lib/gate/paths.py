@@ -76,6 +76,16 @@ class Confined:
         Raises :class:`GateError` (escape, not a regular file) or ``FileNotFoundError``.
         A plain file directly in the folder costs no more system calls than ``open``.
         """
+        fd = self._open_path(name, source, field)
+        try:
+            check_regular(fd, name, source, field)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open_path(self, name: str, source: str, field: str) -> int:
+        """A descriptor of ``name`` inside the folder, not yet checked to be a regular file."""
         rel = check_relative(name, source, field, self.label)
         joined = os.path.join(self.root, rel)
         path = joined if os.sep not in rel else self.resolve(name, source, field)
@@ -89,18 +99,13 @@ class Confined:
                 fd = os.open(path, OPEN_FLAGS)
             except OSError as exc2:
                 raise _missing(name, exc2) from None
-        try:
-            check_regular(fd, name, source, field)
-        except BaseException:
-            os.close(fd)
-            raise
         return fd
 
     def read(self, name: str, source: str, field: str = "file") -> bytes:
         """The bytes of the regular file ``name`` inside the folder (see :meth:`open`)."""
-        fd = self.open(name, source, field)
+        fd = self._open_path(name, source, field)
         try:
-            return read_fd(fd)
+            return read_regular_fd(fd, name, source, field)
         finally:
             os.close(fd)
 
@@ -109,6 +114,16 @@ def check_relative(name: str, source: str, field: str = "file", label: str = "it
     """``name`` normalized, when it is a usable relative path: not empty, not absolute, no
     ``..`` segment, no NUL. Raises :class:`GateError` (``pairing.path_escape``). The one
     check for names that are not local files (``s3://`` keys)."""
+    if (  # the common case, a plain file name: nothing to normalize
+        type(name) is str
+        and name
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+        and name not in (".", "..")
+        and name[1:2] != ":"
+    ):
+        return name
     why = None
     if not isinstance(name, str) or not name or "\x00" in name:
         why = "not a usable relative path"
@@ -145,9 +160,10 @@ def check_image_file(path: str, name: str, source: str, field: str = "file") -> 
         )
 
 
-def check_regular(fd: int, name: str, source: str, field: str = "file") -> None:
-    """Refuse anything but a regular file (``path.not_regular_file``)."""
-    mode = os.fstat(fd).st_mode
+def check_regular(fd: int, name: str, source: str, field: str = "file") -> os.stat_result:
+    """Refuse anything but a regular file (``path.not_regular_file``); its ``fstat``."""
+    st = os.fstat(fd)
+    mode = st.st_mode
     if not stat.S_ISREG(mode):
         kind = (
             "a folder"
@@ -159,11 +175,19 @@ def check_regular(fd: int, name: str, source: str, field: str = "file") -> None:
         raise GateError(
             "path.not_regular_file", f"{source}: {field} {name!r} is {kind}, not a regular file"
         )
+    return st
 
 
-def read_fd(fd: int) -> bytes:
-    """All bytes of an open regular file, in as few system calls as possible."""
-    size = os.fstat(fd).st_size
+def read_regular_fd(fd: int, name: str, source: str, field: str = "file") -> bytes:
+    """All bytes of ``fd`` once :func:`check_regular` accepts it (one ``fstat``)."""
+    return read_fd(fd, check_regular(fd, name, source, field).st_size)
+
+
+def read_fd(fd: int, size: int | None = None) -> bytes:
+    """All bytes of an open regular file (``size`` its ``st_size`` when already known), in
+    as few system calls as possible."""
+    if size is None:
+        size = os.fstat(fd).st_size
     data = os.read(fd, size + 1)  # +1 notices growth
     if len(data) <= size:
         return data
@@ -181,8 +205,7 @@ def read_resolved(path: str, name: str, source: str, field: str = "file") -> byt
     except OSError as exc:
         raise _missing(name, exc) from None
     try:
-        check_regular(fd, name, source, field)
-        return read_fd(fd)
+        return read_regular_fd(fd, name, source, field)
     finally:
         os.close(fd)
 
@@ -196,7 +219,6 @@ def read_regular(path: str | os.PathLike, source: str | None = None) -> bytes:
     except OSError as exc:
         raise _missing(path, exc) from None
     try:
-        check_regular(fd, path, source or path, "path")
-        return read_fd(fd)
+        return read_regular_fd(fd, path, source or path, "path")
     finally:
         os.close(fd)

@@ -1,0 +1,77 @@
+"""The pipeline's tasks, defined once and shared by every DAG that trains.
+
+Each task is a thin TaskFlow wrapper over a stage in :mod:`odp_airflow.tasks` with the one
+failure policy (:func:`~odp_airflow.failure.stage`) and its own ``execution_timeout``.
+Calling them inside a DAG (``training_chain(inputs)``) builds the tasks there, so the
+training DAG, the retraining DAG and the tuning DAG run the same code, not copies.
+Nothing heavy is imported here: the stages import their libraries when they run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import get_current_context, task
+
+from .failure import TIMEOUTS, stage
+from .links import publish_mlflow_url
+
+
+@task(execution_timeout=TIMEOUTS["resolve_inputs"])
+def resolve_inputs() -> dict:
+    """The run's Params, checked and normalised into the inputs every later task reads."""
+    from odp_airflow import tasks
+
+    ctx = get_current_context()
+    params, dag_id = dict(ctx["params"]), ctx["dag"].dag_id
+    return stage(tasks.resolve_inputs)(params, dag_id, ctx["run_id"])
+
+
+@task(execution_timeout=TIMEOUTS["validate"])
+def validate(inputs: dict) -> dict:
+    """Every image and annotation checked; the run fails here on an invalid dataset."""
+    from odp_airflow import tasks
+
+    return stage(tasks.validate_dataset)(inputs)
+
+
+@task(execution_timeout=TIMEOUTS["convert"])
+def convert(inputs: dict, validation: dict) -> dict:
+    """The validated dataset as RecordIO (cached by content)."""
+    from odp_airflow import tasks
+
+    return stage(tasks.convert_dataset)(inputs, validation)
+
+
+@task(execution_timeout=TIMEOUTS["train"])
+def train(inputs: dict, validation: dict, converted: dict) -> dict:
+    """The SSD training job on the run's compute."""
+    from odp_airflow import tasks
+
+    return publish_mlflow_url(stage(tasks.train_local)(inputs, validation, converted))
+
+
+@task(execution_timeout=TIMEOUTS["evaluate"])
+def evaluate(inputs: dict, trained: dict) -> dict:
+    """VOC07 mAP of the trained model on the validation channel."""
+    from odp_airflow import tasks
+
+    return stage(tasks.evaluate_trained)(inputs, trained)
+
+
+@task(execution_timeout=TIMEOUTS["register"])
+def register(inputs: dict, trained: dict, evaluated: dict) -> dict:
+    """A model version in MLflow (``candidate``; ``champion`` when it wins)."""
+    from odp_airflow import tasks
+
+    return publish_mlflow_url(stage(tasks.register_trained)(inputs, trained, evaluated))
+
+
+def training_chain(inputs: Any) -> Any:
+    """validate -> convert -> train -> evaluate -> register, from a ``resolve_inputs``
+    result (an XComArg); returns the ``register`` task's result."""
+    validation = validate(inputs)
+    converted = convert(inputs, validation)
+    trained = train(inputs, validation, converted)
+    evaluated = evaluate(inputs, trained)
+    return register(inputs, trained, evaluated)
