@@ -57,11 +57,15 @@ def run_training(ml_root: str | None = None, allow_class_change: bool = False) -
     except Exception as exc:  # every failure leaves a reason SageMaker-style
         reason = failure_reason(exc)
         (paths.output / "failure").write_text(reason + "\n")
-        print(f"training failed: {reason}", file=sys.stderr, flush=True)
+        # A ClientError is the caller's one line (``odp train`` prints output/failure);
+        # an AlgorithmError is ours: the reason and the traceback go to the log.
         if not is_client_error(exc):
+            print(f"training failed: {reason}", file=sys.stderr, flush=True)
             traceback.print_exc()
         return EXIT_FAILURE
     finally:
+        if training.log is not None:  # metrics still queued for MLflow
+            training.log.close()
         if training.cluster is not None:  # several hosts: leave the parameter server
             training.cluster.close(ok=ok)
         stopper.uninstall()
@@ -98,6 +102,7 @@ class _Training:
         self.paths, self.stopper, self.allow_class_change = paths, stopper, allow_class_change
         self.started = time.monotonic()
         self.cluster: Cluster | None = None  # when resourceconfig.json lists several hosts
+        self.log: MetricLogger | None = None
 
     def run(self) -> int:
         """contract -> config -> data -> model -> fit -> artifact; returns the exit code."""
@@ -124,6 +129,7 @@ class _Training:
 
         hp, hosts = job.hyperparameters, job.hosts
         log = MetricLogger(host=job.current_host, mlflow_run_id=os.environ.get("ODP_MLFLOW_RUN_ID"))
+        self.log = log
         ctx = _contexts()
         kv_type = kv_store_type(hp.kv_store, len(hosts), len(ctx))
         if len(hosts) > 1:

@@ -26,6 +26,7 @@ from PIL import Image
 from ..gate.images import (
     ACCEPTED_FORMATS,
     ORIENTATION_TAG,
+    Header,
     content_digest,
     header_problems,
     read_header,
@@ -54,26 +55,12 @@ _ORIENTATION_NAMES = {
 
 
 @dataclass(frozen=True)
-class ImageInfo:
-    """What the header says about one image file."""
+class ImageInfo(Header):
+    """What the header says about one image file (the gate's :class:`Header`), with the
+    content digest and size the dataset-level rules need."""
 
-    format: str
-    mode: str
-    width: int
-    height: int
-    bits: int
-    channels: int
-    orientation: int
-    digest: bytes
-    nbytes: int
-
-    @property
-    def is_rgb8(self) -> bool:
-        return self.channels == 3 and self.mode == "RGB" and self.bits == 8
-
-    @property
-    def describe_mode(self) -> str:
-        return self.mode if self.bits == 8 else f"{self.mode} {self.bits}-bit"
+    digest: bytes = b""
+    nbytes: int = 0
 
     @property
     def oriented_size(self) -> tuple[int, int]:
@@ -106,10 +93,7 @@ def inspect_image(
                 actual=actual,
             )  # fmt: skip
         ]
-    info = ImageInfo(
-        h.format, h.mode, h.width, h.height, h.bits, h.channels, h.orientation,
-        content_digest(data), len(data),
-    )  # fmt: skip
+    info = ImageInfo(**vars(h), digest=content_digest(data), nbytes=len(data))
     problems = header_problems(h, data, name, max_pixels)
     out = [
         finding(p.rule, name, p.message, field=p.field, expected=p.expected, actual=p.actual)
