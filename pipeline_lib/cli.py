@@ -50,6 +50,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_objects=args.max_objects,
         val_fraction=args.val_fraction,
+        cue=args.cue,
     )
     counts = generate(args.out, cfg)
     print(f"wrote {counts['train']} train + {counts['validation']} validation images to {args.out}")
@@ -228,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-objects", type=int, default=3)
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--cue",
+        choices=["colour", "shape"],
+        default="colour",
+        help="what tells classes apart: colour (each class its own colour and shape; the "
+        "quickest to learn) or shape (only the shape; colour, size, aspect random per object)",
+    )
 
     p = add("import", cmd_import, "import Pascal VOC or COCO into the image+JSON layout")
     p.add_argument("format", choices=["voc", "coco"])

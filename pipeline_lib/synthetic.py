@@ -1,5 +1,13 @@
 """Deterministic synthetic detection datasets: coloured shapes on textured backgrounds.
 
+Two cues tell the classes apart:
+
+* ``colour`` (the quickest demo): every class has its own shape AND its own fixed colour, so
+  a detector can score well from colour alone;
+* ``shape``: classes differ only by shape (rectangle, ellipse, triangle, diamond, cross,
+  ring); colour, size, aspect ratio and background are random per object, so a detector
+  must learn shapes. What the learn benchmark and the demo use.
+
 Output is the SageMaker image+JSON layout (``train/ validation/ train_annotation/
 validation_annotation/``). The same seed always gives byte-identical files.
 """
@@ -29,6 +37,12 @@ CLASSES: list[tuple[str, tuple[int, int, int]]] = [
 ]
 
 
+#: Class names of the ``shape`` cue: no two tell apart by colour, size or aspect.
+SHAPE_CLASSES = ["rectangle", "ellipse", "triangle", "diamond", "cross", "ring"]
+_SHAPE_DRAWN_AS = {"rectangle": "square", "ellipse": "circle"}
+CUES = ("colour", "shape")
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What to generate."""
@@ -40,14 +54,29 @@ class SynthConfig:
     max_objects: int = 3
     min_size: int = 256
     max_size: int = 400
+    cue: str = "colour"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.classes <= len(CLASSES):
-            raise ValueError(f"classes must be in 1..{len(CLASSES)}, got {self.classes}")
+        if self.cue not in CUES:
+            raise ValueError(f"cue must be one of {', '.join(CUES)}, got {self.cue!r}")
+        if not 1 <= self.classes <= len(self.class_names_pool):
+            raise ValueError(
+                f"classes must be in 1..{len(self.class_names_pool)} with cue {self.cue}, "
+                f"got {self.classes}"
+            )
         if self.images < 2:
             raise ValueError(f"images must be >= 2 (train + validation), got {self.images}")
         if self.max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {self.max_objects}")
+
+    @property
+    def class_names_pool(self) -> list[str]:
+        return SHAPE_CLASSES if self.cue == "shape" else [name for name, _ in CLASSES]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The names of the classes generated, by class id."""
+        return self.class_names_pool[: self.classes]
 
 
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -82,6 +111,34 @@ def _draw(draw: ImageDraw.ImageDraw, name: str, color, x0: int, y0: int, s: int,
     fns[name]()
 
 
+def _saturated_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A random vivid colour (HSV saturation and value >= 0.6)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.6, 1), rng.uniform(0.6, 1))
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _shape_object(rng: np.random.Generator, cid: int, w: int, h: int):
+    """Shape cue: what to draw, its colour and size; only the shape depends on the class."""
+    name = SHAPE_CLASSES[cid]
+    s = int(rng.integers(min(w, h) // 7, min(w, h) // 2.5))
+    t = int(np.clip(s * rng.uniform(0.6, 1.6), 12, min(w, h) - 1))
+    return _SHAPE_DRAWN_AS.get(name, name), _saturated_colour(rng), s, t
+
+
+def _colour_object(rng: np.random.Generator, cid: int, w: int, h: int):
+    """Colour cue: the class's own shape, fixed colour and aspect."""
+    name, color = CLASSES[cid]
+    s = int(rng.integers(min(w, h) // 6, min(w, h) // 2.5))
+    t = s
+    if name == "hbar":
+        t = max(8, s // 3)
+    elif name == "vbar":
+        s, t = max(8, s // 3), s
+    return name, color, s, t
+
+
 def _iou(a: tuple, b: tuple) -> float:
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -102,14 +159,9 @@ def make_image(
     placed: list[tuple] = []
     for k in range(int(rng.integers(1, cfg.max_objects + 1))):
         cid = first_class if k == 0 else int(rng.integers(0, cfg.classes))
-        name, color = CLASSES[cid]
+        draw_object = _shape_object if cfg.cue == "shape" else _colour_object
         for _attempt in range(20):
-            s = int(rng.integers(min(w, h) // 6, min(w, h) // 2.5))
-            t = s
-            if name == "hbar":
-                t = max(8, s // 3)
-            elif name == "vbar":
-                s, t = max(8, s // 3), s
+            name, color, s, t = draw_object(rng, cid, w, h)
             x0 = int(rng.integers(0, w - s))
             y0 = int(rng.integers(0, h - t))
             rect = (x0, y0, x0 + s, y0 + t)
@@ -135,7 +187,7 @@ def _generate(out: Path, cfg: SynthConfig) -> dict[str, int]:
     rng = np.random.default_rng(cfg.seed)
     n_val = max(1, int(round(cfg.images * cfg.val_fraction)))
     counts = {"train": cfg.images - n_val, "validation": n_val}
-    categories = {i: CLASSES[i][0] for i in range(cfg.classes)}
+    categories = dict(enumerate(cfg.class_names))
     index = 0
     for channel, n in counts.items():
         (out / channel).mkdir(parents=True, exist_ok=True)

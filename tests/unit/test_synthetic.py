@@ -1,5 +1,7 @@
 import hashlib
+import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -60,3 +62,40 @@ def test_regenerating_replaces_stale_files(tmp_path):
     generate(tmp_path / "d", SynthConfig(images=4, classes=2, seed=1))
     assert len(list((tmp_path / "d" / "train_annotation").glob("*.json"))) == 3
     assert not list(tmp_path.glob(".d.*"))
+
+
+def _object_colours(root, cfg):
+    """(class name, median RGB inside the box centre) of every train object."""
+    out = []
+    for ann_path in sorted((root / "train_annotation").glob("*.json")):
+        ann = json.loads(ann_path.read_text())
+        pixels = np.asarray(Image.open(root / "train" / ann["file"]).convert("RGB"))
+        for box in ann["annotations"]:
+            cx, cy = box["left"] + box["width"] // 2, box["top"] + box["height"] // 2
+            patch = pixels[cy - 1 : cy + 2, cx - 1 : cx + 2].reshape(-1, 3)
+            out.append((cfg.class_names[box["class_id"]], tuple(np.median(patch, axis=0))))
+    return out
+
+
+def test_shape_cue_classes_differ_only_by_shape(tmp_path):
+    cfg = SynthConfig(images=40, classes=3, seed=3, cue="shape")
+    generate(tmp_path / "a", cfg)
+    generate(tmp_path / "b", cfg)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert cfg.class_names == ["rectangle", "ellipse", "triangle"]
+    colours = _object_colours(tmp_path / "a", cfg)
+    for name in ("rectangle", "ellipse"):  # filled at the box centre
+        seen = {c for n, c in colours if n == name}
+        assert len(seen) >= 5, f"{name}: one colour per class would be a colour cue"
+    shapes = {}
+    for ann_path in (tmp_path / "a" / "train_annotation").glob("*.json"):
+        for box in json.loads(ann_path.read_text())["annotations"]:
+            shapes.setdefault(box["class_id"], set()).add(round(box["width"] / box["height"], 1))
+    assert all(len(ratios) >= 3 for ratios in shapes.values())  # aspect random too
+
+
+def test_shape_cue_class_limit():
+    with pytest.raises(ValueError, match="classes must be in 1..6 with cue shape"):
+        SynthConfig(classes=7, cue="shape")
+    with pytest.raises(ValueError, match="cue must be one of"):
+        SynthConfig(cue="texture")
