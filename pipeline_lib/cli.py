@@ -437,9 +437,17 @@ def _command(args: argparse.Namespace) -> str:
     )
 
 
+#: Commands that run MXNet networks (their operator threads are sized to the CPUs).
+MXNET_COMMANDS = {"train", "evaluate", "predict", "tune"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``odp`` command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    if args.command in MXNET_COMMANDS:
+        from .cpus import size_compute_threads
+
+        size_compute_threads()  # before MXNet is imported: every usable CPU, not one
     try:
         return args.fn(args)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import mxnet as mx
 import numpy as np
 
 from ..annotations import annotation_channel, class_map, read_class_map
+from ..cpus import available_cpus, single_thread_operators
 from ..gate.channel import parse_annotation
 from ..gate.images import check_image, content_digest
 from ..gate.paths import Confined, read_resolved
@@ -205,7 +206,7 @@ def gate_channels(channels: dict[str, object], max_pixels: int, workers: int | N
     declared size) or when train and validation share an image (by content,
     ``dataset.train_validation_overlap``). Raises :class:`GateError` naming the file and
     the rule; returns the number of images checked (0 for RecordIO channels)."""
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or min(8, available_cpus())
     seen: dict[bytes, tuple[str, str]] = {}  # content digest -> (channel, first image)
     checked = 0
 
@@ -270,5 +271,6 @@ class TransformDataset(mx.gluon.data.Dataset):
             seed = (self._seed * 1_000_003 + worker) % 2**32
             random.seed(seed)
             np.random.seed(seed)
+            single_thread_operators()  # the workers share the cores with the main process
         img, label = self._dataset[idx]
         return self._transform(mx.nd.array(img, dtype="uint8"), label)

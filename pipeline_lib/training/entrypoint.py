@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
 from ..artifact import ArtifactError
+from ..cpus import available_cpus
 from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
@@ -357,7 +358,7 @@ class _Training:
     def _loaders(self, hp: Hyperparameters, data: _Data, net, start_epoch: int) -> tuple[Any, Any]:
         from .loaders import train_loader, val_loader
 
-        workers = hp.num_workers if hp.num_workers >= 0 else (os.cpu_count() or 1)
+        workers = hp.num_workers if hp.num_workers >= 0 else available_cpus()
         cluster = self.cluster
         shard = cluster.sampler(len(data.train), hp.seed, start_epoch) if cluster else None
         train_data = train_loader(

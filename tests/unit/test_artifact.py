@@ -62,6 +62,13 @@ def test_copy_side_files_at_any_depth(tmp_path: Path) -> None:
         artifact.copy_side_files(tmp_path / "bad.tar.gz", dest)
 
 
+@pytest.fixture(autouse=True)
+def _private_tempdir(tmp_path_factory, monkeypatch):
+    """Scratch folders are counted in a temp dir of this test's own (other processes on
+    the machine make and remove theirs in the shared one)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("scratch")))
+
+
 def _scratch_folders() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("odp-model-*")}
 

@@ -24,6 +24,13 @@ def _failure(paths) -> str:
     return text
 
 
+@pytest.fixture(autouse=True)
+def _private_tempdir(tmp_path_factory, monkeypatch):
+    """Scratch folders are counted in a temp dir of this test's own (other processes on
+    the machine make and remove theirs in the shared one)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("scratch")))
+
+
 def _scratch() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("odp-model-*")}
 
