@@ -21,6 +21,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..cpus import available_cpus
 from ..hyperparameters import Hyperparameters
 from .checkpoints import Checkpointer, LoopState
 from .errors import TrainingError
@@ -112,10 +113,16 @@ class EpochStats:
     samples: int
     seconds: float
     data_wait_seconds: float
+    cpu_seconds: float = 0.0  # this process and its data workers
 
     @property
     def throughput(self) -> float:
         return self.samples / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_utilisation(self) -> float:
+        """CPU time over wall time per usable CPU (1.0: every CPU busy all epoch)."""
+        return self.cpu_seconds / max(self.seconds, 1e-9) / available_cpus()
 
 
 # --------------------------------------------------------------------------- the epoch loop
@@ -164,7 +171,8 @@ def _train_and_validate(inputs: FitInputs, config: FitConfig, state: LoopState, 
     log.throughput(stats.throughput)
     log.info(
         f"epoch {epoch}: {stats.samples} samples in {stats.seconds:.1f}s, "
-        f"waited {stats.data_wait_seconds:.1f}s for data, lr={lr:g}"
+        f"waited {stats.data_wait_seconds:.1f}s for data, CPU use "
+        f"{100 * stats.cpu_utilisation:.0f}% of {available_cpus()}, lr={lr:g}"
     )
     _track_best(inputs, config, state, epoch, val_map)
     record = _epoch_record(epoch, stats, val_map, lr)
@@ -198,6 +206,7 @@ def _epoch_record(epoch: int, stats: EpochStats, val_map: float, lr: float) -> d
         "learning_rate": lr,
         "throughput": stats.throughput,
         "data_wait_fraction": stats.data_wait_seconds / max(stats.seconds, 1e-9),
+        "cpu_utilisation": stats.cpu_utilisation,
     }
 
 
@@ -235,16 +244,19 @@ def train_one_epoch(
     from gluoncv.loss import SSDMultiBoxLoss
 
     mbox_loss = SSDMultiBoxLoss()
-    ce_metric, l1_metric = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
+    losses = _RunningLosses()
     inputs.net.hybridize(static_alloc=True, static_shape=True)
     loader = inputs.train_data
     samples, data_wait = 0, 0.0
     batches_per_epoch = len(loader) if hasattr(loader, "__len__") else None
 
-    def log_loss(batch_idx: int, ce: float, l1: float) -> None:
+    def log_loss(batch_idx: int) -> tuple[float, float]:
+        ce, l1 = losses.means(epoch, batch_idx)  # the one host sync of a log interval
         step = epoch * batches_per_epoch + batch_idx if batches_per_epoch else None
         inputs.log.train_loss(epoch, batch_idx, ce, l1, step)
+        return ce, l1
 
+    cpu_start = process_tree_cpu_seconds()
     start = time.perf_counter()
     fetch_start = start
     batch_idx = -1
@@ -255,24 +267,60 @@ def train_one_epoch(
         reason = inputs.stop_check()
         if reason:
             raise StopRequested(reason)
-        cls_loss, box_loss = _train_step(inputs, mbox_loss, batch)
-        ce_metric.update(0, cls_loss)
-        l1_metric.update(0, box_loss)
+        losses.add(*_train_step(inputs, mbox_loss, batch))
         samples += batch[0].shape[0]
-        ce, l1 = ce_metric.get()[1], l1_metric.get()[1]
+        if log_interval and (batch_idx + 1) % log_interval == 0:
+            log_loss(batch_idx)
+        fetch_start = time.perf_counter()
+    if not (log_interval and (batch_idx + 1) % log_interval == 0):
+        ce, l1 = log_loss(batch_idx)
+    else:
+        ce, l1 = losses.means(epoch, batch_idx)
+    seconds = time.perf_counter() - start
+    cpu = process_tree_cpu_seconds() - cpu_start
+    return EpochStats(ce, l1, samples, seconds, data_wait, cpu)
+
+
+class _RunningLosses:
+    """The epoch's mean losses, accumulated on the device: nothing is copied to the host
+    (no synchronisation with the compute engine) until :meth:`means` is asked for."""
+
+    def __init__(self) -> None:
+        self.ce = self.l1 = None
+        self.count = 0
+
+    def add(self, cls_losses: list, box_losses: list) -> None:
+        ce = sum(x.sum().as_in_context(mx.cpu()) for x in cls_losses)
+        l1 = sum(x.sum().as_in_context(mx.cpu()) for x in box_losses)
+        self.ce = ce if self.ce is None else self.ce + ce
+        self.l1 = l1 if self.l1 is None else self.l1 + l1
+        self.count += sum(x.shape[0] for x in cls_losses)
+
+    def means(self, epoch: int, batch_idx: int) -> tuple[float, float]:
+        """Mean losses so far; raises :class:`NonFiniteLoss` when one is not finite."""
+        if not self.count:
+            return float("nan"), float("nan")
+        ce, l1 = self.ce.asscalar() / self.count, self.l1.asscalar() / self.count
         if not (math.isfinite(ce) and math.isfinite(l1)):
             raise NonFiniteLoss(
                 f"non-finite loss at epoch {epoch}, batch {batch_idx}: cross_entropy={ce}, "
                 f"smooth_l1={l1}; lower learning_rate or check the boxes in the data"
             )
-        if log_interval and (batch_idx + 1) % log_interval == 0:
-            log_loss(batch_idx, ce, l1)
-        fetch_start = time.perf_counter()
-    seconds = time.perf_counter() - start
-    ce, l1 = ce_metric.get()[1], l1_metric.get()[1]
-    if not (log_interval and (batch_idx + 1) % log_interval == 0):
-        log_loss(batch_idx, ce, l1)
-    return EpochStats(ce, l1, samples, seconds, data_wait)
+        return ce, l1
+
+
+def process_tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its live children (data workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:  # a worker that just exited
+            pass
+    return total
 
 
 def _train_step(inputs: FitInputs, mbox_loss, batch) -> tuple[list, list]:

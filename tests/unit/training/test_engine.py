@@ -148,3 +148,34 @@ def test_non_finite_loss_is_a_training_error(monkeypatch):
     inputs = _inputs(monkeypatch, [], epoch_hook=boom)
     with pytest.raises(TrainingError, match="non-finite loss"):
         fit(inputs, FitConfig(epochs=1, learning_rate=0.1), LoopState())
+
+
+def test_running_losses_match_mxnet_loss_metric_and_catch_non_finite():
+    import mxnet as mx
+
+    from pipeline_lib.training.engine import NonFiniteLoss, _RunningLosses
+
+    batches = [mx.nd.array([0.5, 1.5, 2.0]), mx.nd.array([4.0, 1.0])]
+    reference = mx.metric.Loss()
+    losses = _RunningLosses()
+    for b in batches:
+        reference.update(0, [b])
+        losses.add([b], [b * 2])
+    ce, l1 = losses.means(epoch=0, batch_idx=1)
+    assert ce == pytest.approx(reference.get()[1]) and l1 == pytest.approx(2 * ce)
+    losses.add([mx.nd.array([float("nan")])], [mx.nd.array([1.0])])
+    with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 0, batch 2"):
+        losses.means(epoch=0, batch_idx=2)
+
+
+def test_epoch_cpu_time_counts_the_data_workers():
+    import multiprocessing
+
+    from pipeline_lib.training.engine import process_tree_cpu_seconds
+
+    before = process_tree_cpu_seconds()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(sum, (range(20_000_000),))
+        result.get()
+        during = process_tree_cpu_seconds()  # the worker is alive: its CPU time counts
+    assert during - before > 0.2  # the sum alone is about half a CPU second
