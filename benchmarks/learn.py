@@ -1,20 +1,31 @@
-"""Does `odp train` learn? Validation mAP per epoch on a synthetic dataset, from scratch.
+"""Does `odp train` learn shapes from scratch on a CPU? Validation mAP per epoch, by recipe.
 
-    .venv/bin/python benchmarks/learn.py                         # mobilenet-0.25, 10 minutes
-    .venv/bin/python benchmarks/learn.py --networks mobilenet-0.25 vgg-16 resnet-50 \
-        --budget 600 600 600 --lr 0.003 0.0005 0.0005
+    .venv/bin/python benchmarks/learn.py                  # the three recipes, 10 minutes each
+    .venv/bin/python benchmarks/learn.py --recipes recommended --budget 300
+    .venv/bin/python benchmarks/learn.py --recipes recommended --set augmentation=flip \
+        --epochs 20 --budget 0                            # a variant, by epochs instead of time
 
-Each network trains through the real container contract (`odp train` in a subprocess) on
-the same `odp synth` dataset (default 500 images: 400 train / 100 validation, 3 classes),
-from scratch (no pretrained weights), until its time budget (`max_runtime_seconds`) ends.
-Prints the VOC07 mAP@0.5 after every epoch and the best, side by side per network.
+Every recipe trains mobilenet-0.25 at 300 from scratch (no pretrained weights) through the
+real container contract (`odp train` in a subprocess) on the same `odp synth --cue shape`
+dataset (default 500 images: 400 train / 100 validation, 3 classes that differ only by
+shape), until its time budget (`max_runtime_seconds`) ends. Recipes, all written as SageMaker
+hyperparameters (plus the documented extras `augmentation`, `lr_schedule`,
+`lr_warmup_epochs`):
+
+* ``recommended``: the from-scratch CPU recipe in the README (found with this script);
+* ``sagemaker-default``: SageMaker's documented defaults (sgd, lr 0.001, momentum 0.9,
+  weight decay 0.0005, batch 32, GluonCV's SSD augmentation);
+* ``gluoncv-default``: GluonCV's ``train_ssd.py`` defaults (the same optimizer settings, its
+  lr steps at epochs 160 and 200, batch 32, SSD augmentation).
+
+Prints the VOC07 mAP@0.5 after every epoch and the best, side by side, and writes the
+curves as a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,71 +35,121 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline_lib.cpus import available_cpus  # noqa: E402
 from pipeline_lib.synthetic import SynthConfig, generate  # noqa: E402
 from pipeline_lib.training.contract import prepare_ml_root  # noqa: E402
 
 CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
+_SGD_DEFAULTS = {"optimizer": "sgd", "learning_rate": 0.001, "momentum": 0.9}
+RECIPES: dict[str, dict[str, object]] = {
+    "recommended": {
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "mini_batch_size": 16,
+        "weight_decay": 0.0005,
+        "augmentation": "light",
+        "lr_schedule": "cosine",
+        "lr_warmup_epochs": 2,
+    },
+    "sagemaker-default": {**_SGD_DEFAULTS, "weight_decay": 0.0005, "mini_batch_size": 32},
+    "gluoncv-default": {
+        **_SGD_DEFAULTS,
+        "weight_decay": 0.0005,
+        "mini_batch_size": 32,
+        "lr_scheduler_step": "160,200",
+    },
+}
 
 
-def run_one(network: str, dataset: Path, work: Path, budget: int, lr: float, args) -> dict:
+def run_one(name: str, recipe: dict, dataset: Path, work: Path, args) -> dict:
     hp = {
         "num_classes": args.classes,
         "num_training_samples": int(args.images * 0.8),
-        "base_network": network,
+        "base_network": "mobilenet-0.25",
         "use_pretrained_model": 0,
-        "epochs": 1000,
-        "mini_batch_size": args.batch,
-        "optimizer": "adam",
-        "learning_rate": lr,
+        "epochs": args.epochs,
         "image_shape": 300,
-        "max_runtime_seconds": budget,
+        "max_runtime_seconds": args.budget,
         "seed": 0,
+        **recipe,
     }
-    paths = prepare_ml_root(work / network, {c: dataset / c for c in CHANNELS}, hp)
+    paths = prepare_ml_root(work / name, {c: dataset / c for c in CHANNELS}, hp)
     cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
     start = time.perf_counter()
-    with open(work / f"{network}.log", "w") as log:
+    with open(work / f"{name}.log", "w") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)  # noqa: S603  argv list of our own CLI, no shell
     seconds = time.perf_counter() - start
     metrics = json.loads((paths.output / "metrics.json").read_text()) if rc == 0 else {}
-    return {"network": network, "lr": lr, "rc": rc, "seconds": seconds, **metrics}
+    return {"name": name, "recipe": recipe, "rc": rc, "seconds": seconds, **metrics}
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        if not r["rc"]:
+            ax.plot([e["validation_mAP"] for e in r["epochs"]], marker=".", label=r["name"])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation mAP (VOC07, IoU 0.5)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("mobilenet-0.25 SSD 300 from scratch, odp synth --cue shape")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", nargs="+", default=["mobilenet-0.25"])
-    parser.add_argument("--budget", nargs="+", type=int, default=[600])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override")
+    parser.add_argument("--budget", type=int, default=600, help="seconds per recipe (0: none)")
+    parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--classes", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", nargs="+", type=float, default=[0.003], help="one, or per network")
+    parser.add_argument("--cue", default="shape", choices=["shape", "colour"])
     parser.add_argument("--work", default=None, help="keep outputs here (default: temp)")
     args = parser.parse_args()
-    budgets = args.budget * len(args.networks) if len(args.budget) == 1 else args.budget
-    lrs = args.lr * len(args.networks) if len(args.lr) == 1 else args.lr
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     work = Path(args.work or tempfile.mkdtemp(prefix="odp-learn-"))
     dataset = work / "dataset"
-    generate(dataset, SynthConfig(images=args.images, classes=args.classes, seed=0))
-    print(f"dataset: {dataset} ({args.images} images, {args.classes} classes); logs in {work}")
-    print(f"machine: {os.cpu_count()} CPUs\n")
-    results = [
-        run_one(n, dataset, work, b, lr, args)
-        for n, b, lr in zip(args.networks, budgets, lrs, strict=True)
-    ]
-    print(f"{'network':<16}{'lr':>8}{'budget s':>9}{'epochs':>8}{'best mAP':>10}{'at epoch':>10}")
+    cfg = SynthConfig(images=args.images, classes=args.classes, seed=0, cue=args.cue)
+    generate(dataset, cfg)
+    print(f"dataset: {dataset} ({args.images} images, {args.classes} classes, cue {args.cue})")
+    print(f"machine: {available_cpus()} usable CPUs; budget {args.budget} s per recipe\n")
+    results = []
+    for name in args.recipes:
+        recipe = {**RECIPES[name], **{k: _value(v) for k, v in overrides.items()}}
+        results.append(run_one(name, recipe, dataset, work, args))
+        r = results[-1]
+        print(f"{name}: exit {r['rc']}, {r['seconds']:.0f} s, {json.dumps(recipe)}", flush=True)
+    print(f"\n{'recipe':<20}{'seconds':>8}{'epochs':>8}{'best mAP':>10}{'at epoch':>10}")
     for r in results:
         if r["rc"]:
-            print(f"{r['network']:<16} failed (exit {r['rc']}), see {work}/{r['network']}.log")
+            print(f"{r['name']:<20} failed (exit {r['rc']}), see {work}/{r['name']}.log")
             continue
         print(
-            f"{r['network']:<16}{r['lr']:>8g}{r['seconds']:>9.0f}{r['epochs_completed']:>8}"
+            f"{r['name']:<20}{r['seconds']:>8.0f}{r['epochs_completed']:>8}"
             f"{r['validation:mAP']:>10.3f}{r['best_epoch']:>10}"
         )
     print("\nvalidation mAP (VOC07, IoU 0.5) per epoch:")
     for r in results:
         if not r["rc"]:
             curve = " ".join(f"{e['validation_mAP']:.2f}" for e in r["epochs"])
-            print(f"  {r['network']:<16}{curve}")
+            print(f"  {r['name']:<20}{curve}")
+    plot(results, work / "learn.png")
+    print(f"\ncurves: {work / 'learn.png'}")
 
 
 if __name__ == "__main__":

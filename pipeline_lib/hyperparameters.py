@@ -18,6 +18,11 @@ from typing import Any
 BASE_NETWORKS = ("vgg-16", "resnet-50", "mobilenet-1.0", "mobilenet-0.25")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
+#: Training augmentation (beyond SageMaker): ``ssd`` is GluonCV's SSD default (colour
+#: distortion, zoom-out expansion up to 4x, constrained crop, flip); ``light`` drops the
+#: expansion (objects keep their size); ``flip`` only flips.
+AUGMENTATIONS = ("ssd", "light", "flip")
+LR_SCHEDULES = ("step", "cosine")
 
 
 MAX_FILE_BYTES = 1 << 20  # hyperparameters.json is a few hundred bytes
@@ -78,6 +83,9 @@ class Hyperparameters:
     seed: int = 0
     num_workers: int = -1  # -1: one data worker per core
     max_runtime_seconds: int = 0  # 0: no limit
+    augmentation: str = "ssd"
+    lr_schedule: str = "step"  # step: lr_scheduler_step/factor; cosine: to 0 at `epochs`
+    lr_warmup_epochs: int = 0  # linear warm-up from lr/10 over these first epochs
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_strings(self) -> dict[str, str]:
@@ -213,6 +221,9 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "seed": _int("seed", 0),
     "num_workers": _int("num_workers", -1, 64),
     "max_runtime_seconds": _int("max_runtime_seconds", 0),
+    "augmentation": _choice("augmentation", AUGMENTATIONS),
+    "lr_schedule": _choice("lr_schedule", LR_SCHEDULES),
+    "lr_warmup_epochs": _int("lr_warmup_epochs", 0),
 }
 REQUIRED = ("num_classes", "num_training_samples")
 

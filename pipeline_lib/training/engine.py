@@ -46,6 +46,8 @@ class FitConfig:
     early_stopping_patience: int = 5
     early_stopping_tolerance: float = 0.0
     log_interval: int = 20  # batches between loss lines
+    lr_schedule: str = "step"
+    lr_warmup_epochs: int = 0
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters, log_interval: int) -> FitConfig:
@@ -59,10 +61,20 @@ class FitConfig:
             early_stopping_patience=hp.early_stopping_patience,
             early_stopping_tolerance=hp.early_stopping_tolerance,
             log_interval=log_interval,
+            lr_schedule=hp.lr_schedule,
+            lr_warmup_epochs=hp.lr_warmup_epochs,
         )
 
     def learning_rate_at(self, epoch: int) -> float:
-        """The learning rate, times the factor once for every step epoch reached."""
+        """The learning rate of an epoch: a linear warm-up from a tenth of it over the first
+        ``lr_warmup_epochs``, then ``step`` (times the factor once for every step epoch
+        reached) or ``cosine`` (half a cosine from the rate to 0 at ``epochs``)."""
+        if epoch < self.lr_warmup_epochs:
+            return self.learning_rate * (0.1 + 0.9 * epoch / self.lr_warmup_epochs)
+        if self.lr_schedule == "cosine":
+            span = max(1, self.epochs - self.lr_warmup_epochs)
+            done = (epoch - self.lr_warmup_epochs) / span
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
         return self.learning_rate * self.lr_scheduler_factor ** sum(
             1 for s in self.lr_scheduler_step if epoch >= s
         )

@@ -371,6 +371,7 @@ class _Training:
             sampler=shard,
             # new draws for a resumed job, and for every host of a distributed one
             seed=hp.seed + start_epoch + 7919 * (cluster.plan.host_index if cluster else 0),
+            augmentation=hp.augmentation,
         )
         return train_data, val_loader(data.validation, hp.image_shape, hp.mini_batch_size, workers)
 

@@ -21,20 +21,22 @@ def train_loader(
     iou: float,
     sampler=None,
     seed: int | None = None,
+    augmentation: str = "ssd",
 ):
     """DataLoader producing ``(image, cls_targets, box_targets)`` batches with augmentation.
 
     ``iou``: the anchor-matching threshold (``overlap_threshold``).
     ``sampler``: the indices to draw (a distributed worker's shard); shuffled otherwise.
-    ``seed``: base of each data worker's own random seed (random when ``None``)."""
+    ``seed``: base of each data worker's own random seed (random when ``None``).
+    ``augmentation``: ``ssd``, ``light`` or ``flip`` (:mod:`.transforms`)."""
     from gluoncv.data.batchify import Stack, Tuple
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
 
     from .data import TransformDataset
     from .model import anchors_for
+    from .transforms import train_transform
 
     anchors = anchors_for(net, image_shape)
-    transform = SSDDefaultTrainTransform(image_shape, image_shape, anchors, iou_thresh=iou)
+    transform = train_transform(augmentation, image_shape, anchors, iou)
     with default_signals_for_forks():
         return gluon.data.DataLoader(
             TransformDataset(dataset, transform, seed),

@@ -2,6 +2,8 @@
 
 ``train_one_epoch`` and ``evaluate`` are replaced by fakes: these tests are about the loop."""
 
+import math
+
 import pytest
 
 from pipeline_lib.training import engine
@@ -179,3 +181,40 @@ def test_epoch_cpu_time_counts_the_data_workers():
         result.get()
         during = process_tree_cpu_seconds()  # the worker is alive: its CPU time counts
     assert during - before > 0.2  # the sum alone is about half a CPU second
+
+
+def test_warmup_then_cosine():
+    config = FitConfig(epochs=6, learning_rate=0.1, lr_schedule="cosine", lr_warmup_epochs=2)
+    rates = [config.learning_rate_at(e) for e in range(6)]
+    assert rates[:3] == pytest.approx([0.01, 0.055, 0.1])  # from a tenth, linearly, to the rate
+    assert rates[3:] == pytest.approx(
+        [0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3)]
+    )
+    assert all(a > b for a, b in zip(rates[2:], rates[3:], strict=False))
+
+
+def test_warmup_before_steps():
+    config = FitConfig(epochs=5, learning_rate=0.1, lr_scheduler_step=(3,), lr_warmup_epochs=1)
+    assert [config.learning_rate_at(e) for e in range(5)] == pytest.approx(
+        [0.01, 0.1, 0.1, 0.01, 0.01]
+    )
+
+
+@pytest.mark.parametrize("augmentation", ["ssd", "light", "flip"])
+def test_every_augmentation_gives_ssd_targets(augmentation):
+    import mxnet as mx
+    import numpy as np
+
+    from pipeline_lib.training.model import anchors_for, build_ssd
+    from pipeline_lib.training.transforms import train_transform
+
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 300)
+    net.initialize()
+    anchors = anchors_for(net, 300)
+    image = mx.nd.array(np.full((200, 250, 3), 128), dtype="uint8")
+    label = np.array([[10, 20, 110, 140, 1]], dtype="float32")
+    np.random.seed(0)
+    x, cls_t, box_t = train_transform(augmentation, 300, anchors, 0.5)(image, label)
+    assert x.shape == (3, 300, 300)
+    assert cls_t.shape == (anchors.shape[1],) and box_t.shape == (anchors.shape[1], 4)
+    assert (cls_t.asnumpy() == 2).sum() >= 1  # class 1 is target 2 (0 is background)
