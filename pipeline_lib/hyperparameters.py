@@ -215,6 +215,8 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "max_runtime_seconds": _int("max_runtime_seconds", 0),
 }
 REQUIRED = ("num_classes", "num_training_samples")
+#: Every hyperparameter name training accepts.
+NAMES: tuple[str, ...] = tuple(_CONVERTERS)
 
 
 def parse(raw: Mapping[str, object]) -> Hyperparameters:
