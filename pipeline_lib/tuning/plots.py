@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 HISTORY_PNG = "optimization_history.png"
 IMPORTANCES_PNG = "param_importances.png"
 DPI = 100
+MIN_TRIALS_FOR_IMPORTANCE = 2  # completed trials: one alone says nothing about any parameter
 
 
 def _save(fig, path: Path) -> Path:
@@ -52,6 +53,9 @@ def optimization_history(study: optuna.Study, path: Path) -> Path:
             best_y.append(best)
     if best_x:
         ax.step(best_x, best_y, where="post", color="tab:red", label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("validation mAP")
     ax.set_title(f"Optimization history: {study.study_name}")
@@ -67,11 +71,17 @@ def _last_value(trial: optuna.trial.FrozenTrial) -> float | None:
 
 
 def param_importances(study: optuna.Study, path: Path) -> Path | None:
-    """fANOVA importance of each tuned hyperparameter; ``None`` when the study cannot tell
-    yet (fewer than two completed trials, or nothing varied)."""
+    """fANOVA importance of each tuned hyperparameter over the completed trials; ``None``
+    when the study cannot tell yet (fewer than two completed trials, or nothing varied)."""
     import optuna
     from matplotlib.figure import Figure
+    from optuna.trial import TrialState
 
+    if (
+        len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        < MIN_TRIALS_FOR_IMPORTANCE
+    ):
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
