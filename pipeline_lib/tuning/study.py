@@ -11,6 +11,7 @@ alone, and resuming a study with another space is refused instead of mixing two 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ PRUNERS = ("median", "hyperband", "none")
 PRUNER_ATTR = "odp.pruner"
 SPACE_ATTR = "odp.space"
 STATIC_ATTR = "odp.static_hyperparameters"
+STORAGE_ENV = "ODP_TUNING_DB"
 SQLITE_TIMEOUT_S = 60  # trials of several processes write to one SQLite file
 
 
@@ -65,7 +67,10 @@ class PrunerSpec:
 
 
 def default_storage() -> str:
-    """``sqlite:///$ODP_HOME/tuning/studies.db`` (the folder is created)."""
+    """``$ODP_TUNING_DB`` (e.g. ``postgresql://...``, shared by every worker and pod), else
+    ``sqlite:///$ODP_HOME/tuning/studies.db`` (the folder is created)."""
+    if url := os.environ.get(STORAGE_ENV):
+        return url
     folder = load_settings().home / "tuning"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'studies.db'}"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 SLOT_ATTR = "odp.slot"  # which runner slot holds a trial (a retry finds its trial again)
 HYPER_ATTR = "odp.hyperparameters"
+OUTPUTS_ATTR = "odp.outputs_uri"  # where the trial's model.tar.gz and metrics.json are
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class JobOutcome:
     exit_code: int
     metrics: Mapping[str, Any] | None = None  # output/metrics.json when written
     failure: str | None = None  # output/failure when written
+    outputs_uri: str | None = None  # the trial's outputs (its model), kept in the study
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def finish_trial(study: optuna.Study, plan: TrialPlan, outcome: JobOutcome) -> T
     trial = _trial(study, plan.number)
     if trial.state != TrialState.RUNNING:  # told already (a retried task that had finished)
         return _result(trial, epochs)
+    if outcome.outputs_uri:
+        _set_attr(study, plan, OUTPUTS_ATTR, outcome.outputs_uri)
     if outcome.exit_code == 0 and metrics.get("validation:mAP") is not None:
         value = float(metrics["validation:mAP"])
         if metrics.get("status") == "pruned":
@@ -122,6 +126,19 @@ def finish_trial(study: optuna.Study, plan: TrialPlan, outcome: JobOutcome) -> T
         study.tell(plan.number, state=TrialState.FAIL)
         return _result(_trial(study, plan.number), epochs, failure=failure)
     return TrialResult(plan.number, "RUNNING", None, plan.hyperparameters, epochs, failure)
+
+
+def _set_attr(study: optuna.Study, plan: TrialPlan, key: str, value: Any) -> None:
+    """A user attribute on a running trial known by number (a trial object of another
+    process, e.g. an earlier attempt, is not at hand)."""
+    from .report import ENV_STORAGE
+    from .study import storage
+
+    rdb = storage(plan.env[ENV_STORAGE])
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    rdb.set_trial_user_attr(
+        rdb.get_trial_id_from_study_id_trial_number(study_id, plan.number), key, value
+    )
 
 
 def fail_trial(study: optuna.Study, number: int) -> None:
