@@ -148,3 +148,20 @@ def test_non_finite_loss_is_a_training_error(monkeypatch):
     inputs = _inputs(monkeypatch, [], epoch_hook=boom)
     with pytest.raises(TrainingError, match="non-finite loss"):
         fit(inputs, FitConfig(epochs=1, learning_rate=0.1), LoopState())
+
+
+def test_after_epoch_hook_prunes_keeping_the_best_model(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.4, 0.3, 0.9])
+    seen = []
+
+    def hook(epoch, value):
+        seen.append((epoch, value))
+        return "behind the other trials" if epoch == 1 else None
+
+    inputs.after_epoch = hook
+    result = fit(inputs, FitConfig(epochs=3, learning_rate=0.1), LoopState())
+    assert result.status == "pruned" and result.stop_reason == "behind the other trials"
+    assert seen == [(0, 0.4), (1, 0.3)]  # called after each epoch, never again once pruned
+    assert (result.state.best_map, result.state.best_epoch) == (0.4, 0)
+    assert inputs.checkpointer.saved == [0, 1] and inputs.checkpointer.best == 1
+    assert "stopping: behind the other trials; the best model so far is kept" in inputs.log.lines
