@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from ..hyperparameters import load as load_hyperparameters
 from ..tuning.trials import JobOutcome
@@ -55,10 +56,16 @@ def derive(base: MLPaths, name: str, hyperparameters: Mapping[str, str]) -> MLPa
     return paths
 
 
-def run_job(paths: MLPaths, env: Mapping[str, str]) -> JobOutcome:
-    """``odp train`` on ``paths`` as a child process (its output goes to ours)."""
+def run_job(paths: MLPaths, env: Mapping[str, str], output: IO | None = None) -> JobOutcome:
+    """``odp train`` on ``paths`` as a child process (its output goes to ours, or ``output``)."""
     cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
-    proc = subprocess.run(cmd, env={**os.environ, **env}, check=False)  # noqa: S603  our argv
+    proc = subprocess.run(  # noqa: S603  our own argv, no shell
+        cmd,
+        env={**os.environ, **env},
+        check=False,
+        stdout=output,
+        stderr=output and subprocess.STDOUT,
+    )
     metrics_path, failure_path = paths.output / "metrics.json", paths.output / "failure"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     failure = failure_path.read_text(errors="replace") if failure_path.is_file() else None

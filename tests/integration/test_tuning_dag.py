@@ -8,7 +8,7 @@ import pytest
 from dag_runs import load_dag, small_conf
 
 from pipeline_lib.synthetic import SynthConfig, generate
-from pipeline_lib.tuning.tracking import PARENT_TAG, STATE_TAG, STUDY_TAG
+from pipeline_lib.tuning.tracking import PARENT_TAG, STATE_TAG
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_tuning_dag_prunes_tracks_and_registers_the_best_trial(dag_env, tmp_path
     experiment = client.get_experiment_by_name("object-detection")
     (parent,) = client.search_runs(
         [experiment.experiment_id],
-        f"tags.`{STUDY_TAG}` = 'dag-study' and tags.`{PARENT_TAG}` IS NULL",
+        "tags.`odp.idempotency_key` = 'tuning/dag-study'",
     ) or [None]
     children = client.search_runs(
         [experiment.experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
