@@ -63,7 +63,7 @@ def object_detection_tuning():
     trials = trial.partial(
         inputs=inputs, validation=validation, converted=converted, study=study
     ).expand(slot=trial_slots(study))
-    best = select_best(inputs, study)
+    best = select_best(study)
     trials >> best
     register(inputs, best, evaluate(inputs, best))
 

@@ -124,6 +124,10 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
     )
+    if seed is not None:
+        # Every process opening the study (a trial task, a resumed job) must not replay the
+        # same random draws: the seed moves on with the trials already in the study.
+        study.sampler = make_sampler(sampler, seed + len(study.get_trials(deepcopy=False)))
     wanted = {
         SPACE_ATTR: space.to_json(),
         STATIC_ATTR: static,

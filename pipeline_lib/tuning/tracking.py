@@ -28,8 +28,8 @@ def _key(study: str, number: int | None = None) -> str:
     return f"tuning/{study}" if number is None else f"tuning/{study}/trial-{number}"
 
 
-def _open(key: str, run_name: str, tags: Mapping[str, str]) -> str:
-    """The run of ``key``, reopened if it exists, else created."""
+def _open(key: str, run_name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+    """The run of ``key``, reopened if it exists, else created (then True)."""
     client = get_client()
     experiment_id = ensure_experiment(client)
     runs = runs_of_job(client, experiment_id, key)
@@ -37,20 +37,22 @@ def _open(key: str, run_name: str, tags: Mapping[str, str]) -> str:
         run_id = runs[0].info.run_id
         if runs[0].info.status != "RUNNING":
             client.update_run(run_id, status="RUNNING")
-        return run_id
+        return run_id, False
     run = client.create_run(
         experiment_id, run_name=run_name, tags={**tags, IDEMPOTENCY_TAG: key, LIVE_TAG: "true"}
     )
-    return run.info.run_id
+    return run.info.run_id, True
 
 
-def parent_run(study: str, params: Mapping[str, str] | None = None) -> str:
-    """The tuning job's run (the same one when the study is resumed)."""
-    run_id = _open(_key(study), f"tune {study}", {STUDY_TAG: study})
-    if params:
-        from mlflow.entities import Param
+def parent_run(study: str, settings: Mapping[str, str] | None = None) -> str:
+    """The tuning job's run (the same one when the study is resumed). ``settings`` become
+    tags ``odp.tuning.<name>``: a resumed job may change some (the number of trials)."""
+    from mlflow.entities import RunTag
 
-        get_client().log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    run_id, _ = _open(_key(study), f"tune {study}", {STUDY_TAG: study})
+    tags = [RunTag(f"odp.tuning.{k}", str(v)[:5000]) for k, v in (settings or {}).items()]
+    if tags:
+        get_client().log_batch(run_id, tags=tags)
     return run_id
 
 
@@ -58,13 +60,14 @@ def trial_run(parent_id: str, study: str, number: int, hyperparameters: Mapping[
     """Trial ``number``'s nested run, with its hyperparameters as params."""
     from mlflow.entities import Param
 
-    run_id = _open(
+    run_id, created = _open(
         _key(study, number),
         f"trial-{number}",
         {PARENT_TAG: parent_id, STUDY_TAG: study, TRIAL_TAG: str(number)},
     )
-    params = [Param(k, str(v)) for k, v in hyperparameters.items()]
-    get_client().log_batch(run_id, params=params)
+    if created:  # a retry's run has them already (and a trial's values never change)
+        params = [Param(k, str(v)) for k, v in hyperparameters.items()]
+        get_client().log_batch(run_id, params=params)
     return run_id
 
 

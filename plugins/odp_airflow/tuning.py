@@ -64,6 +64,11 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
         "seed": params.get("tuning_seed"),
         "space": config.space.to_json(),
         "static": config.static,
+        # what select_best needs of the run's inputs (it depends on this task and the
+        # trials only, so that it runs when they are done and not after a failed start)
+        "run_id": inputs["run_id"],
+        "run_root": inputs["run_root"],
+        "hyperparameters": inputs["hyperparameters"],
     }
     study = _open(info)
     done = finished_trials(study)
@@ -75,10 +80,12 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
     return info
 
 
-def _open(info: dict[str, Any]):
+def _open(info: dict[str, Any], slot: int = 0):
+    """The study; trials running side by side draw from differently seeded samplers."""
     from pipeline_lib.tuning.space import parse_ranges
     from pipeline_lib.tuning.study import PrunerSpec, open_study
 
+    seed = info["seed"]
     return open_study(
         info["study"],
         parse_ranges(info["space"]),
@@ -86,7 +93,7 @@ def _open(info: dict[str, Any]):
         storage_url=info["storage"],
         sampler=info["sampler"],
         pruner=PrunerSpec(**info["pruner"]),
-        seed=info["seed"],
+        seed=None if seed is None else seed + 7919 * slot,
     )
 
 
@@ -108,7 +115,7 @@ def run_trial(
 
     from .tasks import run_odp_train, training_hyperparameters
 
-    study = _open(info)
+    study = _open(info, slot)
     slot_key = f"{inputs['run_id']}/{slot}"
     plan = start_trial(
         study, parse_ranges(info["space"]), info["static"], info["storage"], slot_key
@@ -159,7 +166,7 @@ def _local_ml_root(outputs: str, inputs: dict[str, Any]) -> str:
     return str(load_settings().home / "tuning" / "ml" / Path(outputs).name)
 
 
-def select_best(inputs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def select_best(info: dict[str, Any]) -> dict[str, Any]:
     """The best completed trial as the ``train`` task's result (for evaluate and register);
     the study's summary and plots on the parent MLflow run."""
     import optuna
@@ -171,12 +178,12 @@ def select_best(inputs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     from pipeline_lib.tuning.trials import HYPER_ATTR, OUTPUTS_ATTR, SLOT_ATTR, fail_trial
 
     study = _open(info)
-    prefix = f"{inputs['run_id']}/"
+    prefix = f"{info['run_id']}/"
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if str(trial.user_attrs.get(SLOT_ATTR, "")).startswith(prefix):  # its retries are spent
             fail_trial(study, trial.number)
     summary = summarize(study)
-    plots_uri = storage.join(inputs["run_root"], "select_best")
+    plots_uri = storage.join(info["run_root"], "select_best")
     with storage.atomic_dir(plots_uri) as folder:
         plots = write_plots(study, Path(folder))
         tracking.finish_parent(info["parent_run_id"], summary, plots)
@@ -186,7 +193,7 @@ def select_best(inputs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     log.info("best trial %d: validation mAP %.4f", best.number, best.value)
     return {
         "model_uri": storage.join(outputs, "model.tar.gz"),
-        "hyperparameters": {**inputs["hyperparameters"], **best.user_attrs[HYPER_ATTR]},
+        "hyperparameters": {**info["hyperparameters"], **best.user_attrs[HYPER_ATTR]},
         "training_metrics": metrics,
         "best_trial": best.number,
         "tuning": {k: summary[k] for k in ("study", "counts", "epochs", "best")},

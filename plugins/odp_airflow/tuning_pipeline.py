@@ -44,8 +44,10 @@ def trial(inputs: dict, validation: dict, converted: dict, study: dict, slot: in
 
 
 @task(execution_timeout=TIMEOUTS["register"], trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
-def select_best(inputs: dict, study: dict) -> dict:
-    """The best completed trial (its model, as ``train`` hands it on), summary and plots."""
+def select_best(study: dict) -> dict:
+    """The best completed trial (its model, as ``train`` hands it on), summary and plots.
+    Runs once every trial is done and one at least succeeded (a trial whose retries are
+    spent does not stop the others' best from being registered)."""
     from odp_airflow import tuning
 
-    return stage(tuning.select_best)(inputs, study)
+    return stage(tuning.select_best)(study)
