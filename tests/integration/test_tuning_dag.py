@@ -104,3 +104,17 @@ def test_tuning_dag_prunes_tracks_and_registers_the_best_trial(dag_env, tmp_path
     assert [(t.params, t.state) for t in again.trials[:4]] == [
         (t.params, t.state) for t in study.trials
     ]
+
+
+def test_a_bad_space_stops_the_run_before_any_data_work(dag_env, tmp_path):
+    dataset = tmp_path / "dataset"
+    generate(dataset, SynthConfig(images=10, classes=2, seed=6))
+    space = {"CategoricalParameterRanges": [{"Name": "optimizer", "Values": ["sgd", "lamb"]}]}
+    conf = {**_conf(dataset, 2), "search_space": space, "study_name": "bad-space"}
+    dagrun = load_dag("object_detection_tuning").test(run_conf=conf)
+    tis = {t.task_id: t for t in dagrun.get_task_instances()}
+    assert str(dagrun.state) == "failed"
+    assert str(tis["start_study"].state) == "failed" and tis["start_study"].try_number == 1
+    assert str(tis["validate"].state) == "upstream_failed"
+    assert str(tis["select_best"].state) == "upstream_failed"
+    assert not (dag_env.home / "tuning" / "studies.db").exists()
