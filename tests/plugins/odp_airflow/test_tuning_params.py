@@ -4,7 +4,6 @@ hyperparameters SageMaker tunes for Object Detection."""
 from __future__ import annotations
 
 from odp_airflow.params import DEFAULT_SEARCH_SPACE, tuning_params
-
 from pipeline_lib.tuning.config import parse_config
 
 
