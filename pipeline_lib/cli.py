@@ -154,7 +154,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .training.contract import MLPaths
     from .training.local_job import base_hyperparameters, derive, run_job
     from .tuning.config import load_config
-    from .tuning.job import TuneSettings, run_sequential
+    from .tuning.job import TuneSettings, TuningInterrupted, run_sequential
     from .tuning.study import PrunerSpec, default_storage
 
     root = Path(args.ml_root).resolve()
@@ -191,7 +191,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         paths = derive(base, f"trial-{plan.number}", plan.hyperparameters)
         return run_job(paths, {**plan.env, **env})
 
-    summary = run_sequential(config, settings, launch, base.output / "tuning", print)
+    try:
+        summary = run_sequential(config, settings, launch, base.output / "tuning", print)
+    except TuningInterrupted as exc:
+        raise CliError(str(exc), EXIT_INTERRUPTED) from None
     best = summary["best"]
     if best is not None:
         best_model = base.root / "tuning" / f"trial-{best['number']}" / "model"

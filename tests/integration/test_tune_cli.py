@@ -103,3 +103,44 @@ def test_tune_runs_trials_and_resumes_the_same_study(training_data, tmp_path, od
     assert sorted(r.data.tags[STATE_TAG] for r in children) == sorted(
         t.state.name.lower() for t in trials
     )
+
+
+def test_a_trial_stopped_mid_training_is_resumed_from_its_checkpoint(
+    training_data, tmp_path, odp_home
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from process_tree import REPO, children
+
+    ml = layout(tmp_path / "ml", training_data, epochs=3).root
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE["HyperParameterTuningJobConfig"]["ParameterRanges"]))
+    cmd = [sys.executable, "-m", "pipeline_lib.cli", "tune", "--ml-root", str(ml)]
+    cmd += ["--space", str(space), "--trials", "1", "--study", "stopped", "--no-mlflow"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")])}
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+    state = ml / "tuning" / "trial-0" / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), log.read_text()[-3000:]
+    (train,) = children(proc.pid)
+    os.kill(train, signal.SIGTERM)  # the trial's training job, as a pod eviction would
+    assert proc.wait(timeout=300) == 130
+    assert "trial 0 was stopped; run the same command again to resume it" in log.read_text()
+    storage = f"sqlite:///{odp_home.home / 'tuning' / 'studies.db'}"
+    (trial,) = optuna.load_study(study_name="stopped", storage=storage).trials
+    assert trial.state.name == "RUNNING"
+
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)  # noqa: S603
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
+    assert "resuming trial 0" in second.stdout
+    assert "resuming from checkpoint after epoch" in second.stdout
+    (trial,) = optuna.load_study(study_name="stopped", storage=storage).trials
+    assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [0, 1, 2]
