@@ -148,6 +148,80 @@ def cmd_train(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import hashlib
+    import shutil
+
+    from .training.contract import MLPaths
+    from .training.local_job import base_hyperparameters, derive, run_job
+    from .tuning.config import load_config
+    from .tuning.job import TuneSettings, TuningInterrupted, run_sequential
+    from .tuning.study import PrunerSpec, default_storage
+
+    root = Path(args.ml_root).resolve()
+    if not root.is_dir():
+        raise CliError(f"--ml-root {args.ml_root}: not a folder", EXIT_USAGE)
+    if not Path(args.space).is_file():
+        raise CliError(f"--space {args.space}: no such file", EXIT_USAGE)
+    base = MLPaths(root)
+    config = load_config(args.space)  # the whole space is checked before any trial
+    hyper = {**base_hyperparameters(base), **config.static}
+    trials = args.trials or config.max_trials
+    if not trials or trials < 1:
+        raise CliError("--trials: expected an integer >= 1 (or MaxNumberOfTrainingJobs)", 2)
+    if args.prune_startup_trials < 0 or args.prune_warmup_epochs < 0:
+        raise CliError("--prune-startup-trials / --prune-warmup-epochs: expected >= 0", 2)
+    pruner = PrunerSpec(
+        kind=args.pruner or config.pruner or "median",
+        startup_trials=args.prune_startup_trials,
+        warmup_epochs=args.prune_warmup_epochs,
+        max_epochs=int(hyper.get("epochs", "30")),
+    )
+    study = args.study or f"tune-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"  # noqa: S324  a name, not security
+    settings = TuneSettings(
+        study=study,
+        storage_url=args.storage or default_storage(),
+        n_trials=trials,
+        sampler=args.sampler or config.sampler or "tpe",
+        pruner=pruner,
+        seed=args.seed,
+        mlflow=args.mlflow,
+    )
+
+    def launch(plan, env):
+        paths = derive(base, f"trial-{plan.number}", plan.hyperparameters)
+        return run_job(paths, {**plan.env, **env})
+
+    try:
+        summary = run_sequential(config, settings, launch, base.output / "tuning", print)
+    except TuningInterrupted as exc:
+        raise CliError(str(exc), EXIT_INTERRUPTED) from None
+    best = summary["best"]
+    if best is not None:
+        best_model = base.root / "tuning" / f"trial-{best['number']}" / "model"
+        shutil.copytree(best_model, base.model, dirs_exist_ok=True)
+        summary["model_dir"] = str(base.model)
+    (base.output / "tuning.json").write_text(json.dumps(summary, indent=1, default=str))
+    if args.json:
+        _print_json(summary)
+    else:
+        print(_tuning_lines(summary))
+    return 0 if best is not None else EXIT_BAD_INPUT
+
+
+def _tuning_lines(summary: dict) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items() if n)
+    lines = [f"study {summary['study']}: {counts}; {summary['epochs']} epochs trained"]
+    best = summary["best"]
+    if best is None:
+        lines.append("no trial completed: no model")
+    else:
+        hp = ", ".join(f"{k}={v}" for k, v in best["hyperparameters"].items())
+        lines.append(f"best: trial {best['number']}, validation mAP {best['value']:.4f} ({hp})")
+        lines.append(f"model: {summary['model_dir']}")
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_model
 
@@ -314,6 +388,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="incremental training: accept a seed model with another class map",
     )
+
+    p = add("tune", cmd_tune, "tune hyperparameters on validation:mAP (SageMaker ParameterRanges)")
+    p.add_argument("--ml-root", required=True, help="an /opt/ml layout: channels + base config")
+    p.add_argument(
+        "--space",
+        required=True,
+        help="ParameterRanges JSON, or a SageMaker HyperParameterTuningJobConfig / "
+        "CreateHyperParameterTuningJob request",
+    )
+    p.add_argument("--trials", type=int, help="trials in the study in all (resuming counts them)")
+    p.add_argument("--study", help="study name (default: from the ML root); same name resumes")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study DB (default: SQLite in ODP_HOME)")
+    p.add_argument("--sampler", choices=["tpe", "random"], help="default: tpe (Bayesian)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: median")
+    p.add_argument(
+        "--prune-startup-trials", type=int, default=2, help="median: trials before pruning"
+    )
+    p.add_argument("--prune-warmup-epochs", type=int, default=1, help="median: epochs never pruned")
+    p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="no MLflow runs")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
     for name, fn, help_ in (
         ("evaluate", cmd_evaluate, "evaluate a model.tar.gz on a dataset"),

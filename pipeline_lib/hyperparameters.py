@@ -226,6 +226,8 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "lr_warmup_epochs": _int("lr_warmup_epochs", 0),
 }
 REQUIRED = ("num_classes", "num_training_samples")
+#: Every hyperparameter name training accepts.
+NAMES: tuple[str, ...] = tuple(_CONVERTERS)
 
 
 def parse(raw: Mapping[str, object]) -> Hyperparameters:

@@ -100,6 +100,9 @@ class FitInputs:
     stop_check: Callable[[], str | None] | None = None  # default: ``stopper``
     # Several hosts: the chief's validation mAP on every host (they must stop together).
     agree: Callable[[float], float] = _own_value
+    # Called after every epoch with (epoch, validation mAP), once the epoch's checkpoints are
+    # saved; a returned reason ends training as ``pruned`` (a tuning trial's pruner).
+    after_epoch: Callable[[int, float], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.stop_check is None:
@@ -108,8 +111,9 @@ class FitInputs:
 
 @dataclass
 class FitResult:
-    """How ``fit`` ended: ``completed``, ``early_stopped``, ``max_runtime_reached`` or
-    ``interrupted`` (a signal: the resume point was saved), and the loop state then."""
+    """How ``fit`` ended: ``completed``, ``early_stopped``, ``pruned`` (``after_epoch`` said
+    so), ``max_runtime_reached`` or ``interrupted`` (a signal: the resume point was saved),
+    and the loop state then."""
 
     status: str
     state: LoopState
@@ -151,8 +155,9 @@ def fit(inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = F
         _measure_seed(inputs, state)
     try:
         for epoch in range(start_epoch, config.epochs):
-            if _train_and_validate(inputs, config, state, epoch):
-                return FitResult("early_stopped", state)
+            ended = _train_and_validate(inputs, config, state, epoch)
+            if ended:
+                return ended
             reason = inputs.stop_check()
             if reason:
                 raise StopRequested(reason)
@@ -171,8 +176,11 @@ def _measure_seed(inputs: FitInputs, state: LoopState) -> None:
     inputs.checkpointer.save_best(inputs.net)
 
 
-def _train_and_validate(inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int) -> bool:
-    """One epoch: train, validate, log, checkpoint. True when early stopping ends the run."""
+def _train_and_validate(
+    inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int
+) -> FitResult | None:
+    """One epoch: train, validate, log, checkpoint; the result when the run ends here
+    (early stopping, or pruned by ``after_epoch``)."""
     lr = config.learning_rate_at(epoch)
     inputs.trainer.set_learning_rate(lr)
     stats = train_one_epoch(inputs, epoch, config.log_interval)
@@ -193,7 +201,12 @@ def _train_and_validate(inputs: FitInputs, config: FitConfig, state: LoopState, 
     state.epoch, state.learning_rate = epoch, lr
     inputs.checkpointer.save(inputs.net, inputs.trainer, state)
     log.progress(epoch + 1, config.epochs)
-    return _stops_early(config, state, epoch, log)
+    if inputs.after_epoch is not None:
+        reason = inputs.after_epoch(epoch, val_map)
+        if reason:
+            log.info(f"stopping: {reason}; the best model so far is kept")
+            return FitResult("pruned", state, reason)
+    return FitResult("early_stopped", state) if _stops_early(config, state, epoch, log) else None
 
 
 def _track_best(

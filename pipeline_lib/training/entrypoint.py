@@ -315,6 +315,7 @@ class _Training:
     def _fit_inputs(self, setup: _Setup, data: _Data, net) -> tuple[FitInputs, Any]:
         """Trainer, checkpointer (resuming from it), loaders and stop checks for ``fit``;
         and the loop state to start from."""
+        from ..tuning.report import TrialReporter
         from .engine import FitInputs
         from .optimizer import make_trainer
 
@@ -336,6 +337,7 @@ class _Training:
         )
         if cluster:  # every host follows the chief's mAP (early stopping)
             inputs.agree = cluster.chief_value
+        inputs.after_epoch = TrialReporter.from_env(setup.log.info)  # a tuning trial's pruner
         return inputs, state
 
     def _resume(self, setup: _Setup, net, trainer) -> tuple[Any, Any]:

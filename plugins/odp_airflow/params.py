@@ -105,6 +105,78 @@ def registry_params() -> dict[str, Param]:
     }
 
 
+#: The tuning DAG's default space: SageMaker's tunable hyperparameters of Object Detection.
+DEFAULT_SEARCH_SPACE = {
+    "ContinuousParameterRanges": [
+        {
+            "Name": "learning_rate",
+            "MinValue": "0.0001",
+            "MaxValue": "0.01",
+            "ScalingType": "Logarithmic",
+        },
+        {
+            "Name": "momentum",
+            "MinValue": "0.8",
+            "MaxValue": "0.99",
+            "ScalingType": "ReverseLogarithmic",
+        },
+        {
+            "Name": "weight_decay",
+            "MinValue": "0.00001",
+            "MaxValue": "0.001",
+            "ScalingType": "Logarithmic",
+        },
+    ],
+    "IntegerParameterRanges": [
+        {"Name": "mini_batch_size", "MinValue": "8", "MaxValue": "32", "ScalingType": "Auto"}
+    ],
+    "CategoricalParameterRanges": [{"Name": "optimizer", "Values": ["sgd", "adam", "rmsprop"]}],
+}
+
+
+def tuning_params() -> dict[str, Param]:
+    """The search: space, budget, sampler, pruner, and which study to continue."""
+    return {
+        "search_space": Param(
+            DEFAULT_SEARCH_SPACE,
+            type="object",
+            title="Search space",
+            description="SageMaker ParameterRanges (or a whole HyperParameterTuningJobConfig "
+            "or CreateHyperParameterTuningJob request); objective validation:mAP.",
+        ),
+        "max_trials": Param(8, type="integer", minimum=1, maximum=500, title="Trials"),
+        "sampler": Param(
+            "tpe",
+            type="string",
+            enum=["tpe", "random"],
+            title="Search strategy",
+            description="tpe: Bayesian (TPE), later trials learn from earlier ones; random.",
+        ),
+        "pruner": Param(
+            "median",
+            type="string",
+            enum=["median", "hyperband", "none"],
+            title="Early stopping of bad trials",
+            description="Stop a trial whose per-epoch validation mAP falls behind the others.",
+        ),
+        "prune_startup_trials": Param(
+            2, type="integer", minimum=0, title="Median: trials finished before pruning"
+        ),
+        "prune_warmup_epochs": Param(
+            1, type="integer", minimum=0, title="Median: epochs every trial runs"
+        ),
+        "study_name": Param(
+            "",
+            type="string",
+            pattern="^[A-Za-z0-9_.=-]*$",
+            title="Study to continue",
+            description="Empty: a new study for this run. A name: continue that study "
+            "(its finished trials count towards Trials).",
+        ),
+        "tuning_seed": Param(None, type=["null", "integer"], title="Sampler seed"),
+    }
+
+
 def training_params() -> dict[str, Param]:
     """Every Param of the training DAG's trigger form, section by section."""
     return {

@@ -159,22 +159,11 @@ def _train_in(
 ) -> dict[str, Any]:
     from pipeline_lib import storage
     from pipeline_lib.artifact import package
-    from pipeline_lib.training.contract import prepare_ml_root
-
-    from .subprocesses import run_logged
 
     hyper = training_hyperparameters(inputs, validation, converted)
     task_uri = storage.join(inputs["run_root"], "train")
-    with (
-        storage.local_dir(converted["channels"]["train"]) as train_dir,
-        storage.local_dir(converted["channels"]["validation"]) as val_dir,
-    ):
-        paths = prepare_ml_root(
-            ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
-        )
-        cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)]
-        live = _live_mlflow_env(inputs)
-        code = run_logged(cmd, env={**os.environ, **live})
+    live = _live_mlflow_env(inputs)
+    code, paths = run_odp_train(ml_root, hyper, converted, live)
     if code != 0:
         failure = paths.output / "failure"
         reason = failure.read_text().strip() if failure.exists() else "no failure file written"
@@ -189,6 +178,27 @@ def _train_in(
 
         result["mlflow_url"] = run_url(live["ODP_MLFLOW_RUN_ID"])
     return result
+
+
+def run_odp_train(
+    ml_root: Path, hyper: dict[str, str], converted: dict[str, Any], env: dict[str, str]
+) -> tuple[int, Any]:
+    """``odp train`` as a logged subprocess on the converted RecordIO channels, with ``env``
+    added to ours; its exit code and container layout (``MLPaths``)."""
+    from pipeline_lib import storage
+    from pipeline_lib.training.contract import prepare_ml_root
+
+    from .subprocesses import run_logged
+
+    with (
+        storage.local_dir(converted["channels"]["train"]) as train_dir,
+        storage.local_dir(converted["channels"]["validation"]) as val_dir,
+    ):
+        paths = prepare_ml_root(
+            ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
+        )
+        cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)]
+        return run_logged(cmd, env={**os.environ, **env}), paths
 
 
 def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:

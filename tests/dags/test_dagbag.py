@@ -18,7 +18,7 @@ from odp_airflow.local.config import render_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAGS = REPO_ROOT / "dags"
-HEAVY_MODULES = ("mxnet", "gluoncv", "mlflow", "cv2", "great_expectations")
+HEAVY_MODULES = ("mxnet", "gluoncv", "mlflow", "cv2", "great_expectations", "optuna")
 MAIN_DAG = "object_detection_training"
 
 _PARSE_SCRIPT = r"""

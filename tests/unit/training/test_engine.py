@@ -218,3 +218,20 @@ def test_every_augmentation_gives_ssd_targets(augmentation):
     assert x.shape == (3, 300, 300)
     assert cls_t.shape == (anchors.shape[1],) and box_t.shape == (anchors.shape[1], 4)
     assert (cls_t.asnumpy() == 2).sum() >= 1  # class 1 is target 2 (0 is background)
+
+
+def test_after_epoch_hook_prunes_keeping_the_best_model(monkeypatch):
+    inputs = _inputs(monkeypatch, [0.4, 0.3, 0.9])
+    seen = []
+
+    def hook(epoch, value):
+        seen.append((epoch, value))
+        return "behind the other trials" if epoch == 1 else None
+
+    inputs.after_epoch = hook
+    result = fit(inputs, FitConfig(epochs=3, learning_rate=0.1), LoopState())
+    assert result.status == "pruned" and result.stop_reason == "behind the other trials"
+    assert seen == [(0, 0.4), (1, 0.3)]  # called after each epoch, never again once pruned
+    assert (result.state.best_map, result.state.best_epoch) == (0.4, 0)
+    assert inputs.checkpointer.saved == [0, 1] and inputs.checkpointer.best == 1
+    assert "stopping: behind the other trials; the best model so far is kept" in inputs.log.lines

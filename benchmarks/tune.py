@@ -1,0 +1,225 @@
+"""Tuning on the same epoch budget: random search vs TPE with pruning vs SageMaker's defaults.
+
+    .venv/bin/python benchmarks/tune.py                    # 400 images, 12 trials x 6 epochs
+    .venv/bin/python benchmarks/tune.py --images 60 --trials 2 --epochs 2   # smoke run
+
+On one `odp synth` dataset (default 400 images: 300 train / 100 validation) and the same
+total budget of training epochs (trials x epochs):
+
+  (a) random search, no pruning: every trial trains all its epochs;
+  (b) TPE with the median pruner: bad trials stop early;
+  (c) SageMaker's default hyperparameters, one run of trials x epochs epochs.
+
+Every trial is a real `odp train` process on the /opt/ml contract, reporting each epoch's
+validation mAP to the study (the same code as `odp tune`). Prints, side by side, the best
+validation mAP each reached, the epochs each spent, and the epochs (b) needed to reach (a)'s
+best. The issue's goal: (b) reaches (a)'s best with at most half of (a)'s epochs, and beats (c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline_lib.synthetic import SynthConfig, generate  # noqa: E402
+from pipeline_lib.training.contract import MLPaths, prepare_ml_root  # noqa: E402
+from pipeline_lib.training.local_job import derive, run_job  # noqa: E402
+from pipeline_lib.tuning.config import parse_config  # noqa: E402
+from pipeline_lib.tuning.job import TuneSettings, run_sequential  # noqa: E402
+from pipeline_lib.tuning.study import PrunerSpec  # noqa: E402
+
+CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
+# SageMaker's five tunables of Object Detection, in ranges a user would start from.
+SPACE = {
+    "ContinuousParameterRanges": [
+        {
+            "Name": "learning_rate",
+            "MinValue": "0.00001",
+            "MaxValue": "0.01",
+            "ScalingType": "Logarithmic",
+        },
+        {
+            "Name": "momentum",
+            "MinValue": "0.5",
+            "MaxValue": "0.99",
+            "ScalingType": "ReverseLogarithmic",
+        },
+        {
+            "Name": "weight_decay",
+            "MinValue": "0.00001",
+            "MaxValue": "0.001",
+            "ScalingType": "Logarithmic",
+        },
+    ],
+    "IntegerParameterRanges": [{"Name": "mini_batch_size", "MinValue": "8", "MaxValue": "32"}],
+    "CategoricalParameterRanges": [
+        {"Name": "optimizer", "Values": ["sgd", "adam", "rmsprop", "adadelta"]}
+    ],
+}
+
+
+def epochs_to_reach(trials: list[dict], target: float) -> int | None:
+    """Epochs spent, trial after trial, until some trial's mAP first reached ``target``."""
+    spent = 0
+    for t in sorted(trials, key=lambda t: t["number"]):
+        for _epoch, value in sorted(t["mAP_by_epoch"].items()):
+            spent += 1
+            if value >= target - 1e-12:
+                return spent
+    return None
+
+
+def search(name: str, base: MLPaths, work: Path, args, sampler: str, pruner: PrunerSpec) -> dict:
+    config = parse_config(SPACE, "benchmark space")
+    settings = TuneSettings(
+        study=name,
+        storage_url=f"sqlite:///{work / 'studies.db'}",
+        n_trials=args.trials,
+        sampler=sampler,
+        pruner=pruner,
+        seed=args.seed,
+        mlflow=False,
+    )
+    log_path = work / f"{name}.log"
+
+    def launch(plan, env):
+        paths = derive(base, f"{name}-{plan.number}", plan.hyperparameters)
+        with open(log_path, "a") as log:
+            return run_job(paths, {**plan.env, **env}, output=log)
+
+    start = time.perf_counter()
+    summary = run_sequential(
+        config, settings, launch, work / name, lambda m: print(f"  [{name}] {m}", flush=True)
+    )
+    seconds = time.perf_counter() - start
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=settings.storage_url)
+    trials = [
+        {"number": t.number, "state": t.state.name, "mAP_by_epoch": dict(t.intermediate_values)}
+        for t in study.trials
+    ]
+    best = max((v for t in trials for v in t["mAP_by_epoch"].values()), default=0.0)
+    return {
+        "name": name,
+        "best": best,
+        "epochs": summary["epochs"],
+        "seconds": seconds,
+        "counts": summary["counts"],
+        "trials": trials,
+    }
+
+
+def defaults_run(base: MLPaths, work: Path, budget: int) -> dict:
+    paths = derive(base, "sagemaker-defaults", {"epochs": str(budget)})
+    start = time.perf_counter()
+    with open(work / "defaults.log", "w") as log:
+        outcome = run_job(paths, {}, output=log)
+    metrics = outcome.metrics or {}
+    by_epoch = {r["epoch"]: r["validation_mAP"] for r in metrics.get("epochs", [])}
+    return {
+        "name": "defaults",
+        "best": metrics.get("validation:mAP", 0.0),
+        "epochs": len(by_epoch),
+        "seconds": time.perf_counter() - start,
+        "rc": outcome.exit_code,
+        "trials": [{"number": 0, "mAP_by_epoch": by_epoch}],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400, help="total (75%% train)")
+    parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of one trial")
+    parser.add_argument("--network", default="mobilenet-0.25")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="odp-bench-tune-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ODP_HOME", str(work / "home"))
+    dataset = work / "dataset"
+    if not (dataset / "train").is_dir():
+        generate(
+            dataset,
+            SynthConfig(
+                images=args.images, classes=args.classes, seed=args.seed, val_fraction=0.25
+            ),
+        )
+    n_train = len(list((dataset / "train_annotation").glob("*.json")))
+    n_val = len(list((dataset / "validation_annotation").glob("*.json")))
+    # SageMaker's defaults for everything the searches do not tune.
+    base = prepare_ml_root(
+        work / "ml",
+        {c: dataset / c for c in CHANNELS},
+        {
+            "num_classes": args.classes,
+            "num_training_samples": n_train,
+            "base_network": args.network,
+            "use_pretrained_model": 0,
+            "epochs": args.epochs,
+            "image_shape": 300,
+            "seed": args.seed,
+        },
+    )
+    budget = args.trials * args.epochs
+    print(
+        f"dataset: {n_train} train / {n_val} validation images; budget {budget} epochs "
+        f"({args.trials} trials x {args.epochs}); {args.network}; work folder {work}",
+        flush=True,
+    )
+
+    a = search("random", base, work, args, "random", PrunerSpec("none"))
+    b = search(
+        "tpe-pruned",
+        base,
+        work,
+        args,
+        "tpe",
+        PrunerSpec("median", startup_trials=2, warmup_epochs=1, max_epochs=args.epochs),
+    )
+    c = defaults_run(base, work, budget)
+    reach = epochs_to_reach(b["trials"], a["best"])
+
+    print()
+    print(f"{'':22}{'(a) random':>14}{'(b) TPE+prune':>16}{'(c) defaults':>14}")
+    print(f"{'best validation mAP':22}{a['best']:>14.4f}{b['best']:>16.4f}{c['best']:>14.4f}")
+    print(f"{'epochs spent':22}{a['epochs']:>14}{b['epochs']:>16}{c['epochs']:>14}")
+    print(f"{'wall seconds':22}{a['seconds']:>14.0f}{b['seconds']:>16.0f}{c['seconds']:>14.0f}")
+    print(f"{'trials pruned':22}{a['counts']['pruned']:>14}{b['counts']['pruned']:>16}{'-':>14}")
+    print(f"{'trials failed':22}{a['counts']['fail']:>14}{b['counts']['fail']:>16}{'-':>14}")
+    print()
+    if reach is None:
+        print(f"(b) never reached (a)'s best mAP {a['best']:.4f}")
+    else:
+        print(
+            f"(b) reached (a)'s best mAP {a['best']:.4f} after {reach} epochs = "
+            f"{reach / max(1, a['epochs']):.2f} of (a)'s {a['epochs']} (goal: <= 0.50)"
+        )
+    print(
+        f"(b) vs (c): {b['best']:.4f} vs {c['best']:.4f} ({'beats' if b['best'] > c['best'] else 'does not beat'} the defaults)"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"random": a, "tpe_pruned": b, "defaults": c, "b_epochs_to_a_best": reach},
+                indent=1,
+                default=str,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

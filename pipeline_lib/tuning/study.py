@@ -1,0 +1,156 @@
+"""The study: where trials are kept (a real database), how the next ones are chosen (sampler)
+and when a running one is stopped (pruner).
+
+The study lives in an SQLAlchemy database: SQLite under ``$ODP_HOME/tuning`` by default, any
+URL (``postgresql://...``) in production, so trials on other workers or pods share it. The
+pruner's settings and the search space are kept in the study itself (user attributes): a
+training job anywhere rebuilds the same pruner from the storage URL and the study name
+alone, and resuming a study with another space is refused instead of mixing two searches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..settings import load_settings
+from .space import SearchSpace, SpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+PRUNER_ATTR = "odp.pruner"
+SPACE_ATTR = "odp.space"
+STATIC_ATTR = "odp.static_hyperparameters"
+STORAGE_ENV = "ODP_TUNING_DB"
+SQLITE_TIMEOUT_S = 60  # trials of several processes write to one SQLite file
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    """Which pruner and its knobs; steps are epochs (0-based, as training logs them)."""
+
+    kind: str = "median"  # one of PRUNERS
+    startup_trials: int = 2  # median: trials finished before any is pruned
+    warmup_epochs: int = 1  # median: epochs a trial always runs
+    min_epochs: int = 1  # hyperband: the smallest budget
+    max_epochs: int | None = None  # hyperband: the full budget (the trials' epochs)
+    reduction_factor: int = 3  # hyperband
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRUNERS:
+            raise SpaceError("pruner", f"{self.kind!r}: expected one of {', '.join(PRUNERS)}")
+
+    def build(self) -> optuna.pruners.BasePruner:
+        """The Optuna pruner this spec describes."""
+        import optuna
+
+        if self.kind == "median":
+            return optuna.pruners.MedianPruner(
+                n_startup_trials=self.startup_trials, n_warmup_steps=self.warmup_epochs
+            )
+        if self.kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(
+                min_resource=self.min_epochs,
+                max_resource=self.max_epochs or "auto",
+                reduction_factor=self.reduction_factor,
+            )
+        return optuna.pruners.NopPruner()
+
+    @classmethod
+    def from_json(cls, text: str) -> PrunerSpec:
+        return cls(**json.loads(text))
+
+
+def default_storage() -> str:
+    """``$ODP_TUNING_DB`` (e.g. ``postgresql://...``, shared by every worker and pod), else
+    ``sqlite:///$ODP_HOME/tuning/studies.db`` (the folder is created)."""
+    if url := os.environ.get(STORAGE_ENV):
+        return url
+    folder = load_settings().home / "tuning"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'studies.db'}"
+
+
+def storage(url: str | None = None) -> optuna.storages.RDBStorage:
+    """The RDB storage at ``url`` (default: :func:`default_storage`)."""
+    import optuna
+
+    url = url or default_storage()
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        kwargs["pool_pre_ping"] = True
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def make_sampler(kind: str, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """TPE (the default) or random search."""
+    import optuna
+
+    if kind == "tpe":
+        # Few trials: start modelling after 3 random ones rather than TPE's default 10.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=3)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SpaceError("sampler", f"{kind!r}: expected one of {', '.join(SAMPLERS)}")
+
+
+def open_study(
+    name: str,
+    space: SearchSpace,
+    static: dict[str, str],
+    *,
+    storage_url: str | None = None,
+    sampler: str = "tpe",
+    pruner: PrunerSpec | None = None,
+    seed: int | None = None,
+) -> optuna.Study:
+    """Create the study, or load it to resume; a resumed study must have the same space,
+    static hyperparameters and pruner."""
+    import optuna
+
+    pruner = pruner or PrunerSpec()
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage(storage_url),
+        sampler=make_sampler(sampler, seed),
+        pruner=pruner.build(),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    if seed is not None:
+        # Every process opening the study (a trial task, a resumed job) must not replay the
+        # same random draws: the seed moves on with the trials already in the study.
+        study.sampler = make_sampler(sampler, seed + len(study.get_trials(deepcopy=False)))
+    wanted = {
+        SPACE_ATTR: space.to_json(),
+        STATIC_ATTR: static,
+        PRUNER_ATTR: json.dumps(asdict(pruner), sort_keys=True),
+    }
+    attrs = study.user_attrs
+    for key, value in wanted.items():
+        if key not in attrs:
+            study.set_user_attr(key, value)
+        elif attrs[key] != value:
+            raise SpaceError(
+                f"study {name!r}",
+                f"it was started with another {key.removeprefix('odp.').replace('_', ' ')} "
+                f"({json.dumps(attrs[key])[:300]}); resume it with the same settings or "
+                "name a new study",
+            )
+    return study
+
+
+def load_for_reporting(name: str, rdb: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study as a training job sees it: with the pruner the study was created with."""
+    import optuna
+
+    spec = optuna.load_study(study_name=name, storage=rdb).user_attrs.get(PRUNER_ATTR)
+    pruner = PrunerSpec.from_json(spec).build() if spec else optuna.pruners.NopPruner()
+    return optuna.load_study(study_name=name, storage=rdb, pruner=pruner)
