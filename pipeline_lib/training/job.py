@@ -91,7 +91,9 @@ def run_job(job_uri: str, ml_root: str | Path, host: str) -> int:
     chief = host == spec.hosts[0]
     ml_root = Path(ml_root)
     with contextlib.ExitStack() as stack:
-        local = {c: str(stack.enter_context(storage.local_dir(u))) for c, u in spec.channels.items()}
+        local = {
+            c: str(stack.enter_context(storage.local_dir(u))) for c, u in spec.channels.items()
+        }
         paths = prepare_ml_root(
             ml_root,
             local,

@@ -162,9 +162,7 @@ def pod_template(settings: KubernetesSettings, plan: PodPlan, host: str) -> dict
         ],
     }
     if settings.env_from_secret:  # S3 credentials, when the cluster has them as a Secret
-        container["envFrom"] = [
-            {"secretRef": {"name": settings.env_from_secret, "optional": True}}
-        ]
+        container["envFrom"] = [{"secretRef": {"name": settings.env_from_secret, "optional": True}}]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
