@@ -156,7 +156,7 @@ def pod_template(settings: KubernetesSettings, plan: PodPlan, host: str) -> dict
         # termination message, which the operator puts in the task's error.
         "terminationMessagePath": f"{ML_ROOT}/output/failure",
         "volumeMounts": [
-            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108  a pod volume
             {"name": "ml", "mountPath": ML_ROOT},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  a pod volume, not a host path
         ],

@@ -47,7 +47,7 @@ class KubernetesSettings:
     tolerations: tuple[dict[str, Any], ...] = ()
     priority_class: str | None = None
     run_as_user: int = 1000
-    env_from_secret: str | None = "odp-s3"
+    env_from_secret: str | None = "odp-s3"  # noqa: S105  a Secret name, not a secret
     startup_timeout_seconds: int = 600
     schedule_timeout_seconds: int = 900
     termination_grace_seconds: int = 150
