@@ -90,6 +90,7 @@ def run_job(job_uri: str, ml_root: str | Path, host: str) -> int:
         raise ValueError(f"{job_uri}: host {host!r} is not among hosts {spec.hosts}")
     chief = host == spec.hosts[0]
     ml_root = Path(ml_root)
+    _clear_failure(spec.output_uri, host)
     with contextlib.ExitStack() as stack:
         local = {
             c: str(stack.enter_context(storage.local_dir(u))) for c, u in spec.channels.items()
@@ -143,6 +144,13 @@ def _save_checkpoints(output_uri: str, paths: MLPaths) -> None:
     if paths.checkpoints.is_dir() and any(paths.checkpoints.iterdir()):
         with contextlib.suppress(OSError):  # the job's own outcome matters more
             storage.upload_dir(paths.checkpoints, storage.join(output_uri, CHECKPOINTS))
+
+
+def _clear_failure(output_uri: str, host: str) -> None:
+    """A previous try's reason must not be read as this try's."""
+    uri = storage.join(output_uri, "failure", host)
+    if not storage.is_s3(uri):
+        Path(uri).unlink(missing_ok=True)
 
 
 def _publish_failure(output_uri: str, paths: MLPaths, host: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import get_current_context, setup, task, teardown
+from airflow.sdk import get_current_context, task
 
 from .failure import TIMEOUTS, stage
 from .kubernetes.operator import TrainingPodOperator
@@ -52,7 +52,8 @@ def train_plan(inputs: dict, validation: dict, converted: dict) -> list[dict]:
     return stage(stages.plan_training)(inputs, validation, converted)
 
 
-@setup
+# Setup and teardown by ``as_teardown(setups=...)`` in training_chain, not by the @setup and
+# @teardown decorators: those keep state in the module-level task and fail a second parse.
 @task(execution_timeout=TIMEOUTS["register"])
 def train_service(inputs: dict) -> str | None:
     """The headless Service that gives the pods of a multi-host run their DNS names."""
@@ -61,7 +62,6 @@ def train_service(inputs: dict) -> str | None:
     return stage(stages.setup_service)(inputs)
 
 
-@teardown
 @task(execution_timeout=TIMEOUTS["register"])
 def train_service_delete(inputs: dict) -> bool:
     """Deletes the run's headless Service, also when training failed."""

@@ -16,22 +16,44 @@ from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import (
     PodLaunchFailedException,
 )
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class TrainingPodOperator(KubernetesPodOperator):
     """A training pod (built by :func:`odp_airflow.kubernetes.pods.pod_operator_kwargs`)."""
 
-    def __init__(self, *, job_output_uri: str, chief: bool, **kwargs: Any) -> None:
+    def __init__(self, *, job_output_uri: str, host: str, chief: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_output_uri = job_output_uri
+        self.host = host
         self.chief = chief
 
     def execute(self, context: Any) -> Any:
-        result = super().execute(context)
+        try:
+            result = super().execute(context)
+        except AirflowException as exc:
+            self._raise_job_failure(exc)
         if not self.deferrable:
             self._check_completion()
         return result
+
+    def _raise_job_failure(self, exc: AirflowException) -> None:
+        """The pod failed: the task's error is the job's own reason (``output/failure``,
+        published under the run root); SageMaker's ``ClientError`` is not retried."""
+        if isinstance(exc, PodLaunchFailedException):
+            raise exc
+        from pipeline_lib import storage
+
+        uri = storage.join(self.job_output_uri, "failure", self.host)
+        try:
+            reason = storage.read_bytes(uri).decode(errors="replace").strip()
+        except (OSError, ValueError):
+            reason = ""
+        if not reason:
+            raise exc
+        if reason.startswith("ClientError"):
+            raise AirflowFailException(f"odp train failed on {self.host}: {reason}") from None
+        raise AirflowException(f"odp train failed on {self.host}: {reason}") from None
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         result = super().trigger_reentry(context, event)

@@ -124,6 +124,7 @@ def pod_operator_kwargs(settings: KubernetesSettings, plan: PodPlan, host: str) 
         "do_xcom_push": False,
         "termination_message_policy": "FallbackToLogsOnError",
         "pod_template_dict": pod_template(settings, plan, host),
+        "host": host,
         "chief": host == plan.hosts[0],
         "job_output_uri": plan.output_uri,
     }
