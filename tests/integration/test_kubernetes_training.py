@@ -93,7 +93,9 @@ def _train_dir(odp_home) -> Path:
 
 def _error(capfd) -> str:
     captured = capfd.readouterr()
-    return captured.out + captured.err
+    text = captured.out + captured.err
+    Path("/tmp/h13_err.txt").write_text(text)
+    return text
 
 
 def _all_pods_deleted(cluster: FakeKubernetes) -> None:

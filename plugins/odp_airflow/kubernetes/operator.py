@@ -16,6 +16,7 @@ from airflow.providers.cncf.kubernetes.kubernetes_helper_functions import (
     PodLaunchFailedException,
 )
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.utils.pod_manager import PodLaunchTimeoutException
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
@@ -40,7 +41,7 @@ class TrainingPodOperator(KubernetesPodOperator):
     def _raise_job_failure(self, exc: AirflowException) -> None:
         """The pod failed: the task's error is the job's own reason (``output/failure``,
         published under the run root); SageMaker's ``ClientError`` is not retried."""
-        if isinstance(exc, PodLaunchFailedException):
+        if isinstance(exc, PodLaunchFailedException | PodLaunchTimeoutException):
             raise exc
         from pipeline_lib import storage
 
@@ -75,9 +76,9 @@ class TrainingPodOperator(KubernetesPodOperator):
     def await_pod_start(self, pod: Any) -> None:
         try:
             super().await_pod_start(pod)
-        except PodLaunchFailedException as exc:
+        except (PodLaunchFailedException, PodLaunchTimeoutException) as exc:
             reason = pending_reason(self.pod_manager, pod)
-            raise PodLaunchFailedException(f"{exc} Reason: {reason}") from None
+            raise type(exc)(f"{exc} Reason: {reason}") from None
 
 
 def pending_reason(pod_manager: Any, pod: Any) -> str:
