@@ -171,7 +171,9 @@ class FakeKubernetes:
                     for (pns, _), p in self.pods.items()
                     if pns == ns and _selector_matches(selector, p.body["metadata"]["labels"])
                 ]
-            return self._reply(req, 200, {"kind": "PodList", "apiVersion": "v1", "items": items, "metadata": {}})
+            return self._reply(
+                req, 200, {"kind": "PodList", "apiVersion": "v1", "items": items, "metadata": {}}
+            )
         pod = self.pods.get((ns, rest[0]))
         if pod is None:
             return self._reply(req, 404, _status(404, f'pods "{rest[0]}" not found'))
@@ -181,7 +183,9 @@ class FakeKubernetes:
             return self._reply(req, 200, pod.body)
         if method == "PATCH":
             with self.lock:
-                pod.body["metadata"]["labels"].update((body or {}).get("metadata", {}).get("labels", {}))
+                pod.body["metadata"]["labels"].update(
+                    (body or {}).get("metadata", {}).get("labels", {})
+                )
             return self._reply(req, 200, pod.body)
         if method == "DELETE":
             grace = (body or {}).get("gracePeriodSeconds")
@@ -201,7 +205,9 @@ class FakeKubernetes:
                 req.wfile.flush()
                 sent = len(data)
             done = pod.deleted or pod.body["status"]["phase"] in ("Succeeded", "Failed")
-            if not follow or (done and sent >= len(pod.log.read_bytes() if pod.log.exists() else b"")):
+            if not follow or (
+                done and sent >= len(pod.log.read_bytes() if pod.log.exists() else b"")
+            ):
                 return
             time.sleep(0.2)
 
@@ -210,7 +216,12 @@ class FakeKubernetes:
         with self.lock:
             pod = self.pods.get((ns, name))
             items = list(pod.events) if pod else []
-        return {"kind": "EventList", "apiVersion": "v1", "items": items, "metadata": {"resourceVersion": "1"}}
+        return {
+            "kind": "EventList",
+            "apiVersion": "v1",
+            "items": items,
+            "metadata": {"resourceVersion": "1"},
+        }
 
     def _services(self, req, method, ns, rest, body) -> None:
         if not rest and method == "POST":
@@ -309,7 +320,10 @@ class FakeKubernetes:
             pod.body["status"].update(
                 phase="Running",
                 startTime=_now(),
-                conditions=[{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                conditions=[
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "True"},
+                ],
                 containerStatuses=[
                     {
                         "name": pod.container["name"],
@@ -335,7 +349,11 @@ class FakeKubernetes:
             file = pod.ml_root / path[len(ML) + 1 :]
             if file.is_file():
                 message = file.read_text(errors="replace")[-4096:]
-        if not message and code and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        if (
+            not message
+            and code
+            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
             message = "\n".join(pod.log.read_text(errors="replace").splitlines()[-80:])
         with self.lock:
             pod.body["status"]["phase"] = "Succeeded" if code == 0 else "Failed"

@@ -93,9 +93,7 @@ def _train_dir(odp_home) -> Path:
 
 def _error(capfd) -> str:
     captured = capfd.readouterr()
-    text = captured.out + captured.err
-    Path("/tmp/h13_err.txt").write_text(text)
-    return text
+    return captured.out + captured.err
 
 
 def _all_pods_deleted(cluster: FakeKubernetes) -> None:
@@ -155,7 +153,10 @@ def test_a_pod_that_succeeds_without_a_manifest_fails_the_task(
 @pytest.mark.parametrize(
     ("image", "reason"),
     [
-        ("odp-train:no-gpu-node", "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."),
+        (
+            "odp-train:no-gpu-node",
+            "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        ),
         ("odp-train:missing", 'ErrImagePull: failed to pull image "odp-train:missing"'),
     ],
 )
