@@ -87,7 +87,7 @@ def verify_completion(task_uri: str) -> dict:
     except ValueError as exc:
         raise CompletionError(f"{uri} is not valid JSON: {exc}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if manifest.get("version") != VERSION or not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("version") != VERSION:
         raise CompletionError(f"{uri}: expected a version {VERSION} manifest with 'files'")
     for name in FILES:
         entry = files.get(name)
