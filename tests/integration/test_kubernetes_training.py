@@ -200,3 +200,14 @@ def test_a_pod_deleted_mid_training_fails_its_try_and_the_retry_resumes(
     assert "resuming from checkpoint after epoch" in second_log
     assert (_train_dir(dag_env) / "completion.json").exists()
     _all_pods_deleted(cluster)
+
+
+def test_deferrable_mode_trains_through_the_trigger(cluster, dag_env, dataset, monkeypatch):
+    """deferrable=true: the pod is watched by the provider's trigger (async client) and the
+    task resumes in ``trigger_reentry``, which checks the completion manifest too."""
+    cluster.settings["deferrable"] = True
+    dagrun = _run(cluster, monkeypatch, dataset)
+    states = task_states(dagrun)
+    assert str(dagrun.state) == "success", states
+    assert (_train_dir(dag_env) / "completion.json").exists()
+    _all_pods_deleted(cluster)

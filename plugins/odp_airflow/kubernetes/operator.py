@@ -57,7 +57,10 @@ class TrainingPodOperator(KubernetesPodOperator):
         raise AirflowException(f"odp train failed on {self.host}: {reason}") from None
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
-        result = super().trigger_reentry(context, event)
+        try:
+            result = super().trigger_reentry(context, event)
+        except AirflowException as exc:
+            self._raise_job_failure(exc)
         self._check_completion()
         return result
 
