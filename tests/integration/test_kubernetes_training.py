@@ -170,24 +170,29 @@ def test_a_pending_pod_times_out_with_its_reason(
     _all_pods_deleted(cluster)
 
 
-def test_a_pod_deleted_mid_training_fails_its_try_and_the_retry_resumes(
-    cluster, dag_env, dataset, monkeypatch, capfd
+@pytest.mark.parametrize("stop", ["delete", "sigterm"])
+def test_a_pod_stopped_mid_training_fails_its_try_and_the_retry_resumes(
+    cluster, dag_env, dataset, monkeypatch, capfd, stop
 ):
-    """A node drain: the pod is deleted while it trains. odp train gets SIGTERM, saves a
-    checkpoint (kept under the run root), the try fails; the retry's pod resumes from it."""
+    """A node drain (the pod is deleted) or a SIGTERM from the node while the pod trains:
+    odp train saves a checkpoint (kept under the run root), the try fails (never SUCCESS);
+    the retry's pod resumes from it."""
 
-    def drain_first_pod(fake: FakeKubernetes, pod) -> None:
+    def stop_first_pod(fake: FakeKubernetes, pod) -> None:
         if pod.name != fake.created[0]:
             return
         checkpoints = pod.ml_root / "checkpoints"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and pod.proc.poll() is None:
             if checkpoints.is_dir() and any(checkpoints.iterdir()):
-                fake._delete_pod(pod.body["metadata"]["namespace"], pod, None)
+                if stop == "delete":
+                    fake._delete_pod(pod.body["metadata"]["namespace"], pod, None)
+                else:
+                    fake.kill_pod_process(pod)
                 return
             time.sleep(0.2)
 
-    cluster.on_running = drain_first_pod
+    cluster.on_running = stop_first_pod
     dagrun = _run(cluster, monkeypatch, dataset, retries=1, epochs=4)
     states = task_states(dagrun)
     assert str(dagrun.state) == "success", states
@@ -199,6 +204,8 @@ def test_a_pod_deleted_mid_training_fails_its_try_and_the_retry_resumes(
     assert "restored checkpoints from" in second_log
     assert "resuming from checkpoint after epoch" in second_log
     assert (_train_dir(dag_env) / "completion.json").exists()
+    if stop == "sigterm":  # the first try failed with the job's own reason
+        assert "odp train failed on algo-1: Training was stopped" in _error(capfd)
     _all_pods_deleted(cluster)
 
 
