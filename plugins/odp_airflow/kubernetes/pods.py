@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from .settings import KubernetesSettings
@@ -32,7 +32,7 @@ HOST_LABEL = "odp.host"
 
 @dataclass(frozen=True)
 class PodPlan:
-    """What one run's training pods need besides the cluster settings (JSON, via XCom)."""
+    """What one run's training pods need besides the cluster settings."""
 
     dag_id: str
     run_id: str
@@ -58,13 +58,6 @@ class PodPlan:
     def service_name(self) -> str | None:
         """The headless Service of a multi-host run (its DNS subdomain); None for one host."""
         return f"odp-{self.run_label}"[:63].rstrip("-") if len(self.hosts) > 1 else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "hosts": list(self.hosts)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PodPlan:
-        return cls(**{**data, "hosts": tuple(data["hosts"])})
 
 
 def active_deadline_seconds(settings: KubernetesSettings, plan: PodPlan) -> int:
