@@ -125,8 +125,9 @@ urls: venv  ## print the local URLs and the login
 	@$(PY) -m odp_airflow.local urls
 
 # ---- code quality -----------------------------------------------------------------------------
-lint: venv  ## ruff check (with bandit's S security rules) + ruff format --check + import-linter contracts
-	cd $(REPO) && ruff check . && ruff format --check . && lint-imports
+lint: venv  ## ruff check (with bandit's S security rules) + ruff format --check + import-linter contracts + hadolint
+	cd $(REPO) && ruff check . && ruff format --check . && lint-imports \
+	  && hadolint docker/Dockerfile.train docker/Dockerfile.airflow
 
 format: venv  ## apply ruff fixes and formatting
 	cd $(REPO) && ruff check --fix . && ruff format .

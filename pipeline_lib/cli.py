@@ -141,7 +141,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.entrypoint import run_training
 
-    code = run_training(args.ml_root, allow_class_change=args.allow_class_change)
+    if args.job:  # a pod's job: channels in and results out through the run root
+        from .training.job import run_job
+
+        ml_root = args.ml_root or os.environ.get("ML_ROOT", "/opt/ml")
+        code = run_job(args.job, ml_root, args.host)
+    else:
+        code = run_training(args.ml_root, allow_class_change=args.allow_class_change)
     failure = Path(args.ml_root or os.environ.get("ML_ROOT", "/opt/ml"), "output", "failure")
     if code == EXIT_BAD_INPUT and failure.is_file():  # the job's one reason, as the last line
         raise CliError(failure.read_text(errors="replace"), code)
@@ -388,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="incremental training: accept a seed model with another class map",
     )
+    p.add_argument("--job", default=None, help="job.json URI (channels, hosts, output folder)")
+    p.add_argument("--host", default="algo-1", help="with --job: this host's name (algo-N)")
 
     p = add("tune", cmd_tune, "tune hyperparameters on validation:mAP (SageMaker ParameterRanges)")
     p.add_argument("--ml-root", required=True, help="an /opt/ml layout: channels + base config")

@@ -81,8 +81,26 @@ def training_hyperparameter_params() -> dict[str, Param]:
 
 
 def compute_params() -> dict[str, Param]:
-    """Where training runs."""
-    return {}
+    """Where training runs. The cluster itself (namespace, image, GPUs per pod, ...) is the
+    deployment's Airflow connection and ``odp_kubernetes`` Variable, not a Param."""
+    return {
+        "compute": Param(
+            "local",
+            type="string",
+            enum=["local", "kubernetes"],
+            title="Training compute",
+            description="local: a subprocess on the worker (CPU); kubernetes: GPU pods "
+            "(one per host) configured by the odp_kubernetes Variable.",
+        ),
+        "instance_count": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Hosts",
+            description="Training hosts (SageMaker's InstanceCount); more than 1 needs kubernetes.",
+        ),
+    }
 
 
 def registry_params() -> dict[str, Param]:

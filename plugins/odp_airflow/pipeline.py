@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from .failure import TIMEOUTS, stage
+from .kubernetes.operator import TrainingPodOperator
 from .links import publish_mlflow_url
 
 
@@ -43,11 +44,43 @@ def convert(inputs: dict, validation: dict) -> dict:
     return stage(tasks.convert_dataset)(inputs, validation)
 
 
-@task(execution_timeout=TIMEOUTS["train"])
+@task(execution_timeout=TIMEOUTS["resolve_inputs"])
+def train_plan(inputs: dict, validation: dict, converted: dict) -> list[dict]:
+    """compute=kubernetes: the job file under the run root and every host's pod; local: none."""
+    from odp_airflow.kubernetes import stages
+
+    return stage(stages.plan_training)(inputs, validation, converted)
+
+
+# Setup and teardown by ``as_teardown(setups=...)`` in training_chain, not by the @setup and
+# @teardown decorators: those keep state in the module-level task and fail a second parse.
+@task(execution_timeout=TIMEOUTS["register"])
+def train_service(inputs: dict) -> str | None:
+    """The headless Service that gives the pods of a multi-host run their DNS names."""
+    from odp_airflow.kubernetes import stages
+
+    return stage(stages.setup_service)(inputs)
+
+
+@task(execution_timeout=TIMEOUTS["register"])
+def train_service_delete(inputs: dict) -> bool:
+    """Deletes the run's headless Service, also when training failed."""
+    from odp_airflow.kubernetes import stages
+
+    return stage(stages.teardown_service)(inputs)
+
+
+# none_failed: with compute=local the pods' mapped task is skipped (mapped over no host).
+@task(execution_timeout=TIMEOUTS["train"], trigger_rule="none_failed")
 def train(inputs: dict, validation: dict, converted: dict) -> dict:
-    """The SSD training job on the run's compute."""
+    """The SSD training job on the run's compute: local runs it here; kubernetes checks the
+    completion manifest its pods wrote."""
     from odp_airflow import tasks
 
+    if inputs.get("compute") == "kubernetes":
+        from odp_airflow.kubernetes import stages
+
+        return stage(stages.kubernetes_result)(inputs)
     return publish_mlflow_url(stage(tasks.train_local)(inputs, validation, converted))
 
 
@@ -68,10 +101,17 @@ def register(inputs: dict, trained: dict, evaluated: dict) -> dict:
 
 
 def training_chain(inputs: Any) -> Any:
-    """validate -> convert -> train -> evaluate -> register, from a ``resolve_inputs``
-    result (an XComArg); returns the ``register`` task's result."""
+    """validate -> convert -> train (pods on Kubernetes) -> evaluate -> register, from a
+    ``resolve_inputs`` result (an XComArg); returns the ``register`` task's result."""
     validation = validate(inputs)
     converted = convert(inputs, validation)
+    plan = train_plan(inputs, validation, converted)
+    service = train_service(inputs)
+    pods = TrainingPodOperator.partial(
+        task_id="train_pod", execution_timeout=TIMEOUTS["train"]
+    ).expand_kwargs(plan)
+    service >> pods >> train_service_delete(inputs).as_teardown(setups=service)
     trained = train(inputs, validation, converted)
+    pods >> trained
     evaluated = evaluate(inputs, trained)
     return register(inputs, trained, evaluated)

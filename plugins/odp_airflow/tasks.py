@@ -65,6 +65,8 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "empty_images": params.get("empty_images", "reject"),
         "promotion_margin": float(params.get("promotion_margin", 0.0)),
         "hyperparameters": hyper,
+        "compute": params.get("compute", "local"),
+        "instance_count": params.get("instance_count", 1),
     }
     log.info("run root: %s", root.uri)
     return inputs
@@ -159,9 +161,11 @@ def _train_in(
 ) -> dict[str, Any]:
     from pipeline_lib import storage
     from pipeline_lib.artifact import package
+    from pipeline_lib.training.completion import clear_completion, write_completion
 
     hyper = training_hyperparameters(inputs, validation, converted)
     task_uri = storage.join(inputs["run_root"], "train")
+    clear_completion(task_uri)
     live = _live_mlflow_env(inputs)
     code, paths = run_odp_train(ml_root, hyper, converted, live)
     if code != 0:
@@ -172,6 +176,8 @@ def _train_in(
         raise RuntimeError(f"odp train exited with {code}: {reason}")
     metrics = json.loads((paths.output / "metrics.json").read_text())
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
+    storage.upload(paths.output / "metrics.json", storage.join(task_uri, "metrics.json"))
+    write_completion(task_uri)  # last: what evaluate and register trust
     result = {"model_uri": model_uri, "hyperparameters": hyper, "training_metrics": metrics}
     if "ODP_MLFLOW_RUN_ID" in live:
         from pipeline_lib.registry import run_url
@@ -217,6 +223,17 @@ def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:
     return {"ODP_MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": resolve_tracking_uri()}
 
 
+def completed_model(inputs: dict[str, Any]) -> str:
+    """The trained model's URI, after checking the completion manifest training wrote last
+    (for either compute): a missing or mismatched manifest fails the task."""
+    from pipeline_lib import storage
+    from pipeline_lib.training.completion import verify_completion
+
+    done = verify_completion(storage.join(inputs["run_root"], "train"))
+    log.info("completion manifest verified: %s", done["model_uri"])
+    return done["model_uri"]
+
+
 def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     """VOC07 mAP@0.5 of the trained model on the validation channel, with plots.
 
@@ -226,6 +243,7 @@ def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[st
     from pipeline_lib import storage
     from pipeline_lib.evaluation.evaluate import evaluate_model
 
+    trained = {**trained, "model_uri": completed_model(inputs)}
     out = storage.join(inputs["run_root"], "evaluate")
     result = evaluate_model(trained["model_uri"], inputs["dataset_uri"], out, metric="voc07")
     log.info("validation mAP (VOC07, IoU 0.5): %.4f", result["metrics"]["mAP"])
@@ -268,6 +286,7 @@ def register_trained(
     from pipeline_lib import storage
     from pipeline_lib.registry import promote_if_better, register_model, version_url
 
+    trained = {**trained, "model_uri": completed_model(inputs)}
     metrics = {k: v for k, v in evaluated["metrics"].items() if isinstance(v, int | float)}
     with tempfile.TemporaryDirectory(prefix="odp-reg-") as tmp:
         metrics_path = Path(tmp, "metrics.json")

@@ -123,10 +123,18 @@ def test_main_dag_wiring(parsed: dict) -> None:
     """Each stage hands its result to the next; every stage reads the resolved inputs."""
     dag = parsed["dags"][MAIN_DAG]
     chain = ["resolve_inputs", "validate", "convert", "train", "evaluate", "register"]
-    assert dag["tasks"] == sorted(chain)
+    kubernetes = ["train_plan", "train_service", "train_pod", "train_service_delete"]
+    assert dag["tasks"] == sorted(chain + kubernetes)
     expected = {(a, b) for a, b in zip(chain, chain[1:], strict=False)}
     expected |= {("resolve_inputs", t) for t in chain[2:]}  # inputs go to every stage
     expected |= {("validate", "train"), ("train", "register")}  # validation summary, model
+    # compute=kubernetes: plan -> pods (mapped per host) -> train, inside a Service set-up
+    # and torn down around the pods
+    expected |= {("resolve_inputs", t) for t in ("train_plan", "train_service")}
+    expected |= {("resolve_inputs", "train_service_delete"), ("validate", "train_plan")}
+    expected |= {("convert", "train_plan"), ("train_plan", "train_pod")}
+    expected |= {("train_service", "train_pod"), ("train_service", "train_service_delete")}
+    expected |= {("train_pod", "train_service_delete"), ("train_pod", "train")}
     assert {tuple(e) for e in dag["edges"]} == expected
 
 

@@ -1,0 +1,1 @@
+"""Training on Kubernetes: cluster settings, the pod operator, the headless Service, dry run."""
