@@ -52,11 +52,11 @@ def train(inputs: dict, validation: dict, converted: dict) -> dict:
 
 
 @task(execution_timeout=TIMEOUTS["evaluate"])
-def evaluate(inputs: dict, trained: dict) -> dict:
+def evaluate(inputs: dict, trained: dict, converted: dict | None = None) -> dict:
     """VOC07 mAP of the trained model on the validation channel."""
     from odp_airflow import tasks
 
-    return stage(tasks.evaluate_trained)(inputs, trained)
+    return stage(tasks.evaluate_trained)(inputs, trained, converted)
 
 
 @task(execution_timeout=TIMEOUTS["register"])
@@ -73,5 +73,5 @@ def training_chain(inputs: Any) -> Any:
     validation = validate(inputs)
     converted = convert(inputs, validation)
     trained = train(inputs, validation, converted)
-    evaluated = evaluate(inputs, trained)
+    evaluated = evaluate(inputs, trained, converted)
     return register(inputs, trained, evaluated)
