@@ -22,7 +22,10 @@ def default_dataset_uri() -> str:
 
 
 def data_params() -> dict[str, Param]:
-    """Where the data is, in which of SageMaker's three formats, and how it is checked."""
+    """Where the data is, in which of SageMaker's three formats, and how it is checked.
+
+    The URIs of the formats not chosen are null, not "": the form flags an empty string as
+    a missing value and refuses to trigger."""
     return {
         "input_format": Param(
             "image+json",
@@ -45,22 +48,22 @@ def data_params() -> dict[str, Param]:
             "validation_annotation/ (local folder or s3://bucket/prefix).",
         ),
         "train_rec_uri": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Train .rec (RecordIO)",
             description="The train channel's .rec (its .idx beside it is used when present).",
         ),
         "validation_rec_uri": Param(
-            "", type="string", title="Validation .rec (RecordIO)", description="Scored for mAP."
+            None, type=["null", "string"], title="Validation .rec (RecordIO)", description="Scored for mAP."
         ),
         "train_manifest_uri": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Train manifest (augmented manifest)",
             description="JSON Lines; relative source-refs are read from the manifest's folder.",
         ),
         "validation_manifest_uri": Param(
-            "", type="string", title="Validation manifest (augmented manifest)"
+            None, type=["null", "string"], title="Validation manifest (augmented manifest)"
         ),
         "attribute_names": Param(
             ["source-ref", "bounding-box"],
