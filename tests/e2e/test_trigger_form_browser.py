@@ -219,11 +219,25 @@ def test_trigger_form_sections_defaults_and_conf(airflow_stack, browser):
     assert conf["attribute_names"] == ["source-ref", "bounding-box"]
     assert conf["base_network"] == "mobilenet-0.25" and conf["image_shape"] == 300
 
-    # The run in the UI, with its conf.
+    # The run in the UI, with its conf (a scrolling code view: its top, then its end).
     driver.get(f"{stack.url}/dags/{DAG_ID}/runs/{quote(run['dag_run_id'], safe='')}/details")
     try:
-        _wait(driver, lambda d: "browser-model" in d.page_source, "the run's conf on its page")
+        _wait(driver, lambda d: '"recordio"' in d.page_source, "the run's conf on its page")
     finally:
-        time.sleep(1)
         _shot(driver, "run-conf.png")
+    assert '"/data/train.rec"' in driver.page_source
+    driver.execute_script(_SCROLL_CONF_TO_END)
+    _wait(driver, lambda d: '"browser-model"' in d.page_source, "the end of the conf")
+    _shot(driver, "run-conf-end.png")
     assert "0.00025" in driver.page_source
+
+
+# Scroll every scrolling box that shows the conf to its end (the code view renders the
+# lines in sight only).
+_SCROLL_CONF_TO_END = """
+for (const el of document.querySelectorAll('*')) {
+  if (el.scrollHeight > el.clientHeight + 4 && el.textContent.includes('"input_format"')) {
+    el.scrollTop = el.scrollHeight;
+  }
+}
+"""
