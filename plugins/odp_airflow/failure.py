@@ -85,6 +85,7 @@ def stage(fn: F) -> F:
 #: largest MaxRuntimeInSeconds default (1 day) times three.
 TIMEOUTS: dict[str, timedelta] = {
     "resolve_inputs": timedelta(minutes=10),
+    "plan_retraining": timedelta(hours=2),  # hashes the data when no event names it
     "validate": timedelta(hours=6),
     "convert": timedelta(hours=6),
     "train": timedelta(days=3),

@@ -194,3 +194,17 @@ def training_params() -> dict[str, Param]:
     for section, builder in SECTIONS.items():
         form.update(in_section(builder(), section))
     return {**form, **artifact_root_params()}
+
+
+def retraining_params() -> dict[str, Param]:
+    """The retraining DAG's form: the training form, seeded from the champion by default."""
+    form = training_params()
+    form["base_model"] = Param(
+        "champion",
+        type="string",
+        title="Start from",
+        description="champion: models:/<model name>@champion when there is one (else from "
+        "scratch); or a models:/ URI; empty: from scratch.",
+        section="Registry",
+    )
+    return form

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from airflow_stack import ARTIFACTS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
