@@ -24,7 +24,6 @@ deployment DAG can schedule on it.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
 
 from odp_airflow.assets import TRAINING_DATA, retraining_cron
@@ -39,7 +38,8 @@ from odp_airflow.pipeline import plan_retraining, resolve_inputs, training_chain
         timetable=CronTriggerTimetable(retraining_cron(), timezone="UTC"),
         assets=[TRAINING_DATA],
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date: unpausing waits for the next cron time instead of running the last
+    # one missed (CronTriggerTimetable's run_immediately=False applies only without it).
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
