@@ -44,7 +44,7 @@ from odp_airflow.pipeline import plan_retraining, resolve_inputs, training_chain
     max_active_runs=1,
     doc_md=__doc__,
     tags=["object-detection", "retraining"],
-    default_args=RETRY_POLICY,
+    default_args={**RETRY_POLICY, "owner": "ml-platform"},
     params=retraining_params(),
 )
 def object_detection_retraining():

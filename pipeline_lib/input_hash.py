@@ -20,9 +20,8 @@ INPUT_FORMATS = ("image+json", "recordio", "augmented-manifest")
 def _update_with_file(h: Any, uri: str) -> None:
     """Name, size and bytes of one file (on S3 the ETag stands in for the bytes)."""
     if storage.is_s3(uri):
-        bucket, key = storage.split_s3(uri)
-        head = storage._s3_client().head_object(Bucket=bucket, Key=key)  # noqa: SLF001
-        h.update(f"{uri}\0{head['ContentLength']}\0{head.get('ETag', '')}\0".encode())
+        obj = storage.stat_object(uri)
+        h.update(f"{uri}\0{obj.size}\0{obj.etag or ''}\0".encode())
         return
     h.update(f"{uri.rsplit('/', 1)[-1]}\0".encode())
     with open(uri, "rb") as f:

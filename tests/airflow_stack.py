@@ -137,8 +137,8 @@ def start_airflow_stack(home: Path) -> Iterator[AirflowStack]:
                 )
             )
         assert wait_for_http(f"{stack.url}/api/v2/monitor/health", 180, stack.procs[0]), (
-            (logs / "api-server.log").read_text()[-3000:]
-        )
+            logs / "api-server.log"
+        ).read_text()[-3000:]
         yield stack
     finally:
         for proc in stack.procs:

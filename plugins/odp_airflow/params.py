@@ -54,7 +54,10 @@ def data_params() -> dict[str, Param]:
             description="The train channel's .rec (its .idx beside it is used when present).",
         ),
         "validation_rec_uri": Param(
-            None, type=["null", "string"], title="Validation .rec (RecordIO)", description="Scored for mAP."
+            None,
+            type=["null", "string"],
+            title="Validation .rec (RecordIO)",
+            description="Scored for mAP.",
         ),
         "train_manifest_uri": Param(
             None,

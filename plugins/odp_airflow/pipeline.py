@@ -34,9 +34,8 @@ def plan_retraining() -> dict:
     """What this retraining run trains on: the newest triggering asset event's data, or
     the configured data when its content hash changed since the champion was trained.
     Returns ``{}`` (and the run ends early, every later task skipped) when nothing changed."""
-    from pipeline_lib.registry import get_champion
-
     from odp_airflow.retraining import plan
+    from pipeline_lib.registry import get_champion
 
     ctx = get_current_context()
     events = [
@@ -77,7 +76,7 @@ def evaluate(inputs: dict, trained: dict, converted: dict | None = None) -> dict
     """VOC07 mAP of the trained model on the validation channel."""
     from odp_airflow import tasks
 
-    return stage(tasks.evaluate_trained)(inputs, trained, converted)
+    return publish_mlflow_url(stage(tasks.evaluate_trained)(inputs, trained, converted))
 
 
 @task(execution_timeout=TIMEOUTS["register"], outlets=[CHAMPION_ALIAS])

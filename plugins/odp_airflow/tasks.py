@@ -242,6 +242,8 @@ def evaluate_trained(
         "metrics": result["metrics"],
         "output_uri": out,
         "champion": _evaluate_champion(inputs, trained, storage.join(out, "champion")),
+        # the MLflow run the metrics are logged into at registration (the train task's)
+        **({"mlflow_url": trained["mlflow_url"]} if trained.get("mlflow_url") else {}),
     }
 
 

@@ -7,8 +7,8 @@ trigger, and find the run with those values in its conf. Screenshots go to
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from airflow_stack import ARTIFACTS
@@ -25,7 +25,9 @@ WAIT = 60  # seconds a page element may take to appear on a busy machine
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("chromium and chromedriver are missing: apt-get install chromium chromium-driver")
+        pytest.fail(
+            "chromium and chromedriver are missing: apt-get install chromium chromium-driver"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -96,7 +98,9 @@ def _open(driver, dialog, title: str) -> None:
     from selenium.webdriver.common.by import By
 
     (button,) = [
-        b for b in dialog.find_elements(By.CSS_SELECTOR, "button[id^='accordion:']") if b.text == title
+        b
+        for b in dialog.find_elements(By.CSS_SELECTOR, "button[id^='accordion:']")
+        if b.text == title
     ]
     if button.get_attribute("aria-expanded") != "true":
         button.click()
@@ -109,8 +113,10 @@ def _field(driver, name: str):
 
     return _wait(
         driver,
-        lambda d: [e for e in d.find_elements(By.NAME, f"element_{name}") if e.is_displayed()]
-        or [e for e in d.find_elements(By.NAME, f"element_{name}")],
+        lambda d: (
+            [e for e in d.find_elements(By.NAME, f"element_{name}") if e.is_displayed()]
+            or [e for e in d.find_elements(By.NAME, f"element_{name}")]
+        ),
         f"field {name}",
     )[0]
 
@@ -203,7 +209,17 @@ def test_trigger_form_sections_defaults_and_conf(airflow_stack, browser):
     trigger = [b for b in dialog.find_elements(By.CSS_SELECTOR, "button") if b.text == "Trigger"][0]
     assert trigger.is_enabled()
     trigger.click()
-    _wait(driver, lambda d: not [e for e in d.find_elements(By.CSS_SELECTOR, "[role=dialog]") if e.text.startswith("Trigger Dag")], "the form to close")
+    _wait(
+        driver,
+        lambda d: (
+            not [
+                e
+                for e in d.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+                if e.text.startswith("Trigger Dag")
+            ]
+        ),
+        "the form to close",
+    )
 
     runs = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?order_by=-run_after&limit=1")
     (run,) = runs["dag_runs"]

@@ -70,6 +70,13 @@ def test_each_input_format_trains_evaluates_and_registers(dag_env, tiny_data, fm
         name, "candidate"
     )
     assert version.tags["odp.input_format"] == fmt
+    # the UI's "MLflow" extra links on train, evaluate (the run) and register (the version)
+    from odp_links import MLflowLink
+
+    tis = {ti.task_id: ti for ti in dagrun.get_task_instances()}
+    links = {t: MLflowLink().get_link(None, ti_key=tis[t].key) for t in tis}
+    assert links["train"] == links["evaluate"] and links["train"].endswith(version.run_id)
+    assert links["register"].endswith(f"/#/models/{name}/versions/{version.version}")
     run_dir = next((odp_home.artifact_root / "runs" / "object_detection_training").iterdir())
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["mAP"] <= 1.0
@@ -89,8 +96,7 @@ def test_each_input_format_trains_evaluates_and_registers(dag_env, tiny_data, fm
     [
         (
             {"train_rec_uri": "/data/train.rec"},
-            "'train_rec_uri' belongs to input_format 'recordio', but input_format is "
-            "'image+json'",
+            "'train_rec_uri' belongs to input_format 'recordio', but input_format is 'image+json'",
         ),
         (
             {"input_format": "recordio", "train_rec_uri": "TRAIN_REC"},

@@ -23,13 +23,25 @@ def _params(dataset, **kw):
 
 def test_newest_event_wins_and_names_the_data(dataset):
     events = [
-        {"id": 2, "timestamp": "2026-05-02T00:00:00+00:00", "extra": {"uri": "s3://b/new", "content_hash": "h2"}},
-        {"id": 1, "timestamp": "2026-05-01T00:00:00+00:00", "extra": {"uri": "s3://b/old", "content_hash": "h1"}},
+        {
+            "id": 2,
+            "timestamp": "2026-05-02T00:00:00+00:00",
+            "extra": {"uri": "s3://b/new", "content_hash": "h2"},
+        },
+        {
+            "id": 1,
+            "timestamp": "2026-05-01T00:00:00+00:00",
+            "extra": {"uri": "s3://b/old", "content_hash": "h1"},
+        },
     ]
     champion = {"version": 3, "tags": {"odp.content_hash": "h2"}}
     plan = retraining.plan(_params(dataset), events, champion)
     # an event is explicit: it trains even on the hash the champion saw
-    assert plan == {"dataset_uri": "s3://b/new", "content_hash": "h2", "base_model": "models:/m@champion"}
+    assert plan == {
+        "dataset_uri": "s3://b/new",
+        "content_hash": "h2",
+        "base_model": "models:/m@champion",
+    }
 
 
 def test_event_with_format_params_and_file_uri(dataset):
