@@ -64,12 +64,18 @@ def describe(exc: BaseException) -> str:
 
 
 def stage(fn: F) -> F:
-    """Run a task callable under the policy: permanent errors fail without retries."""
+    """Run a task callable under the policy: permanent errors fail without retries.
+
+    The stage sees the Airflow AWS connection's credentials and endpoint, when there is
+    one (:mod:`odp_airflow.aws`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .aws import aws_connection_env
+
         try:
-            return fn(*args, **kwargs)
+            with aws_connection_env():
+                return fn(*args, **kwargs)
         except Exception as exc:
             if not is_permanent(exc):
                 raise
