@@ -57,3 +57,43 @@ def test_dag_on_s3_with_credentials_from_the_aws_connection(dag_env, s3, tmp_pat
         "s3-model", "candidate"
     )
     assert version.tags["odp.dataset_uri"] == s3.uri("data")
+
+
+@pytest.mark.parametrize("fmt", ["recordio", "augmented-manifest"])
+def test_file_formats_on_s3_validate_and_prepare_training_data(dag_env, s3, tmp_path, fmt):
+    """The two file formats from s3:// up to the training data (later stages are marked
+    successful: the image+JSON run above trains from S3 already)."""
+    from pipeline_lib.manifest import dataset_to_manifest
+    from pipeline_lib.recordio.convert import convert_to_recordio
+
+    local = tmp_path / "dataset"
+    generate(local, SynthConfig(images=10, classes=2, seed=32, min_size=96, max_size=128))
+    convert_to_recordio(local, local / "rec", progress=False)
+    client = s3.client()
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        client.upload_file(str(path), s3.bucket, f"data/{path.relative_to(local).as_posix()}")
+    for channel in ("train", "validation"):  # SageMaker's way: s3:// source-refs
+        dataset_to_manifest(s3.uri("data"), s3.uri(f"data/{channel}.manifest"), channel=channel)
+    uris = {
+        "recordio": {
+            "train_rec_uri": s3.uri("data/rec_train.rec"),
+            "validation_rec_uri": s3.uri("data/rec_validation.rec"),
+        },
+        "augmented-manifest": {
+            "train_manifest_uri": s3.uri("data/train.manifest"),
+            "validation_manifest_uri": s3.uri("data/validation.manifest"),
+        },
+    }[fmt]
+    conf = small_conf(local, "s3-formats", artifact_root=s3.uri("artifacts"), input_format=fmt)
+    dagrun = load_dag().test(
+        run_conf={**conf, **uris}, mark_success_pattern="train|evaluate|register"
+    )
+    states = task_states(dagrun)
+    assert states["validate"] == states["convert"] == "success", states
+    keys = s3.keys("artifacts/")
+    if fmt == "recordio":
+        assert any(k.endswith("/convert/train/train.rec") for k in keys), keys
+        assert any(k.endswith("/convert/validation/validation.idx") for k in keys), keys
+    else:
+        assert any(k.startswith("artifacts/cache/manifest/") for k in keys), keys
+        assert any(k.endswith("/train/train.rec") for k in keys), keys
