@@ -63,7 +63,8 @@ def data_params() -> dict[str, Param]:
             None,
             type=["null", "string"],
             title="Train manifest (augmented manifest)",
-            description="JSON Lines; relative source-refs are read from the manifest's folder.",
+            description="JSON Lines; source-refs are s3:// URIs or paths relative to a local "
+            "manifest's folder.",
         ),
         "validation_manifest_uri": Param(
             None, type=["null", "string"], title="Validation manifest (augmented manifest)"
