@@ -43,9 +43,14 @@ def browser():
 
 
 def _wait(driver, condition, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.5).until(condition, f"waiting for {what}")
+    # React re-renders: an element found a moment ago may be gone when read; look again.
+    wait = WebDriverWait(
+        driver, WAIT, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition, f"waiting for {what}")
 
 
 def _shot(driver, name: str) -> Path:
