@@ -145,6 +145,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--static",
+        nargs="*",
+        default=["augmentation=flip", "overlap_threshold=0.4"],
+        metavar="KEY=VALUE",
+        help="hyperparameters every arm shares, (c) included (default: the README's "
+        "from-scratch recipe's data settings, so a few epochs learn enough to compare)",
+    )
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="odp-bench-tune-"))
@@ -172,12 +180,14 @@ def main() -> None:
             "epochs": args.epochs,
             "image_shape": 300,
             "seed": args.seed,
+            **dict(kv.split("=", 1) for kv in args.static),
         },
     )
     budget = args.trials * args.epochs
     print(
         f"dataset: {n_train} train / {n_val} validation images; budget {budget} epochs "
-        f"({args.trials} trials x {args.epochs}); {args.network}; work folder {work}",
+        f"({args.trials} trials x {args.epochs}); {args.network}; shared {args.static}; "
+        f"work folder {work}",
         flush=True,
     )
 

@@ -34,7 +34,7 @@ from odp_airflow.pipeline import resolve_inputs, training_chain
     tags=["object-detection", "training"],
     # Transient failures retry with backoff; bad input fails at once (odp_airflow.failure).
     # Concurrent runs: airflow.cfg's max_active_runs_per_dag (1 locally), not set here.
-    default_args=RETRY_POLICY,
+    default_args={**RETRY_POLICY, "owner": "ml-platform"},
     params=training_params(),
 )
 def object_detection_training():

@@ -27,13 +27,7 @@ import pendulum
 from airflow.sdk import dag
 
 from odp_airflow.failure import RETRY_POLICY
-from odp_airflow.params import (
-    data_params,
-    model_params,
-    registry_params,
-    training_hyperparameter_params,
-    tuning_params,
-)
+from odp_airflow.params import tuning_dag_params
 from odp_airflow.pipeline import convert, evaluate, register, resolve_inputs, validate
 from odp_airflow.tuning_pipeline import select_best, start_study, trial, trial_slots
 
@@ -46,13 +40,7 @@ from odp_airflow.tuning_pipeline import select_best, start_study, trial, trial_s
     doc_md=__doc__,
     tags=["object-detection", "tuning"],
     default_args=RETRY_POLICY,
-    params={
-        **data_params(),
-        **model_params(),
-        **training_hyperparameter_params(),
-        **tuning_params(),
-        **registry_params(),
-    },
+    params=tuning_dag_params(),
 )
 def object_detection_tuning():
     inputs = resolve_inputs()
@@ -65,7 +53,7 @@ def object_detection_tuning():
     ).expand(slot=trial_slots(study))
     best = select_best(study)
     trials >> best
-    register(inputs, best, evaluate(inputs, best))
+    register(inputs, best, evaluate(inputs, best, converted))
 
 
 object_detection_tuning()

@@ -365,6 +365,20 @@ def size(uri: str | os.PathLike) -> int:
         raise
 
 
+def stat_object(uri: str) -> ObjectInfo:
+    """Size and ETag of one S3 object (``FileNotFoundError`` when missing)."""
+    bucket, key = split_s3(str(uri))
+    from botocore.exceptions import ClientError
+
+    try:
+        head = _s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(f"no such object: {uri}") from exc
+        raise
+    return ObjectInfo(str(uri), int(head["ContentLength"]), head.get("ETag"))
+
+
 def read_range(uri: str | os.PathLike, start: int, length: int) -> bytes:
     """``length`` bytes from ``start`` (fewer at the end of the file); one ranged GET on S3."""
     if length <= 0:

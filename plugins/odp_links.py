@@ -1,7 +1,7 @@
 """The ``odp`` Airflow plugin: an "MLflow" extra link on every task that made something there.
 
-The train task links to its MLflow run (live metrics while it trains), the register task to
-the model version it registered. Tasks publish the URL as an XCom
+The train and evaluate tasks link to the MLflow run (live metrics while it trains, then the
+evaluation's), the register task to the model version it registered. Tasks publish the URL as an XCom
 (:mod:`odp_airflow.links`); the API server reads it back here when the UI asks for links.
 """
 

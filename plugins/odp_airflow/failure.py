@@ -64,12 +64,18 @@ def describe(exc: BaseException) -> str:
 
 
 def stage(fn: F) -> F:
-    """Run a task callable under the policy: permanent errors fail without retries."""
+    """Run a task callable under the policy: permanent errors fail without retries.
+
+    The stage sees the Airflow AWS connection's credentials and endpoint, when there is
+    one (:mod:`odp_airflow.aws`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .aws import aws_connection_env
+
         try:
-            return fn(*args, **kwargs)
+            with aws_connection_env():
+                return fn(*args, **kwargs)
         except Exception as exc:
             if not is_permanent(exc):
                 raise
@@ -85,6 +91,7 @@ def stage(fn: F) -> F:
 #: largest MaxRuntimeInSeconds default (1 day) times three.
 TIMEOUTS: dict[str, timedelta] = {
     "resolve_inputs": timedelta(minutes=10),
+    "plan_retraining": timedelta(hours=2),  # hashes the data when no event names it
     "validate": timedelta(hours=6),
     "convert": timedelta(hours=6),
     "train": timedelta(days=3),

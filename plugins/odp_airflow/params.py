@@ -22,19 +22,71 @@ def default_dataset_uri() -> str:
 
 
 def data_params() -> dict[str, Param]:
-    """Where the data is and how it is checked."""
+    """Where the data is, in which of SageMaker's three formats, and how it is checked.
+
+    The URIs of the formats not chosen are null, not "": the form flags an empty string as
+    a missing value and refuses to trigger."""
     return {
+        "input_format": Param(
+            "image+json",
+            type="string",
+            enum=["image+json", "recordio", "augmented-manifest"],
+            values_display={
+                "image+json": "Images + JSON annotations (a dataset folder)",
+                "recordio": "RecordIO (.rec per channel)",
+                "augmented-manifest": "Augmented manifest (JSON Lines per channel)",
+            },
+            title="Input format",
+            description="Which URIs below are read: the dataset root, the two .rec files, "
+            "or the two manifests.",
+        ),
         "dataset_uri": Param(
             default_dataset_uri(),
             type="string",
-            minLength=1,
-            title="Dataset URI",
-            description="Root of an image+JSON dataset (local folder or s3://bucket/prefix).",
+            title="Dataset URI (image+JSON)",
+            description="Root with train/, validation/, train_annotation/, "
+            "validation_annotation/ (local folder or s3://bucket/prefix).",
+        ),
+        "train_rec_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Train .rec (RecordIO)",
+            description="The train channel's .rec (its .idx beside it is used when present).",
+        ),
+        "validation_rec_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Validation .rec (RecordIO)",
+            description="Scored for mAP.",
+        ),
+        "train_manifest_uri": Param(
+            None,
+            type=["null", "string"],
+            title="Train manifest (augmented manifest)",
+            description="JSON Lines; source-refs are s3:// URIs or paths relative to a local "
+            "manifest's folder.",
+        ),
+        "validation_manifest_uri": Param(
+            None, type=["null", "string"], title="Validation manifest (augmented manifest)"
+        ),
+        "attribute_names": Param(
+            ["source-ref", "bounding-box"],
+            type="array",
+            items={"type": "string"},
+            minItems=2,
+            maxItems=2,
+            title="Manifest attribute names",
+            description="SageMaker's AttributeNames, in order: the image reference, then the "
+            "label attribute (one per line).",
         ),
         "empty_images": Param(
             "reject",
             type="string",
             enum=["reject", "keep"],
+            values_display={
+                "reject": "Reject: validation fails",
+                "keep": "Keep as negatives",
+            },
             title="Images without boxes",
             description="reject: fail validation; keep: train on them as negatives.",
         ),
@@ -71,9 +123,10 @@ def training_hyperparameter_params() -> dict[str, Param]:
             0.001, type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
         ),
         "optimizer": Param("adam", type="string", enum=list(OPTIMIZERS), title="Optimizer"),
+        # null, not {}: Airflow 3's form mishandles object Params with {} defaults (#56915)
         "hyperparameters": Param(
-            {},
-            type="object",
+            None,
+            type=["object", "null"],
             title="More hyperparameters",
             description='Any other SageMaker hyperparameter, e.g. {"lr_scheduler_step": "10,20"}.',
         ),
@@ -195,12 +248,73 @@ def tuning_params() -> dict[str, Param]:
     }
 
 
+def artifact_root_params() -> dict[str, Param]:
+    """Where the run writes: left outside the sections on purpose (Airflow 3's form shows
+    nothing when every Param has a section, apache/airflow#56870)."""
+    from pipeline_lib.settings import load_settings
+
+    return {
+        "artifact_root": Param(
+            str(load_settings().artifact_root),
+            type="string",
+            minLength=1,
+            title="Artifact root",
+            description="Run outputs go to {artifact_root}/runs/{dag_id}/{run_id}/ "
+            "(local folder or s3://bucket/prefix).",
+        ),
+    }
+
+
+#: Form sections in the order the form shows them, with the builder of each.
+SECTIONS = {
+    "Data": data_params,
+    "Model": model_params,
+    "Training": training_hyperparameter_params,
+    "Compute": compute_params,
+    "Registry": registry_params,
+}
+
+
+def in_section(params: dict[str, Param], section: str) -> dict[str, Param]:
+    """The same Params, shown under ``section`` in the trigger form (``schema.section``)."""
+    for param in params.values():
+        param.schema["section"] = section
+    return params
+
+
 def training_params() -> dict[str, Param]:
     """Every Param of the training DAG's trigger form, section by section."""
-    return {
-        **data_params(),
-        **model_params(),
-        **training_hyperparameter_params(),
-        **compute_params(),
-        **registry_params(),
+    form: dict[str, Param] = {}
+    for section, builder in SECTIONS.items():
+        form.update(in_section(builder(), section))
+    return {**form, **artifact_root_params()}
+
+
+def tuning_dag_params() -> dict[str, Param]:
+    """The tuning DAG's form: the data, the model, the hyperparameters every trial shares
+    (the searched ones come from the space), the search, the registry."""
+    sections = {
+        "Data": data_params,
+        "Model": model_params,
+        "Training": training_hyperparameter_params,
+        "Tuning": tuning_params,
+        "Registry": registry_params,
     }
+    form: dict[str, Param] = {}
+    for section, builder in sections.items():
+        form.update(in_section(builder(), section))
+    return {**form, **artifact_root_params()}
+
+
+def retraining_params() -> dict[str, Param]:
+    """The retraining DAG's form: the training form, seeded from the champion by default."""
+    form = training_params()
+    form["base_model"] = Param(
+        "champion",
+        type="string",
+        title="Start from",
+        description="champion: models:/<model name>@champion when there is one (else from "
+        "scratch); or a models:/ URI; empty: from scratch.",
+        section="Registry",
+    )
+    return form

@@ -13,19 +13,39 @@ from typing import Any
 
 from airflow.sdk import get_current_context, task
 
+from .assets import CHAMPION_ALIAS, champion_asset
 from .failure import TIMEOUTS, stage
 from .kubernetes.operator import TrainingPodOperator
 from .links import publish_mlflow_url
 
 
 @task(execution_timeout=TIMEOUTS["resolve_inputs"])
-def resolve_inputs() -> dict:
-    """The run's Params, checked and normalised into the inputs every later task reads."""
+def resolve_inputs(overrides: dict | None = None) -> dict:
+    """The run's Params (with ``overrides`` from an upstream task, e.g. the retraining
+    plan), checked and normalised into the inputs every later task reads."""
     from odp_airflow import tasks
 
     ctx = get_current_context()
-    params, dag_id = dict(ctx["params"]), ctx["dag"].dag_id
+    params, dag_id = {**ctx["params"], **(overrides or {})}, ctx["dag"].dag_id
     return stage(tasks.resolve_inputs)(params, dag_id, ctx["run_id"])
+
+
+@task.short_circuit(execution_timeout=TIMEOUTS["plan_retraining"])
+def plan_retraining() -> dict:
+    """What this retraining run trains on: the newest triggering asset event's data, or
+    the configured data when its content hash changed since the champion was trained.
+    Returns ``{}`` (and the run ends early, every later task skipped) when nothing changed."""
+    from odp_airflow.retraining import plan
+    from pipeline_lib.registry import get_champion
+
+    ctx = get_current_context()
+    events = [
+        {"id": getattr(e, "id", None), "extra": e.extra, "timestamp": str(e.timestamp)}
+        for asset_events in ctx["triggering_asset_events"].values()
+        for e in asset_events
+    ]
+    params = dict(ctx["params"])
+    return stage(plan)(params, events, stage(get_champion)(params["model_name"]))
 
 
 @task(execution_timeout=TIMEOUTS["validate"])
@@ -85,19 +105,27 @@ def train(inputs: dict, validation: dict, converted: dict) -> dict:
 
 
 @task(execution_timeout=TIMEOUTS["evaluate"])
-def evaluate(inputs: dict, trained: dict) -> dict:
+def evaluate(inputs: dict, trained: dict, converted: dict | None = None) -> dict:
     """VOC07 mAP of the trained model on the validation channel."""
     from odp_airflow import tasks
 
-    return stage(tasks.evaluate_trained)(inputs, trained)
+    return publish_mlflow_url(stage(tasks.evaluate_trained)(inputs, trained, converted))
 
 
-@task(execution_timeout=TIMEOUTS["register"])
+@task(execution_timeout=TIMEOUTS["register"], outlets=[CHAMPION_ALIAS])
 def register(inputs: dict, trained: dict, evaluated: dict) -> dict:
-    """A model version in MLflow (``candidate``; ``champion`` when it wins)."""
+    """A model version in MLflow (``candidate``; ``champion`` when it wins). When the
+    champion moves, an event for the model's champion Asset (a deployment DAG's trigger)."""
     from odp_airflow import tasks
 
-    return publish_mlflow_url(stage(tasks.register_trained)(inputs, trained, evaluated))
+    result = publish_mlflow_url(stage(tasks.register_trained)(inputs, trained, evaluated))
+    promotion = result.get("promotion") or {}
+    if promotion.get("champion") == result["version"] != promotion.get("previous_champion"):
+        get_current_context()["outlet_events"][CHAMPION_ALIAS].add(
+            champion_asset(result["name"]),
+            extra={"version": result["version"], "mAP": result.get("mAP")},
+        )
+    return result
 
 
 def training_chain(inputs: Any) -> Any:
@@ -113,5 +141,5 @@ def training_chain(inputs: Any) -> Any:
     service >> pods >> train_service_delete(inputs).as_teardown(setups=service)
     trained = train(inputs, validation, converted)
     pods >> trained
-    evaluated = evaluate(inputs, trained)
+    evaluated = evaluate(inputs, trained, converted)
     return register(inputs, trained, evaluated)

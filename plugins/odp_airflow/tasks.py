@@ -33,17 +33,12 @@ HYPERPARAMETER_PARAMS = (
 
 def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
     """Normalise the run's Params into the inputs every later stage reads."""
-    from pipeline_lib import storage
     from pipeline_lib.hyperparameters import check_user_values
     from pipeline_lib.settings import load_settings
 
-    dataset = str(params.get("dataset_uri") or "").strip()
-    if not dataset:
-        raise StageFailed("Param 'dataset_uri' is empty: give an image+JSON dataset root")
-    if not storage.is_s3(dataset):
-        dataset = str(Path(dataset).expanduser().resolve())
-        if not Path(dataset).is_dir():
-            raise StageFailed(f"dataset_uri {dataset} is not a folder")
+    from .formats import resolve_data
+
+    data = resolve_data(params)  # input_format and its URIs, combinations checked
     settings = load_settings()
     root = RunRoot(params.get("artifact_root") or settings.artifact_root, dag_id, run_id)
     hyper = {k: params[k] for k in HYPERPARAMETER_PARAMS if params.get(k) is not None}
@@ -56,7 +51,7 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
     # The parser training uses, now: a typo must not wait for validation and conversion.
     check_user_values(hyper)
     inputs = {
-        "dataset_uri": dataset,
+        **data,
         "artifact_root": root.artifact_root,
         "run_root": root.uri,
         "dag_id": dag_id,
@@ -68,6 +63,8 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "compute": params.get("compute", "local"),
         "instance_count": params.get("instance_count", 1),
     }
+    if params.get("content_hash"):  # known to the retraining DAG; recorded at registration
+        inputs["content_hash"] = str(params["content_hash"])
     log.info("run root: %s", root.uri)
     return inputs
 
@@ -78,6 +75,14 @@ def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
     from pipeline_lib.validation import ValidationOptions, validate
 
     report_uri = storage.join(inputs["run_root"], "validate", "report")
+    if inputs.get("channels"):  # recordio, augmented-manifest: one file per channel
+        from .formats import validate_channels
+
+        ok, summary, text = validate_channels(inputs, report_uri, inputs["empty_images"])
+        log.info("%s", text)
+        if not ok:
+            raise StageFailed(f"dataset {inputs['dataset_uri']} is invalid:\n{text}")
+        return summary
     with storage.atomic_dir(report_uri) as report_dir:
         report = validate(
             inputs["dataset_uri"],
@@ -103,6 +108,14 @@ def convert_dataset(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[
     from pipeline_lib.recordio.cache_key import dataset_content_hash
     from pipeline_lib.recordio.convert import convert_to_recordio
 
+    if inputs.get("input_format") == "recordio":
+        from .formats import stage_recordio
+
+        return stage_recordio(inputs, validation)
+    if inputs.get("input_format") == "augmented-manifest":
+        from .formats import convert_manifests
+
+        return convert_manifests(inputs, validation)
     options = {"format": "recordio", "version": 1}
     key = dataset_content_hash(inputs["dataset_uri"], options)
     cache = storage.join(inputs["artifact_root"], "cache", "recordio", key)
@@ -111,7 +124,7 @@ def convert_dataset(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[
     if storage.exists(marker):
         log.info("dataset unchanged (content hash %s): reusing RecordIO in %s", key, cache)
         meta = json.loads(storage.read_bytes(marker))
-        return {**meta, "cache_hit": True}
+        return {**meta, "eval_uri": inputs["dataset_uri"], "cache_hit": True}
     class_names = {k: v["name"] for k, v in validation["class_counts"].items()}
     label_width = 0
     for channel, uri in channels.items():
@@ -125,7 +138,7 @@ def convert_dataset(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[
     meta = {"content_hash": key, "channels": channels, "label_width": label_width}
     with storage.atomic_write(marker) as tmp:
         tmp.write_text(json.dumps(meta))
-    return {**meta, "cache_hit": False}
+    return {**meta, "eval_uri": inputs["dataset_uri"], "cache_hit": False}
 
 
 def training_hyperparameters(
@@ -234,23 +247,31 @@ def completed_model(inputs: dict[str, Any]) -> str:
     return done["model_uri"]
 
 
-def evaluate_trained(inputs: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate_trained(
+    inputs: dict[str, Any], trained: dict[str, Any], converted: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """VOC07 mAP@0.5 of the trained model on the validation channel, with plots.
 
-    The current ``champion`` (when there is one with the same class map) is evaluated on
-    the same data, so that promotion compares like with like.
+    The validation data is what ``convert`` names (``eval_uri``: the image+JSON root, the
+    staged validation ``.rec``, or the manifest written out as image+JSON). The current
+    ``champion`` (when there is one with the same class map) is evaluated on the same data,
+    so that promotion compares like with like.
     """
     from pipeline_lib import storage
     from pipeline_lib.evaluation.evaluate import evaluate_model
 
     trained = {**trained, "model_uri": completed_model(inputs)}
     out = storage.join(inputs["run_root"], "evaluate")
-    result = evaluate_model(trained["model_uri"], inputs["dataset_uri"], out, metric="voc07")
+    data = (converted or {}).get("eval_uri") or inputs["dataset_uri"]
+    inputs = {**inputs, "dataset_uri": data}
+    result = evaluate_model(trained["model_uri"], data, out, metric="voc07")
     log.info("validation mAP (VOC07, IoU 0.5): %.4f", result["metrics"]["mAP"])
     return {
         "metrics": result["metrics"],
         "output_uri": out,
         "champion": _evaluate_champion(inputs, trained, storage.join(out, "champion")),
+        # the MLflow run the metrics are logged into at registration (the train task's)
+        **({"mlflow_url": trained["mlflow_url"]} if trained.get("mlflow_url") else {}),
     }
 
 
@@ -302,6 +323,8 @@ def register_trained(
                 tags={
                     "odp.idempotency_key": f"{inputs['dag_id']}/{inputs['run_id']}",
                     "odp.dataset_uri": inputs["dataset_uri"],
+                    "odp.input_format": inputs.get("input_format", "image+json"),
+                    **({"odp.content_hash": h} if (h := inputs.get("content_hash")) else {}),
                 },
             )
     champion = evaluated.get("champion") or {}

@@ -56,6 +56,11 @@ dags = {
         "edges": sorted([t.task_id, d] for t in dag.tasks for d in t.downstream_task_ids),
         "timeouts": {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in dag.tasks},
         "retries": {t.task_id: t.retries for t in dag.tasks},
+        "tags": sorted(dag.tags),
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "owners": sorted({t.owner for t in dag.tasks}),
+        "task_docs": {t.task_id: bool(t.doc_md) for t in dag.tasks},
     }
     for dag_id, dag in bag.dags.items()
 }
@@ -135,6 +140,7 @@ def test_main_dag_wiring(parsed: dict) -> None:
     expected |= {("convert", "train_plan"), ("train_plan", "train_pod")}
     expected |= {("train_service", "train_pod"), ("train_service", "train_service_delete")}
     expected |= {("train_pod", "train_service_delete"), ("train_pod", "train")}
+    expected |= {("convert", "evaluate")}  # what evaluation reads (eval_uri)
     assert {tuple(e) for e in dag["edges"]} == expected
 
 
@@ -164,3 +170,30 @@ def test_plugins_load_without_errors_or_heavy_imports(parsed: dict) -> None:
     assert parsed["plugin_import_errors"] == {}
     assert parsed["global_links"] == ["MLflow"]  # plugins/odp_links.py
     assert parsed["plugin_heavy_modules"] == []
+
+
+DAG_IDS = ["object_detection_training", "object_detection_retraining"]
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_dag_policy(parsed: dict, dag_id: str) -> None:
+    """What every DAG of the project carries: tags, an owner, docs on the DAG and on each
+    task, no catch-up, retries (transient I/O failures) and a timeout on every task."""
+    dag = parsed["dags"][dag_id]
+    assert "object-detection" in dag["tags"], dag["tags"]
+    assert dag["owners"] == ["ml-platform"], dag["owners"]
+    assert dag["doc_md"]
+    assert all(dag["task_docs"].values()), dag["task_docs"]
+    assert dag["catchup"] is False
+    assert all(seconds and seconds > 0 for seconds in dag["timeouts"].values()), dag["timeouts"]
+    assert all(r >= 1 for r in dag["retries"].values()), dag["retries"]
+
+
+def test_retraining_dag_runs_the_training_tasks_after_its_plan(parsed: dict) -> None:
+    """The same task code as the training DAG (no copy), behind the retraining plan."""
+    dag = parsed["dags"]["object_detection_retraining"]
+    training = parsed["dags"][MAIN_DAG]
+    assert dag["tasks"] == sorted([*training["tasks"], "plan_retraining"])
+    assert ["plan_retraining", "resolve_inputs"] in dag["edges"]
+    assert dag["max_active_runs"] == 1
+    assert "base_model" in dag["params"]

@@ -70,6 +70,7 @@ def test_stage_lets_transient_errors_through_for_airflow_to_retry() -> None:
 def test_every_stage_has_a_timeout_and_retries_back_off() -> None:
     assert set(TIMEOUTS) == {
         "resolve_inputs",
+        "plan_retraining",
         "validate",
         "convert",
         "train",
