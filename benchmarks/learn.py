@@ -45,11 +45,13 @@ RECIPES: dict[str, dict[str, object]] = {
     "recommended": {
         "optimizer": "adam",
         "learning_rate": 0.003,
-        "mini_batch_size": 16,
+        "mini_batch_size": 8,
         "weight_decay": 0.0005,
-        "augmentation": "light",
+        "augmentation": "flip",
+        "overlap_threshold": 0.4,
         "lr_schedule": "cosine",
         "lr_warmup_epochs": 2,
+        "epochs": 30,
     },
     "sagemaker-default": {**_SGD_DEFAULTS, "weight_decay": 0.0005, "mini_batch_size": 32},
     "gluoncv-default": {
@@ -67,12 +69,14 @@ def run_one(name: str, recipe: dict, dataset: Path, work: Path, args) -> dict:
         "num_training_samples": int(args.images * 0.8),
         "base_network": "mobilenet-0.25",
         "use_pretrained_model": 0,
-        "epochs": args.epochs,
+        "epochs": args.epochs or 1000,
         "image_shape": 300,
         "max_runtime_seconds": args.budget,
         "seed": 0,
         **recipe,
     }
+    if args.epochs:
+        hp["epochs"] = args.epochs
     paths = prepare_ml_root(work / name, {c: dataset / c for c in CHANNELS}, hp)
     cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
     start = time.perf_counter()
@@ -115,7 +119,7 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override")
     parser.add_argument("--budget", type=int, default=600, help="seconds per recipe (0: none)")
-    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, help="default: the recipe's, else 1000")
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--cue", default="shape", choices=["shape", "colour"])

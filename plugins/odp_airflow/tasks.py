@@ -236,13 +236,15 @@ def _live_mlflow_env(inputs: dict[str, Any]) -> dict[str, str]:
     return {"ODP_MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": resolve_tracking_uri()}
 
 
-def completed_model(inputs: dict[str, Any]) -> str:
+def completed_model(inputs: dict[str, Any], trained: dict[str, Any]) -> str:
     """The trained model's URI, after checking the completion manifest training wrote last
-    (for either compute): a missing or mismatched manifest fails the task."""
+    (for either compute; ``trained["job_uri"]`` names its folder when it is not the run's
+    ``train/``, e.g. the best tuning trial): a missing or mismatched manifest fails the task."""
     from pipeline_lib import storage
     from pipeline_lib.training.completion import verify_completion
 
-    done = verify_completion(storage.join(inputs["run_root"], "train"))
+    job_uri = trained.get("job_uri") or storage.join(inputs["run_root"], "train")
+    done = verify_completion(job_uri)
     log.info("completion manifest verified: %s", done["model_uri"])
     return done["model_uri"]
 
@@ -260,7 +262,7 @@ def evaluate_trained(
     from pipeline_lib import storage
     from pipeline_lib.evaluation.evaluate import evaluate_model
 
-    trained = {**trained, "model_uri": completed_model(inputs)}
+    trained = {**trained, "model_uri": completed_model(inputs, trained)}
     out = storage.join(inputs["run_root"], "evaluate")
     data = (converted or {}).get("eval_uri") or inputs["dataset_uri"]
     inputs = {**inputs, "dataset_uri": data}
@@ -307,7 +309,7 @@ def register_trained(
     from pipeline_lib import storage
     from pipeline_lib.registry import promote_if_better, register_model, version_url
 
-    trained = {**trained, "model_uri": completed_model(inputs)}
+    trained = {**trained, "model_uri": completed_model(inputs, trained)}
     metrics = {k: v for k, v in evaluated["metrics"].items() if isinstance(v, int | float)}
     with tempfile.TemporaryDirectory(prefix="odp-reg-") as tmp:
         metrics_path = Path(tmp, "metrics.json")

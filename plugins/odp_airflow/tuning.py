@@ -109,6 +109,7 @@ def run_trial(
     from pipeline_lib import storage
     from pipeline_lib.artifact import package
     from pipeline_lib.registry import run_url
+    from pipeline_lib.training.completion import write_completion
     from pipeline_lib.tuning import tracking
     from pipeline_lib.tuning.space import parse_ranges
     from pipeline_lib.tuning.trials import JobOutcome, finish_trial, start_trial
@@ -146,6 +147,7 @@ def run_trial(
         package(paths.model, storage.join(outputs, "model.tar.gz"))
         with storage.atomic_write(storage.join(outputs, "metrics.json")) as tmp:
             tmp.write_text(json.dumps(metrics))
+        write_completion(outputs)  # last: what evaluate and register trust
         outputs_uri = outputs
     result = finish_trial(study, plan, JobOutcome(code, metrics, failure, outputs_uri))
     if result.state == "RUNNING":  # transient: the retry resumes this trial
@@ -193,6 +195,7 @@ def select_best(info: dict[str, Any]) -> dict[str, Any]:
     log.info("best trial %d: validation mAP %.4f", best.number, best.value)
     return {
         "model_uri": storage.join(outputs, "model.tar.gz"),
+        "job_uri": outputs,  # its completion manifest
         "hyperparameters": {**info["hyperparameters"], **best.user_attrs[HYPER_ATTR]},
         "training_metrics": metrics,
         "best_trial": best.number,
