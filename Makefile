@@ -42,12 +42,16 @@ DEMO_MODEL ?= odp-demo
 DEMO_IMAGES ?= 300
 DEMO_CLASSES ?= 3
 DEMO_SEED ?= 0
+DEMO_CUE ?= shape
 DEMO_EPOCHS ?= 30
-DEMO_BATCH ?= 16
+DEMO_BATCH ?= 8
+# The README's from-scratch CPU recipe (benchmarks/learn.py measures it).
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
   "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
   "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "optimizer": "adam", \
-  "learning_rate": 0.001, "hyperparameters": {"seed": "0"}}
+  "learning_rate": 0.003, "hyperparameters": {"seed": "0", "weight_decay": "0.0005", \
+  "augmentation": "flip", "overlap_threshold": "0.4", "lr_schedule": "cosine", \
+  "lr_warmup_epochs": "2"}}
 
 # ---- tests ----------------------------------------------------------------------------------
 # `make test` runs everything, integration tests included (so does CI, with CI=true);
@@ -98,12 +102,13 @@ $(AIRFLOW_DB_STAMP): $(AIRFLOW_CFG) $(VENV_STAMP) $(if $(wildcard $(AIRFLOW_HOME
 airflow-init: $(AIRFLOW_DB_STAMP)  ## render airflow.cfg into AIRFLOW_HOME and migrate its DB
 
 # ---- demo -------------------------------------------------------------------------------------
-$(DEMO_DATA)/.odp-synth-done: | venv
+$(DEMO_DATA)/.odp-synth-$(DEMO_CUE)-$(DEMO_IMAGES)-done: | venv
 	rm -rf $(DEMO_DATA)
-	odp synth $(DEMO_DATA) --images $(DEMO_IMAGES) --classes $(DEMO_CLASSES) --seed $(DEMO_SEED)
+	odp synth $(DEMO_DATA) --images $(DEMO_IMAGES) --classes $(DEMO_CLASSES) --seed $(DEMO_SEED) \
+	  --cue $(DEMO_CUE)
 	touch $@
 
-demo: airflow-init $(DEMO_DATA)/.odp-synth-done  ## run the whole DAG on a synthetic dataset
+demo: airflow-init $(DEMO_DATA)/.odp-synth-$(DEMO_CUE)-$(DEMO_IMAGES)-done  ## run the whole DAG on a synthetic dataset
 	started=$$(date +%s); \
 	airflow dags test object_detection_training -c '$(strip $(DEMO_CONF))'; \
 	$(PY) -m odp_airflow.local demo-summary --model-name $(DEMO_MODEL) --since "$$started"
