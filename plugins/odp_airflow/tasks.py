@@ -63,10 +63,24 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "compute": params.get("compute", "local"),
         "instance_count": params.get("instance_count", 1),
     }
+    _check_compute(inputs["compute"], inputs["instance_count"])
     if params.get("content_hash"):  # known to the retraining DAG; recorded at registration
         inputs["content_hash"] = str(params["content_hash"])
     log.info("run root: %s", root.uri)
     return inputs
+
+
+def _check_compute(compute: Any, instance_count: Any) -> None:
+    """Refuse, in the first task, a compute that cannot run the job (naming the Params)."""
+    if compute not in ("local", "kubernetes"):
+        raise StageFailed(f"Param 'compute' must be local or kubernetes, got {compute!r}")
+    if isinstance(instance_count, bool) or not isinstance(instance_count, int):
+        raise StageFailed(f"Param 'instance_count' must be an integer, got {instance_count!r}")
+    if compute == "local" and instance_count != 1:
+        raise StageFailed(
+            f"Params 'instance_count'={instance_count} and 'compute'=local do not go together: "
+            "several hosts need compute=kubernetes (local trains on one host)"
+        )
 
 
 def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,14 @@ def test_empty_or_missing_dataset_fails_clearly(odp_home, tmp_path):
         _inputs(tmp_path / "nope", odp_home)
 
 
+def test_compute_combinations_are_refused_by_the_first_task(odp_home, dataset):
+    with pytest.raises(tasks.StageFailed, match="'instance_count'=2 and 'compute'=local"):
+        _inputs(dataset, odp_home, compute="local", instance_count=2)
+    with pytest.raises(tasks.StageFailed, match="Param 'compute' must be local or kubernetes"):
+        _inputs(dataset, odp_home, compute="slurm")
+    assert _inputs(dataset, odp_home, compute="kubernetes", instance_count=3)["instance_count"] == 3
+
+
 def test_validate_failure_names_file_and_rule(odp_home, dataset):
     from PIL import Image
 
