@@ -213,6 +213,31 @@ def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:
         return exp.experiment_id
 
 
+@contextlib.contextmanager
+def fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.start_run``, ``log_model``) against ``uri`` for the
+    block; afterwards the process is as before: ``mlflow.set_tracking_uri`` also writes the
+    environment variables, and this process resolves its store from them per call."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def quote(value: str) -> str:
     """A value safe inside a single-quoted MLflow filter string."""
     if "'" in value or "\\" in value:

@@ -1,8 +1,10 @@
 """Registered model versions: idempotent registration per job key, aliases.
 
 Every registration is one MLflow run (params, per-epoch metrics with ``step=epoch``, final
-metrics, the ``model.tar.gz`` plus ``class_map.json``/``metrics.json`` under the artifact
-folder ``model/``) and one registered model version created from that folder. Versions are
+metrics, ``metrics.json`` and reports under ``evaluation/``, the training dataset as an
+input, the model as a pyfunc ``LoggedModel`` named ``model`` holding the original
+``model.tar.gz``: :mod:`pipeline_lib.serving.mlflow_model`) and one registered model version
+created from that LoggedModel (``source`` ``models:/<model_id>``). Versions are
 labelled with **aliases only** (MLflow's stages are deprecated and never used here):
 
 * ``candidate`` moves to every newly registered version;
@@ -27,7 +29,7 @@ from ..artifact import as_tarball
 from ..artifact import check as check_archive
 from .runs import (
     IDEMPOTENCY_TAG,
-    MODEL_ARTIFACT_PATH,
+    MODEL_ID_TAG,
     MODEL_SHA_TAG,
     find_run,
     flatten_metrics,
@@ -36,7 +38,7 @@ from .runs import (
     runs_of_job,
     sha256,
 )
-from .store import ensure_experiment, get_client, quote
+from .store import ensure_experiment, fluent_store, get_client, quote
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -127,6 +129,9 @@ def register_model(
     idempotency_key: str | None = None,
     experiment: str | None = None,
     description: str | None = None,
+    version_tags: Mapping[str, Any] | None = None,
+    artifacts: Iterable[str | os.PathLike] = (),
+    dataset: Any = None,
 ) -> dict:
     """Log a trained model as an MLflow run and register it as a new version of ``name``.
 
@@ -151,6 +156,9 @@ def register_model(
         experiment: experiment name (default ``$ODP_MLFLOW_EXPERIMENT`` or
             ``object-detection``).
         description: model version description.
+        version_tags: tags for the model version only (e.g. ``validation_mAP``).
+        artifacts: more files for the run's ``model/`` folder (a validation report, plots).
+        dataset: an ``mlflow.data`` dataset logged as the run's training input.
 
     Returns:
         ``{"name", "version", "run_id", "aliases", "model_uri", "source", "status",
@@ -218,20 +226,25 @@ def register_model(
                     metrics_file=metrics_file,
                     tags={**tags, **({IDEMPOTENCY_TAG: key} if key else {}), MODEL_SHA_TAG: sha},
                     model_name=name,
+                    extra_artifacts=[Path(a) for a in artifacts],
+                    dataset=dataset,
                 )
 
     ensure_registered_model(client, name)
-    run = client.get_run(run_id)
-    version_tags = {**tags, MODEL_SHA_TAG: sha}
+    model_id = client.get_run(run_id).data.tags[MODEL_ID_TAG]
+    version_tags = {**tags, **(version_tags or {}), MODEL_SHA_TAG: sha}
     if key:
         version_tags[IDEMPOTENCY_TAG] = key
-    mv = client.create_model_version(
-        name=name,
-        source=f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}",
-        run_id=run_id,
-        tags=version_tags,
-        description=description,
-    )
+    # MLflow's registry finds the LoggedModel through the process-wide tracking store
+    with fluent_store(client.tracking_uri):
+        mv = client.create_model_version(
+            name=name,
+            source=f"models:/{model_id}",
+            run_id=run_id,
+            tags=version_tags,
+            description=description,
+            model_id=model_id,
+        )
     mv = wait_ready(client, mv)
     client.set_registered_model_alias(name, CANDIDATE_ALIAS, mv.version)
     info = version_info(client, client.get_model_version(name, mv.version), created=True)
