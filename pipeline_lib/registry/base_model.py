@@ -21,6 +21,8 @@ from ..artifact import MAX_SIDE_FILE_BYTES, class_map_json, hyperparameters_json
 from .resolve import _MODELS_URI, resolve_model_uri
 
 ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
+# what MLflow answers for a missing name, version or alias (an alias: INVALID_PARAMETER_VALUE)
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 _EXPECTED = "expected models:/NAME@ALIAS, models:/NAME/VERSION or a model.tar.gz URI"
 
 
@@ -89,7 +91,7 @@ def resolve_base_model(uri: str, tracking_uri: str | None = None) -> BaseModel:
         else:
             tar = resolve_model_uri(uri)
     except MlflowException as exc:
-        if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+        if getattr(exc, "error_code", "") not in _NOT_FOUND:
             raise  # the server, not the name: a retry may help
         raise BaseModelError(f"base_model {uri!r}: not in the registry ({exc.message})") from None
     except FileNotFoundError as exc:
