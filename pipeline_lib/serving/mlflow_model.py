@@ -10,9 +10,12 @@ is a small JPEG. Serving needs the ``odp`` package installed (the training image
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,35 @@ def pip_requirements() -> list[str]:
     return reqs
 
 
+@contextlib.contextmanager
+def _pyfunc_kwargs(tar_path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """What ``log_model``/``save_model`` take for ``tar_path`` (files in a scratch folder
+    that lives as long as the block)."""
+    from .detector import _nms_threshold
+    from .pyfunc import DetectorModel
+
+    with tempfile.TemporaryDirectory(prefix="odp-pyfunc-") as tmp:
+        folder = extract(tar_path, Path(tmp) / "export")
+        nms = _nms_threshold(json.loads((folder / SYMBOL).read_text(encoding="utf-8")))
+        tar = Path(tar_path)
+        if tar.name != MODEL_FILE:  # keep the SageMaker file name beside it
+            tar = Path(tmp) / MODEL_FILE
+            shutil.copyfile(tar_path, tar)
+        yield {
+            "python_model": DetectorModel(),
+            "artifacts": {
+                "symbol": str(folder / SYMBOL),
+                "params": str(folder / PARAMS),
+                "class_map": str(folder / CLASS_MAP),
+                "hyperparams": str(folder / HYPERPARAMS),
+                "model_tar": str(tar),
+            },
+            "signature": signature(nms if nms is not None else 0.45),
+            "input_example": input_example(),
+            "pip_requirements": pip_requirements(),
+        }
+
+
 def log_detector(
     tar_path: str | os.PathLike, *, tags: dict[str, str] | None = None, name: str = NAME
 ) -> Any:
@@ -74,29 +106,14 @@ def log_detector(
     (``model_id``, ``model_uri``)."""
     import mlflow.pyfunc
 
-    from .detector import _nms_threshold
-    from .pyfunc import DetectorModel
+    with _pyfunc_kwargs(tar_path) as kwargs:
+        return mlflow.pyfunc.log_model(name=name, tags=tags, **kwargs)
 
-    with tempfile.TemporaryDirectory(prefix="odp-pyfunc-") as tmp:
-        folder = extract(tar_path, Path(tmp) / "export")
-        nms = _nms_threshold(json.loads((folder / SYMBOL).read_text(encoding="utf-8")))
-        artifacts = {
-            "symbol": str(folder / SYMBOL),
-            "params": str(folder / PARAMS),
-            "class_map": str(folder / CLASS_MAP),
-            "hyperparams": str(folder / HYPERPARAMS),
-            "model_tar": str(Path(tar_path)),
-        }
-        if Path(tar_path).name != MODEL_FILE:  # keep the SageMaker file name beside it
-            copy = Path(tmp) / MODEL_FILE
-            copy.write_bytes(Path(tar_path).read_bytes())
-            artifacts["model_tar"] = str(copy)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=DetectorModel(),
-            artifacts=artifacts,
-            signature=signature(nms if nms is not None else 0.45),
-            input_example=input_example(),
-            pip_requirements=pip_requirements(),
-            tags=tags,
-        )
+
+def save_detector(tar_path: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write the pyfunc of ``tar_path`` into the new folder ``path`` (no tracking store)."""
+    import mlflow.pyfunc
+
+    with _pyfunc_kwargs(tar_path) as kwargs:
+        mlflow.pyfunc.save_model(str(path), **kwargs)
+    return Path(path)
