@@ -37,7 +37,9 @@ def test_register_promote_resolve_through_server(mlflow_server, odp_home, tmp_pa
         idempotency_key="object_detection_training/run-1",
     )
     assert first["created"] and first["version"] == 1 and first["aliases"] == ["candidate"]
-    assert first["source"].startswith("mlflow-artifacts:")  # uploaded through the server
+    assert first["source"].startswith("models:/m-")  # the run's pyfunc (a LoggedModel)
+    model = registry.get_client(uri).get_logged_model(first["source"][len("models:/") :])
+    assert model.artifact_location.startswith("mlflow-artifacts:")  # uploaded through the server
 
     retry = registry.register_model(
         tmp_path / "m1",
