@@ -87,11 +87,13 @@ def _free_port() -> int:
 
 def _serve(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
+    venv_bin = Path(sys.executable).parent  # mlflow starts uvicorn from PATH
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PATH": os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")]),
     }
-    mlflow = Path(sys.executable).parent / "mlflow"
+    mlflow = venv_bin / "mlflow"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(  # noqa: S603  fixed argv
             [

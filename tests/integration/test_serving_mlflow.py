@@ -29,7 +29,8 @@ VERBOSE = "application/json;annotation=1"
 
 def _env(tracking_uri: str) -> dict[str, str]:
     path = os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path}
+    bins = os.pathsep.join([str(MLFLOW.parent), os.environ.get("PATH", "")])  # uvicorn
+    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path, "PATH": bins}
 
 
 def _iou(a, b) -> float:
