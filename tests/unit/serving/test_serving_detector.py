@@ -22,7 +22,9 @@ def detector(tiny_model: Path) -> Detector:
 
 
 def _images(training_data: Path) -> list[Path]:
-    return sorted(p for p in (training_data / "validation").iterdir() if p.suffix in (".jpg", ".png"))
+    return sorted(
+        p for p in (training_data / "validation").iterdir() if p.suffix in (".jpg", ".png")
+    )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
