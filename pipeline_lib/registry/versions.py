@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import storage
-from ..artifact import as_tarball
+from ..artifact import CLASS_MAP, HYPERPARAMS, PARAMS, SYMBOL, ArtifactError, as_tarball
 from ..artifact import check as check_archive
 from .runs import (
     IDEMPOTENCY_TAG,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+SERVABLE = (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP)  # what the pyfunc is made of
 CANDIDATE_ALIAS = "candidate"
 CHAMPION_ALIAS = "champion"
 
@@ -209,7 +210,14 @@ def register_model(
             metrics_file = Path(scratch) / "metrics.json"
             metrics_file.write_text(metrics_text)
         with as_tarball(model_dir_or_tar) as tar_path:
-            check_archive(tar_path)  # a bomb or a damaged archive is refused, never stored
+            # a bomb, a damaged or an unservable archive is refused, never stored
+            members = set(check_archive(tar_path))
+            missing = [n for n in SERVABLE if n not in members]
+            if missing:
+                raise ArtifactError(
+                    f"{model_dir_or_tar}: the model has no {', '.join(missing)}: a registered "
+                    "version is a servable pyfunc (expected odp train's model.tar.gz)"
+                )
             sha = sha256(tar_path)
             found = find_run(client, experiment_id, key) if key else None
             run_id = found[0] if found else None

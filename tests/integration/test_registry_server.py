@@ -19,6 +19,7 @@ def _model_dir(folder: Path, payload: str) -> Path:
     (folder / "model_algo_1-symbol.json").write_text('{"nodes": []}')
     (folder / "model_algo_1-0000.params").write_text(payload)
     (folder / "class_map.json").write_text(json.dumps({"0": "circle"}))
+    (folder / "hyperparams.json").write_text(json.dumps({"num_classes": "1"}))
     return folder
 
 
