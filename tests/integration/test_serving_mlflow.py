@@ -127,13 +127,13 @@ def test_mlflow_models_serve_answers_a_jpeg(
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_for_http(f"{url}/ping", 300, proc), log.read_text()[-4000:]
-        images = sorted((learned_model.dataset / "validation").glob("*.jpg"))[:4]
+        images = sorted((learned_model.dataset / "validation").glob("*.jpg"))[:8]
         rows = [[base64.b64encode(p.read_bytes()).decode()] for p in images]
         status, body = _post(
             f"{url}/invocations",
             {
                 "dataframe_split": {"columns": ["image"], "data": rows},
-                "params": {"accept": VERBOSE, "threshold": 0.2},
+                "params": {"accept": VERBOSE, "max_detections": 3},
             },
         )
         assert status == 200, body
@@ -141,20 +141,16 @@ def test_mlflow_models_serve_answers_a_jpeg(
         assert len(answers) == len(images)
         hits = 0
         for image, answer in zip(images, answers, strict=True):
-            assert (
-                answer["categories"]
-                == [{"class_id": 0, "name": "circle"}, {"class_id": 1, "name": "square"}]
-                or answer["categories"]
-            )
+            assert [c["class_id"] for c in answer["categories"]] == [0, 1]
+            assert len(answer["annotations"]) == 3
             boxes = [
                 [a["left"], a["top"], a["left"] + a["width"], a["top"] + a["height"]]
-                for a in answer["annotations"][:3]
+                for a in answer["annotations"]
             ]
-            best = max(
-                (_iou(b, t) for b in boxes for t in _truth(learned_model.dataset, image)), default=0
-            )
-            hits += best > 0.5
-        assert hits >= 3, answers  # the boxes lie on the objects
+            truth = _truth(learned_model.dataset, image)
+            hits += max(_iou(b, t) for b in boxes for t in truth) > 0.5
+        # a weakly trained model (mAP ~0.4): most images have an object under a top-3 box
+        assert hits >= len(images) // 2, answers
 
         status, plain = _post(
             f"{url}/invocations",
