@@ -147,3 +147,14 @@ def test_odp_predict_cli(tiny_model: Path, training_data: Path, tmp_path: Path, 
     assert not (tmp_path / "none").exists()
     with pytest.raises(RequestError):
         Detector.load(tiny_model).predict([b"junk"])
+
+
+def test_batch_over_an_s3_prefix_into_s3(detector: Detector, training_data: Path, s3) -> None:
+    images = _images(training_data)[:2]
+    for path in images:
+        s3.client().upload_file(str(path), s3.bucket, f"in/{path.name}")
+    s3.client().put_object(Bucket=s3.bucket, Key="in/notes.txt", Body=b"not an image")
+    summary = predict_batch(detector, s3.uri("in"), s3.uri("out/dets"))
+    assert summary["images"] == 2
+    keys = [k for k in s3.keys("out/dets/") if not Path(k).name.startswith(".")]  # manifest
+    assert sorted(Path(k).stem for k in keys) == sorted(p.stem for p in images)
