@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..images import ImageDecodeError, image_info, max_image_pixels
+from ..images import image_info, max_image_pixels
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,7 +160,6 @@ __all__ = [
     "ACCEPT_DEFAULT",
     "ACCEPT_VERBOSE",
     "MAX_DETECTIONS",
-    "ImageDecodeError",
     "PredictOptions",
     "RequestError",
     "RequestImage",
