@@ -125,7 +125,7 @@ def log_pyfunc(client: MlflowClient, run_id: str, tar_path: Path) -> str:
 
     with fluent_store(client.tracking_uri):
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            return log_detector(tar_path).model_id
+            return log_detector(tar_path, name=MODEL_ARTIFACT_PATH).model_id
 
 
 def start_run(
