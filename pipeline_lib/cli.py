@@ -260,12 +260,31 @@ def _metrics_line(result: dict) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import Predictor
+    from .serving.batch import open_source, predict_batch
+    from .serving.detector import Detector
+    from .serving.request import PredictOptions
 
-    predictor = Predictor.load(args.model)
-    verbose = "annotation=1" in args.accept
-    for image in args.images:
-        _print_json(predictor.predict_file(image, verbose=verbose, threshold=args.threshold))
+    options = PredictOptions.from_params(
+        {
+            "threshold": args.threshold,
+            "max_detections": args.max_detections,
+            "nms_threshold": args.nms_threshold,
+            "accept": args.accept,
+        }
+    )
+    model = args.model
+    if model.startswith(("models:/", "runs:/")):
+        from .registry import resolve_model_uri
+
+        model = str(resolve_model_uri(model))
+    detector = Detector.load(model)
+    if args.output is None:  # stream the responses to stdout, one JSON per line
+        source, _ = open_source(args.input)
+        for _, file, data in source:
+            _print_json({"file": file, **detector.predict([data], options, [file])[0]})
+        return 0
+    summary = predict_batch(detector, args.input, args.output, options)
+    print(f"{summary['images']} images, {summary['detections']} detections -> {args.output}")
     return 0
 
 
@@ -434,11 +453,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--iou", type=float, default=0.5)
         p.add_argument("--json", action="store_true")
 
-    p = add("predict", cmd_predict, "run a model on images, print SageMaker JSON")
-    p.add_argument("model")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--accept", default="application/json")
-    p.add_argument("--threshold", type=float, default=0.0)
+    p = add(
+        "predict",
+        cmd_predict,
+        "run a model on images: SageMaker JSON per image to stdout, or into OUTPUT/<name>.json",
+    )
+    p.add_argument("model", help="model.tar.gz (local, s3://), models:/NAME@ALIAS or /VERSION")
+    p.add_argument("input", help="an image, a folder or s3:// prefix of images, a .rec, a manifest")
+    p.add_argument("output", nargs="?", help="folder for one detection JSON per image (odp map)")
+    p.add_argument(
+        "--accept",
+        default="application/json",
+        help="application/json (normalized corners) or application/json;annotation=1 (pixels)",
+    )
+    p.add_argument("--threshold", type=float, default=0.0, help="drop boxes scoring below it")
+    p.add_argument("--max-detections", type=int, default=100, help="boxes per image, best first")
+    p.add_argument(
+        "--nms-threshold", type=float, default=None, help="NMS IoU threshold (default: the model's)"
+    )
 
     p = add("register", cmd_register, "log a model to MLflow and register a version")
     p.add_argument("model_dir")
@@ -457,7 +489,7 @@ _MAX_LINE = 2000  # characters of one error line (a message may quote a whole re
 
 # Positional arguments that name an input: when one of them does not exist, a missing file
 # is the caller's unusable argument (exit 2), not a defect inside the input (exit 1).
-_INPUT_ARGUMENTS = ("data", "src", "manifest", "model", "gt", "detections", "model_dir")
+_INPUT_ARGUMENTS = ("data", "src", "manifest", "model", "gt", "detections", "model_dir", "input")
 
 _OS_EXPECTED: dict[str, str] = {
     "PermissionError": "expected a path this user may read (inputs) or write (outputs)",

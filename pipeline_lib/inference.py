@@ -14,7 +14,6 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from .annotations import detections_json
 from .artifact import (
     HYPERPARAMS,
     PARAMS,
@@ -24,7 +23,6 @@ from .artifact import (
     read_artifact_config,
 )
 from .hyperparameters import HyperparameterError, parse_value
-from .images import decode_rgb
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
@@ -32,7 +30,8 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 
 @dataclass
 class Predictor:
-    """A loaded detection model: ``predict_arrays`` for numpy images, ``predict_file`` for files."""
+    """A loaded detection network: ``predict_arrays`` for numpy images (requests and their
+    formats: :mod:`pipeline_lib.serving`)."""
 
     net: mx.gluon.SymbolBlock
     image_shape: int
@@ -76,12 +75,16 @@ class Predictor:
             batch[i] = ((resized.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
         return mx.nd.array(batch, ctx=self.ctx)
 
-    def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        """Detections per image: ``(N, 6)`` ``[class_id, score, xmin, ymin, xmax, ymax]`` pixels."""
+    def predict_arrays(
+        self, images: list[np.ndarray], batch_size: int = 16, net: mx.gluon.Block | None = None
+    ) -> list[np.ndarray]:
+        """Detections per image: ``(N, 6)`` ``[class_id, score, xmin, ymin, xmax, ymax]`` pixels
+        (``net``: a variant of the loaded network sharing its weights, e.g. another NMS)."""
+        net = net or self.net
         out: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            ids, scores, boxes = self.net(self._preprocess(chunk))
+            ids, scores, boxes = net(self._preprocess(chunk))
             ids, scores, boxes = ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
             for i, img in enumerate(chunk):
                 keep = ids[i, :, 0] >= 0
@@ -91,33 +94,3 @@ class Predictor:
                 b[:, (1, 3)] = np.clip(b[:, (1, 3)] * h / self.image_shape, 0, h)
                 out.append(np.column_stack([ids[i, keep, 0], scores[i, keep, 0], b]))
         return out
-
-    def predict_bytes(
-        self, data: bytes, verbose: bool = False, threshold: float = 0.0, where: str = "image"
-    ) -> dict:
-        """SageMaker response JSON for one encoded image.
-
-        ``application/json``: ``{"prediction": [[class, score, xmin, ymin, xmax, ymax], ...]}``
-        with coordinates normalised to [0, 1]; ``verbose`` (``annotation=1``) gives the
-        image+JSON layout with pixel ``left/top/width/height`` and a ``score`` per box.
-        """
-        img = decode_rgb(data, where)
-        det = self.predict_arrays([img])[0]
-        det = det[det[:, 1] >= threshold]
-        h, w = img.shape[:2]
-        if not verbose:
-            norm = det.copy()
-            norm[:, (2, 4)] /= w
-            norm[:, (3, 5)] /= h
-            return {"prediction": [[float(v) for v in row] for row in norm]}
-        return {
-            **detections_json(det, w, h),
-            "categories": [{"class_id": k, "name": v} for k, v in sorted(self.classes.items())],
-        }
-
-    def predict_file(self, path: str, verbose: bool = False, threshold: float = 0.0) -> dict:
-        """Like :meth:`predict_bytes` for a file, with ``file`` set."""
-        from . import storage
-
-        result = self.predict_bytes(storage.read_bytes(path), verbose, threshold, str(path))
-        return {"file": Path(path).name, **result}

@@ -236,3 +236,67 @@ def training_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training_job import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("training-data"))
+
+
+# ------------------------------------------------------------------ trained models (serving)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(training_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``model.tar.gz`` of the tiny training job (1 epoch): for code paths, not
+    accuracy."""
+    from training_job import layout
+
+    from pipeline_lib.artifact import package
+    from pipeline_lib.training.entrypoint import run_training
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    paths = layout(root / "ml", training_data, epochs=1)
+    assert run_training(str(paths.root)) == 0
+    return Path(package(paths.model, root / "model.tar.gz"))
+
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """A model that has learned the synthetic shapes, with its dataset and final mAP."""
+
+    tar: Path
+    dataset: Path
+    mAP: float
+
+
+@pytest.fixture(scope="session")
+def learned_model(tmp_path_factory: pytest.TempPathFactory) -> LearnedModel:
+    """40 epochs on 96 synthetic images (the incremental-training test's job, minutes on a
+    CPU): boxes that overlap the objects, and an mAP a seeded run must start at."""
+    import json
+
+    from pipeline_lib.artifact import package
+    from pipeline_lib.synthetic import SynthConfig, generate
+    from pipeline_lib.training.contract import prepare_ml_root
+    from pipeline_lib.training.entrypoint import run_training
+
+    root = tmp_path_factory.mktemp("learned-model")
+    data = root / "data"
+    generate(data, SynthConfig(images=120, classes=2, seed=11, max_objects=2))
+    hp = {
+        "num_classes": 2,
+        "num_training_samples": 96,
+        "base_network": "mobilenet-0.25",
+        "use_pretrained_model": 0,
+        "epochs": 40,
+        "mini_batch_size": 16,
+        "optimizer": "sgd",
+        "learning_rate": 0.01,
+        "seed": 1,
+        "num_workers": 0,
+    }
+    channels = {
+        c: data / c for c in ("train", "validation", "train_annotation", "validation_annotation")
+    }
+    paths = prepare_ml_root(root / "ml", channels, hp)
+    assert run_training(str(paths.root)) == 0
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    assert metrics["validation:mAP"] > 0.2, metrics
+    tar = Path(package(paths.model, root / "model.tar.gz"))
+    return LearnedModel(tar, data, metrics["validation:mAP"])

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from .promotion import PromotionDecision, decide_promotion, promote_if_better
 from .resolve import resolve_model_uri
-from .runs import IDEMPOTENCY_TAG, LIVE_TAG, MODEL_SHA_TAG, flatten_metrics, start_run
+from .runs import (
+    IDEMPOTENCY_TAG,
+    LIVE_TAG,
+    MODEL_ID_TAG,
+    MODEL_SHA_TAG,
+    flatten_metrics,
+    start_run,
+)
 from .store import (
     DEFAULT_EXPERIMENT,
     ensure_experiment,
@@ -36,6 +43,7 @@ __all__ = [
     "DEFAULT_EXPERIMENT",
     "IDEMPOTENCY_TAG",
     "LIVE_TAG",
+    "MODEL_ID_TAG",
     "MODEL_SHA_TAG",
     "PromotionDecision",
     "decide_promotion",

@@ -19,8 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..artifact import MODEL_FILE, copy_side_files
-from .store import ensure_experiment, get_client, quote
+from .store import ensure_experiment, fluent_store, get_client, quote
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,7 +27,9 @@ if TYPE_CHECKING:
 IDEMPOTENCY_TAG = "odp.idempotency_key"
 LIVE_TAG = "odp.live_run"  # a run opened by start_run: metrics arrive while the job works
 MODEL_SHA_TAG = "odp.model_sha256"
-MODEL_ARTIFACT_PATH = "model"
+MODEL_ID_TAG = "odp.model_id"  # the run's pyfunc (MLflow LoggedModel), set once it is logged
+MODEL_ARTIFACT_PATH = "model"  # the run's pyfunc (LoggedModel name): runs:/<id>/model
+REPORTS_ARTIFACT_PATH = "evaluation"  # metrics.json, validation report, plots
 
 _MAX_PARAM_VALUE = 6000
 _METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
@@ -104,8 +105,7 @@ def find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, b
             if run.info.status == "RUNNING":
                 client.set_terminated(run.info.run_id, "KILLED")
         elif run.info.status == "FINISHED":
-            names = {a.path for a in client.list_artifacts(run.info.run_id, MODEL_ARTIFACT_PATH)}
-            if f"{MODEL_ARTIFACT_PATH}/{MODEL_FILE}" in names:
+            if run.data.tags.get(MODEL_ID_TAG):
                 found = (run.info.run_id, True)
         elif run.info.status == "RUNNING":
             if run.data.tags.get(LIVE_TAG) == "true":
@@ -113,6 +113,19 @@ def find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, b
             else:  # a registration attempt that died half-way
                 client.set_terminated(run.info.run_id, "KILLED")
     return found
+
+
+def log_pyfunc(client: MlflowClient, run_id: str, tar_path: Path) -> str:
+    """Log ``tar_path`` as the run's pyfunc (:mod:`pipeline_lib.serving.mlflow_model`);
+    returns the LoggedModel's id. MLflow's ``log_model`` is fluent-only: the run is made
+    active against this client's store for the call (:func:`.store.fluent_store`)."""
+    import mlflow
+
+    from ..serving.mlflow_model import log_detector
+
+    with fluent_store(client.tracking_uri):
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+            return log_detector(tar_path, name=MODEL_ARTIFACT_PATH).model_id
 
 
 def start_run(
@@ -153,9 +166,14 @@ def log_run(
     metrics_file: Path | None,
     tags: Mapping[str, str],
     model_name: str,
+    extra_artifacts: Iterable[Path] = (),
+    dataset: Any = None,
 ) -> str:
     """Fill and finish a run: a new one, or the live run ``run_id`` (whose per-epoch
-    metrics arrived during training). Returns its id; the run is marked FAILED on error."""
+    metrics arrived during training). The model is logged as a pyfunc (its id in the run
+    tag ``odp.model_id``); ``evaluation/`` holds ``metrics.json`` and ``extra_artifacts``;
+    ``dataset`` (``mlflow.data``) is the training input. Returns the run's id; the run is
+    marked FAILED on error."""
     from mlflow.entities import Metric, Param, RunTag
 
     run_tags = {**tags, "odp.registered_model_name": model_name}
@@ -183,13 +201,21 @@ def log_run(
             client.log_batch(run_id, metrics=chunk)
 
         with tempfile.TemporaryDirectory(prefix="odp-register-") as tmp:
-            folder = Path(tmp) / MODEL_ARTIFACT_PATH
+            folder = Path(tmp) / REPORTS_ARTIFACT_PATH
             folder.mkdir()
-            shutil.copyfile(tar_path, folder / MODEL_FILE)
-            copy_side_files(tar_path, folder)
             if metrics_file is not None:
                 shutil.copyfile(metrics_file, folder / "metrics.json")
-            client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_PATH)
+            for path in extra_artifacts or ():
+                shutil.copyfile(path, folder / Path(path).name)
+            if any(folder.iterdir()):
+                client.log_artifacts(run_id, str(folder), REPORTS_ARTIFACT_PATH)
+        if dataset is not None:
+            from mlflow.entities import DatasetInput, InputTag
+
+            context = InputTag("mlflow.data.context", "training")
+            client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), [context])])
+        model_id = log_pyfunc(client, run_id, tar_path)
+        client.set_tag(run_id, MODEL_ID_TAG, model_id)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise

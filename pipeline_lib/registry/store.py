@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # mlflow costs seconds to import; only the functions below im
 
 DEFAULT_EXPERIMENT = "object-detection"
 EXPERIMENT_ENV = "ODP_MLFLOW_EXPERIMENT"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI
+EXPERIMENT_KIND = "custom_model_development"  # a model-training experiment (not GenAI)
 
 #: MLflow's HTTP client settings (read by MLflow at every request), set when the user has not.
 HTTP_DEFAULTS = {
@@ -187,7 +189,9 @@ def get_client(tracking_uri: str | None = None) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:
-    """Id of experiment ``name`` (default ``$ODP_MLFLOW_EXPERIMENT`` or ``object-detection``).
+    """Id of experiment ``name`` (default ``$ODP_MLFLOW_EXPERIMENT`` or ``object-detection``),
+    tagged as a model-training experiment (the MLflow 3 UI then opens it on its runs, not on
+    the GenAI traces overview).
 
     With a database store used directly (no server), a new experiment gets its artifact
     location under the local artifact folder; with a server, the server decides.
@@ -197,6 +201,8 @@ def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (exp.tags or {}):  # made before the tag was set
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = None
     if _is_db_uri(client.tracking_uri):
@@ -205,12 +211,39 @@ def ensure_experiment(client: MlflowClient, name: str | None = None) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     except MlflowException:  # created concurrently by another task
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+@contextlib.contextmanager
+def fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.start_run``, ``log_model``) against ``uri`` for the
+    block; afterwards the process is as before: ``mlflow.set_tracking_uri`` also writes the
+    environment variables, and this process resolves its store from them per call."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def quote(value: str) -> str:

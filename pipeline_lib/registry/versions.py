@@ -1,8 +1,10 @@
 """Registered model versions: idempotent registration per job key, aliases.
 
 Every registration is one MLflow run (params, per-epoch metrics with ``step=epoch``, final
-metrics, the ``model.tar.gz`` plus ``class_map.json``/``metrics.json`` under the artifact
-folder ``model/``) and one registered model version created from that folder. Versions are
+metrics, ``metrics.json`` and reports under ``evaluation/``, the training dataset as an
+input, the model as a pyfunc ``LoggedModel`` named ``model`` holding the original
+``model.tar.gz``: :mod:`pipeline_lib.serving.mlflow_model`) and one registered model version
+created from that LoggedModel (``source`` ``models:/<model_id>``). Versions are
 labelled with **aliases only** (MLflow's stages are deprecated and never used here):
 
 * ``candidate`` moves to every newly registered version;
@@ -23,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import storage
-from ..artifact import as_tarball
+from ..artifact import CLASS_MAP, HYPERPARAMS, PARAMS, SYMBOL, ArtifactError, as_tarball
 from ..artifact import check as check_archive
 from .runs import (
     IDEMPOTENCY_TAG,
-    MODEL_ARTIFACT_PATH,
+    MODEL_ID_TAG,
     MODEL_SHA_TAG,
     find_run,
     flatten_metrics,
@@ -36,12 +38,13 @@ from .runs import (
     runs_of_job,
     sha256,
 )
-from .store import ensure_experiment, get_client, quote
+from .store import ensure_experiment, fluent_store, get_client, quote
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+SERVABLE = (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP)  # what the pyfunc is made of
 CANDIDATE_ALIAS = "candidate"
 CHAMPION_ALIAS = "champion"
 
@@ -127,6 +130,9 @@ def register_model(
     idempotency_key: str | None = None,
     experiment: str | None = None,
     description: str | None = None,
+    version_tags: Mapping[str, Any] | None = None,
+    artifacts: Iterable[str | os.PathLike] = (),
+    dataset: Any = None,
 ) -> dict:
     """Log a trained model as an MLflow run and register it as a new version of ``name``.
 
@@ -151,6 +157,9 @@ def register_model(
         experiment: experiment name (default ``$ODP_MLFLOW_EXPERIMENT`` or
             ``object-detection``).
         description: model version description.
+        version_tags: tags for the model version only (e.g. ``validation_mAP``).
+        artifacts: more files for the run's ``model/`` folder (a validation report, plots).
+        dataset: an ``mlflow.data`` dataset logged as the run's training input.
 
     Returns:
         ``{"name", "version", "run_id", "aliases", "model_uri", "source", "status",
@@ -201,7 +210,14 @@ def register_model(
             metrics_file = Path(scratch) / "metrics.json"
             metrics_file.write_text(metrics_text)
         with as_tarball(model_dir_or_tar) as tar_path:
-            check_archive(tar_path)  # a bomb or a damaged archive is refused, never stored
+            # a bomb, a damaged or an unservable archive is refused, never stored
+            members = set(check_archive(tar_path))
+            missing = [n for n in SERVABLE if n not in members]
+            if missing:
+                raise ArtifactError(
+                    f"{model_dir_or_tar}: the model has no {', '.join(missing)}: a registered "
+                    "version is a servable pyfunc (expected odp train's model.tar.gz)"
+                )
             sha = sha256(tar_path)
             found = find_run(client, experiment_id, key) if key else None
             run_id = found[0] if found else None
@@ -218,20 +234,25 @@ def register_model(
                     metrics_file=metrics_file,
                     tags={**tags, **({IDEMPOTENCY_TAG: key} if key else {}), MODEL_SHA_TAG: sha},
                     model_name=name,
+                    extra_artifacts=[Path(a) for a in artifacts],
+                    dataset=dataset,
                 )
 
     ensure_registered_model(client, name)
-    run = client.get_run(run_id)
-    version_tags = {**tags, MODEL_SHA_TAG: sha}
+    model_id = client.get_run(run_id).data.tags[MODEL_ID_TAG]
+    version_tags = {**tags, **(version_tags or {}), MODEL_SHA_TAG: sha}
     if key:
         version_tags[IDEMPOTENCY_TAG] = key
-    mv = client.create_model_version(
-        name=name,
-        source=f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}",
-        run_id=run_id,
-        tags=version_tags,
-        description=description,
-    )
+    # MLflow's registry finds the LoggedModel through the process-wide tracking store
+    with fluent_store(client.tracking_uri):
+        mv = client.create_model_version(
+            name=name,
+            source=f"models:/{model_id}",
+            run_id=run_id,
+            tags=version_tags,
+            description=description,
+            model_id=model_id,
+        )
     mv = wait_ready(client, mv)
     client.set_registered_model_alias(name, CANDIDATE_ALIAS, mv.version)
     info = version_info(client, client.get_model_version(name, mv.version), created=True)

@@ -173,6 +173,21 @@ def registry_params() -> dict[str, Param]:
             title="Champion margin",
             description="mAP gain over the champion needed to move the champion alias.",
         ),
+        "base_model": Param(
+            "",
+            type="string",
+            title="Base model (incremental training)",
+            description=(
+                "Seed the weights from models:/NAME@ALIAS, models:/NAME/VERSION or a "
+                "model.tar.gz URI (same base network and classes); empty trains from scratch."
+            ),
+        ),
+        "allow_class_change": Param(
+            False,
+            type="boolean",
+            title="Allow another class map",
+            description="Seed from a base model whose class names differ (shared names kept).",
+        ),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -62,10 +63,18 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "hyperparameters": hyper,
         "compute": params.get("compute", "local"),
         "instance_count": params.get("instance_count", 1),
+        "allow_class_change": bool(params.get("allow_class_change", False)),
     }
     _check_compute(inputs["compute"], inputs["instance_count"])
     if params.get("content_hash"):  # known to the retraining DAG; recorded at registration
         inputs["content_hash"] = str(params["content_hash"])
+    inputs["base_model"] = resolve_base_model_input(
+        params.get("base_model"),
+        data["dataset_uri"] if data["input_format"] == "image+json" else None,
+        hyper,
+        run_root=root.uri,
+        allow_class_change=inputs["allow_class_change"],
+    )
     log.info("run root: %s", root.uri)
     return inputs
 
@@ -81,6 +90,60 @@ def _check_compute(compute: Any, instance_count: Any) -> None:
             f"Params 'instance_count'={instance_count} and 'compute'=local do not go together: "
             "several hosts need compute=kubernetes (local trains on one host)"
         )
+
+
+def resolve_base_model_input(
+    base_model: str | None,
+    dataset_uri: str,
+    hyperparameters: dict[str, str],
+    *,
+    run_root: str,
+    allow_class_change: bool = False,
+) -> dict[str, Any] | None:
+    """The ``base_model`` Param, resolved, checked against the job and staged; ``None`` for
+    an empty value (train from scratch).
+
+    Contract (the training and retraining DAGs rely on it): ``base_model`` is
+    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` (resolved with
+    ``get_model_version_by_alias`` / ``get_model_version`` only) or a ``model.tar.gz`` URI.
+    The seed must have this run's ``base_network`` and number of classes, and the dataset's
+    class map unless ``allow_class_change``; otherwise :class:`StageFailed` naming both
+    sides, before any validation. The tarball is copied to
+    ``{run_root}/resolve_inputs/base_model/model.tar.gz`` (the training ``model`` channel
+    reads it there, from any worker). Returns ``{"uri", "lineage", "name", "version",
+    "metrics", "base_network", "num_classes", "classes", "model_uri"}``; an unreachable
+    tracking server raises a retryable error.
+    """
+    from pipeline_lib import storage
+    from pipeline_lib.hyperparameters import Hyperparameters
+    from pipeline_lib.registry.base_model import (
+        BaseModelError,
+        check_base_model,
+        dataset_class_map,
+        is_base_model_uri,
+        resolve_base_model,
+    )
+
+    if not is_base_model_uri(base_model):
+        return None
+    try:
+        base = resolve_base_model(str(base_model))
+        check_base_model(
+            base,
+            base_network=hyperparameters.get("base_network", Hyperparameters.base_network),
+            classes=dataset_class_map(dataset_uri),
+            num_classes=int(hyperparameters["num_classes"])
+            if "num_classes" in hyperparameters
+            else None,
+            allow_class_change=allow_class_change,
+        )
+    except BaseModelError as exc:
+        raise StageFailed(str(exc)) from None
+    staged = storage.join(run_root, "resolve_inputs", "base_model", "model.tar.gz")
+    with storage.atomic_write(staged) as tmp:
+        shutil.copyfile(base.tar_path, tmp)
+    log.info("seeding training from %s", base.lineage)
+    return {**base.to_dict(), "model_uri": staged}
 
 
 def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +257,14 @@ def _train_in(
     task_uri = storage.join(inputs["run_root"], "train")
     clear_completion(task_uri)
     live = _live_mlflow_env(inputs)
-    code, paths = run_odp_train(ml_root, hyper, converted, live)
+    code, paths = run_odp_train(
+        ml_root,
+        hyper,
+        converted,
+        live,
+        seed_uri=(inputs.get("base_model") or {}).get("model_uri"),
+        allow_class_change=bool(inputs.get("allow_class_change")),
+    )
     if code != 0:
         failure = paths.output / "failure"
         reason = failure.read_text().strip() if failure.exists() else "no failure file written"
@@ -205,7 +275,12 @@ def _train_in(
     model_uri = package(paths.model, storage.join(task_uri, "model.tar.gz"))
     storage.upload(paths.output / "metrics.json", storage.join(task_uri, "metrics.json"))
     write_completion(task_uri)  # last: what evaluate and register trust
-    result = {"model_uri": model_uri, "hyperparameters": hyper, "training_metrics": metrics}
+    result = {
+        "model_uri": model_uri,
+        "hyperparameters": hyper,
+        "training_metrics": metrics,
+        "dataset_digest": converted["content_hash"],
+    }
     if "ODP_MLFLOW_RUN_ID" in live:
         from pipeline_lib.registry import run_url
 
@@ -214,10 +289,17 @@ def _train_in(
 
 
 def run_odp_train(
-    ml_root: Path, hyper: dict[str, str], converted: dict[str, Any], env: dict[str, str]
+    ml_root: Path,
+    hyper: dict[str, str],
+    converted: dict[str, Any],
+    env: dict[str, str],
+    *,
+    seed_uri: str | None = None,
+    allow_class_change: bool = False,
 ) -> tuple[int, Any]:
     """``odp train`` as a logged subprocess on the converted RecordIO channels, with ``env``
-    added to ours; its exit code and container layout (``MLPaths``)."""
+    added to ours; ``seed_uri`` (a model.tar.gz) becomes the ``model`` channel (incremental
+    training). Its exit code and container layout (``MLPaths``)."""
     from pipeline_lib import storage
     from pipeline_lib.training.contract import prepare_ml_root
 
@@ -226,11 +308,16 @@ def run_odp_train(
     with (
         storage.local_dir(converted["channels"]["train"]) as train_dir,
         storage.local_dir(converted["channels"]["validation"]) as val_dir,
+        tempfile.TemporaryDirectory(prefix="odp-seed-") as seed_dir,
     ):
-        paths = prepare_ml_root(
-            ml_root, {"train": train_dir, "validation": val_dir}, hyper, "recordio"
-        )
+        channels = {"train": train_dir, "validation": val_dir}
+        if seed_uri:
+            storage.download(seed_uri, Path(seed_dir, "model.tar.gz"))
+            channels["model"] = Path(seed_dir)
+        paths = prepare_ml_root(ml_root, channels, hyper, "recordio")
         cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(ml_root)]
+        if allow_class_change:
+            cmd.append("--allow-class-change")
         return run_logged(cmd, env={**os.environ, **env}), paths
 
 
@@ -319,29 +406,54 @@ def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str
 def register_trained(
     inputs: dict[str, Any], trained: dict[str, Any], evaluated: dict[str, Any]
 ) -> dict[str, Any]:
-    """Register the model version (alias ``candidate``); promote to ``champion`` if better."""
+    """Register the model version (alias ``candidate``); promote to ``champion`` if better.
+
+    Lineage: the run gets the training dataset as an MLflow dataset input (content hash as
+    digest), the validation report and the evaluation plots as artifacts, and tags for the
+    DAG, its run, the dataset, the base network and the git commit; the version gets
+    ``validation_mAP``, ``dataset_digest``, ``base_model`` and the promotion decision.
+    """
     from pipeline_lib import storage
-    from pipeline_lib.registry import promote_if_better, register_model, version_url
+    from pipeline_lib.registry import lineage, promote_if_better, register_model, version_url
 
     trained = {**trained, "model_uri": completed_model(inputs, trained)}
     metrics = {k: v for k, v in evaluated["metrics"].items() if isinstance(v, int | float)}
+    key = f"{inputs['dag_id']}/{inputs['run_id']}"
+    digest = trained.get("dataset_digest") or ""
+    base = inputs.get("base_model") or {}
+    hyper = trained["hyperparameters"]
+    run_tags = {
+        "odp.idempotency_key": key,
+        lineage.DATASET_URI_TAG: inputs["dataset_uri"],
+        lineage.DAG_ID_TAG: inputs["dag_id"],
+        lineage.DAG_RUN_ID_TAG: inputs["run_id"],
+        lineage.BASE_NETWORK_TAG: hyper.get("base_network", ""),
+        lineage.GIT_COMMIT_TAG: lineage.git_commit(),
+        lineage.BASE_MODEL_TAG: base.get("lineage", "none (trained from scratch)"),
+        "odp.input_format": inputs.get("input_format", "image+json"),
+        **({"odp.content_hash": h} if (h := inputs.get("content_hash")) else {}),
+    }
+    version_tags = {
+        lineage.VALIDATION_MAP_TAG: f"{metrics.get('mAP', float('nan')):.6f}",
+        lineage.DATASET_DIGEST_TAG: digest,
+        lineage.BASE_MODEL_TAG: base.get("lineage", "none (trained from scratch)"),
+    }
     with tempfile.TemporaryDirectory(prefix="odp-reg-") as tmp:
         metrics_path = Path(tmp, "metrics.json")
         metrics_path.write_text(json.dumps(metrics))
+        reports = _report_files(inputs, evaluated, Path(tmp, "reports"))
         with storage.local_file(trained["model_uri"]) as model_tar:
             info = register_model(
                 str(model_tar),
                 name=inputs["model_name"],
                 metrics_path=str(metrics_path),
-                run_name=f"{inputs['dag_id']}/{inputs['run_id']}",
-                params=trained["hyperparameters"],
+                run_name=key,
+                params=hyper,
                 epoch_metrics=trained["training_metrics"].get("epochs", []),
-                tags={
-                    "odp.idempotency_key": f"{inputs['dag_id']}/{inputs['run_id']}",
-                    "odp.dataset_uri": inputs["dataset_uri"],
-                    "odp.input_format": inputs.get("input_format", "image+json"),
-                    **({"odp.content_hash": h} if (h := inputs.get("content_hash")) else {}),
-                },
+                tags=run_tags,
+                version_tags=version_tags,
+                artifacts=reports,
+                dataset=lineage.training_dataset(inputs["dataset_uri"], digest) if digest else None,
             )
     champion = evaluated.get("champion") or {}
     promotion = promote_if_better(
@@ -354,3 +466,25 @@ def register_trained(
     log.info("registered %s version %s; promotion: %s", info["name"], info["version"], promotion)
     url = version_url(info["name"], info["version"])
     return {**info, "promotion": promotion, "mAP": metrics.get("mAP"), "mlflow_url": url}
+
+
+def _report_files(inputs: dict[str, Any], evaluated: dict[str, Any], dest: Path) -> list[Path]:
+    """Local copies of the validation report and the evaluation's files (plots, metrics):
+    the top-level files of both task folders, ``validate_`` / ``evaluate_`` prefixed."""
+    from pipeline_lib import storage
+
+    dest.mkdir(parents=True, exist_ok=True)
+    folders = {
+        "validate_": storage.join(inputs["run_root"], "validate", "report"),
+        "evaluate_": evaluated.get("output_uri") or storage.join(inputs["run_root"], "evaluate"),
+    }
+    files: list[Path] = []
+    for prefix, folder in folders.items():
+        if not storage.exists(folder):
+            continue
+        for uri in storage.list_files(folder):
+            relative = uri[len(folder) :].lstrip("/")
+            if "/" in relative or not relative.endswith((".json", ".png", ".txt", ".html")):
+                continue  # sub-folders (the champion's evaluation, GX Data Docs) stay in the run root
+            files.append(storage.download(uri, dest / f"{prefix}{relative}"))
+    return files

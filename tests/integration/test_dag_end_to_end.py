@@ -37,8 +37,9 @@ def test_full_dag_registers_a_candidate_with_map(dag_env, tmp_path):
     # registration then completed it with the model
     assert run.data.tags[registry.LIVE_TAG] == "true" and run.info.status == "FINISHED"
     assert len(client.get_metric_history(version.run_id, "batch_cross_entropy")) >= 2
-    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
-    assert any("model" in a for a in artifacts), artifacts
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
+    assert "evaluation/metrics.json" in artifacts, artifacts
+    assert version.source == f"models:/{run.data.tags[registry.MODEL_ID_TAG]}"  # the pyfunc
 
     assert client.get_model_version_by_alias("e2e-model", "champion").version == version.version
 

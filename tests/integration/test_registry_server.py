@@ -19,6 +19,7 @@ def _model_dir(folder: Path, payload: str) -> Path:
     (folder / "model_algo_1-symbol.json").write_text('{"nodes": []}')
     (folder / "model_algo_1-0000.params").write_text(payload)
     (folder / "class_map.json").write_text(json.dumps({"0": "circle"}))
+    (folder / "hyperparams.json").write_text(json.dumps({"num_classes": "1"}))
     return folder
 
 
@@ -37,7 +38,9 @@ def test_register_promote_resolve_through_server(mlflow_server, odp_home, tmp_pa
         idempotency_key="object_detection_training/run-1",
     )
     assert first["created"] and first["version"] == 1 and first["aliases"] == ["candidate"]
-    assert first["source"].startswith("mlflow-artifacts:")  # uploaded through the server
+    assert first["source"].startswith("models:/m-")  # the run's pyfunc (a LoggedModel)
+    model = registry.get_client(uri).get_logged_model(first["source"][len("models:/") :])
+    assert model.artifact_location.startswith("mlflow-artifacts:")  # uploaded through the server
 
     retry = registry.register_model(
         tmp_path / "m1",

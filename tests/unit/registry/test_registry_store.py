@@ -32,7 +32,7 @@ def test_artifact_root_may_be_s3(tmp_path: Path, s3, monkeypatch: pytest.MonkeyP
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tar_path = make_tar(tmp_path, payload="s3-artifacts")
     info = registry.register_model(tar_path, "reg-s3-root", tracking_uri=uri, metrics={"mAP": 1})
-    assert info["source"].startswith(f"s3://{s3.bucket}/mlflow/")
-    assert any(k.endswith("model/model.tar.gz") for k in s3.keys("mlflow/"))
+    assert info["source"].startswith("models:/m-")
+    assert any(k.endswith("artifacts/model.tar.gz") for k in s3.keys("mlflow/"))
     local = registry.resolve_model_uri("models:/reg-s3-root/1", tracking_uri=uri)
     assert local.read_bytes() == tar_path.read_bytes()

@@ -44,16 +44,16 @@ def test_register_logs_run_and_creates_candidate_version(store: Path, tmp_path: 
     history = client.get_metric_history(info["run_id"], "validation_mAP")
     assert [(m.step, m.value) for m in history] == [(0, 0.1), (1, 0.4)]
 
-    names = {a.path for a in client.list_artifacts(info["run_id"], "model")}
-    assert names == {
-        "model/model.tar.gz",
-        "model/class_map.json",
-        "model/hyperparams.json",
-        "model/metrics.json",
-    }
+    names = {a.path for a in client.list_artifacts(info["run_id"], "evaluation")}
+    assert names == {"evaluation/metrics.json"}
+    # the version is the run's pyfunc (a LoggedModel) holding the original model.tar.gz
+    model = client.get_logged_model(run.data.tags[registry.MODEL_ID_TAG])
+    assert info["source"] == f"models:/{model.model_id}" and model.source_run_id == run.info.run_id
+    files = {a.path for a in client.list_logged_model_artifacts(model.model_id, "artifacts")}
+    assert {"artifacts/model.tar.gz", "artifacts/class_map.json"} <= files, files
     # artifacts live in the local artifact folder, never in ./mlruns of the current directory
     artifacts = Path(load_settings().mlflow_artifacts).resolve()
-    assert info["source"].startswith(artifacts.as_uri())
+    assert model.artifact_location.startswith(artifacts.as_uri())
     assert not (store / "mlruns").exists()
     experiment = client.get_experiment_by_name(registry.DEFAULT_EXPERIMENT)
     assert experiment.artifact_location.startswith(artifacts.as_uri())

@@ -25,6 +25,8 @@ def test_demo_summary(odp_home, tmp_path: Path, capsys: pytest.CaptureFixture[st
     model = tmp_path / "model"
     model.mkdir()
     (model / "model_algo_1-symbol.json").write_text("{}")
+    for name in ("model_algo_1-0000.params", "hyperparams.json", "class_map.json"):
+        (model / name).write_text("{}")  # stand-ins: registration needs the files, not a network
     started = time.time() - 1
     info = registry.register_model(model, "odp-demo", metrics={"mAP": 0.4321})
     registry.promote_if_better("odp-demo", info["version"])

@@ -1,0 +1,213 @@
+"""Serving latency, CPU, batch 1: the bare exported network vs the pyfunc vs HTTP.
+
+For one model and one JPEG, side by side (p50 / p95 over ``--iterations`` after
+``--warmup`` calls):
+
+  bare       the exported inference graph (``SymbolBlock``, NMS included) on an already
+             preprocessed 1x3xSxS batch, results copied to numpy: the network alone
+  predictor  ``Predictor.predict_arrays`` on the decoded image: + resize, normalise, boxes
+             back to pixels
+  pyfunc     ``mlflow.pyfunc`` ``predict`` on a one-row DataFrame of JPEG bytes: + decode,
+             options, the SageMaker response (what ``odp predict`` and the server run)
+  http       ``POST /invocations`` to ``mlflow models serve --env-manager local`` (base64
+             JSON, the scoring server's parsing and its JSON response), over loopback
+
+The goal is pyfunc overhead <= 10% over bare (the ``vs bare`` column); the HTTP overhead is
+reported. The model is a ``model.tar.gz`` (``--model``; default: a 1-epoch model trained here
+on a tiny synthetic dataset, for a smoke run only); the image is a synthetic validation
+image unless ``--image`` names one. Numbers depend on the machine: run on a quiet one.
+
+    .venv/bin/python benchmarks/serve.py --model .local/demo/model.tar.gz [--iterations 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _percentiles(fn: Callable[[], object], warmup: int, iterations: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 50)) * 1e3, float(np.percentile(times, 95)) * 1e3
+
+
+def _tiny_model(root: Path) -> tuple[Path, Path]:
+    from pipeline_lib.artifact import package
+    from pipeline_lib.synthetic import SynthConfig, generate
+    from pipeline_lib.training.contract import prepare_ml_root
+    from pipeline_lib.training.entrypoint import run_training
+
+    data = root / "data"
+    generate(data, SynthConfig(images=20, classes=2, seed=3))
+    channels = {
+        c: data / c for c in ("train", "validation", "train_annotation", "validation_annotation")
+    }
+    hp = {
+        "num_classes": 2,
+        "num_training_samples": 16,
+        "base_network": "mobilenet-0.25",
+        "use_pretrained_model": 0,
+        "epochs": 1,
+        "mini_batch_size": 4,
+        "num_workers": 0,
+    }
+    paths = prepare_ml_root(root / "ml", channels, hp)
+    if run_training(str(paths.root)) != 0:
+        raise SystemExit("training the smoke-test model failed")
+    return Path(package(paths.model, root / "model.tar.gz")), data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    venv_bin = Path(sys.executable).parent  # mlflow starts uvicorn from PATH
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PATH": os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")]),
+    }
+    mlflow = venv_bin / "mlflow"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(  # noqa: S603  fixed argv
+            [
+                str(mlflow),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"mlflow models serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2):  # noqa: S310  loopback
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("mlflow models serve did not start in 300 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="model.tar.gz (default: a smoke-test model)")
+    parser.add_argument("--image", type=Path, help="a JPEG (default: a synthetic one)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP row")
+    args = parser.parse_args()
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from pipeline_lib.serving.mlflow_model import save_detector
+    from pipeline_lib.serving.request import decode_request_image
+
+    with tempfile.TemporaryDirectory(prefix="odp-bench-serve-") as tmp:
+        root = Path(tmp)
+        model, data = args.model, None
+        if model is None:
+            model, data = _tiny_model(root / "tiny")
+        image = args.image or sorted((data or Path(".")).glob("validation/*.jpg"))[0]
+        jpeg = image.read_bytes()
+
+        pyfunc_dir = save_detector(model, root / "pyfunc")
+        pyfunc = mlflow.pyfunc.load_model(str(pyfunc_dir))
+        predictor = pyfunc.unwrap_python_model().detector.predictor
+        pixels = decode_request_image(jpeg).pixels
+        batch = predictor._preprocess([pixels])
+
+        def bare() -> None:
+            ids, scores, boxes = predictor.net(batch)
+            ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
+
+        frame = pd.DataFrame({"image": [jpeg]})
+        rows: dict[str, tuple[float, float]] = {
+            "bare": _percentiles(bare, args.warmup, args.iterations),
+            "predictor": _percentiles(
+                lambda: predictor.predict_arrays([pixels]), args.warmup, args.iterations
+            ),
+            "pyfunc": _percentiles(lambda: pyfunc.predict(frame), args.warmup, args.iterations),
+        }
+        if not args.no_http:
+            proc, url = _serve(pyfunc_dir, root / "serve.log")
+            body = json.dumps(
+                {
+                    "dataframe_split": {
+                        "columns": ["image"],
+                        "data": [[base64.b64encode(jpeg).decode()]],
+                    }
+                }
+            ).encode()
+
+            def http() -> None:
+                req = urllib.request.Request(  # noqa: S310  loopback
+                    f"{url}/invocations", body, {"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310  loopback
+                    resp.read()
+
+            try:
+                rows["http"] = _percentiles(http, args.warmup, args.iterations)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+
+    size = predictor.image_shape
+    print(
+        f"model {model.name if args.model else 'smoke-test (1 epoch)'}, image {image.name}, "
+        f"input {size}x{size}, CPU, batch 1, {args.iterations} calls after {args.warmup} warm-up"
+    )
+    base50, base95 = rows["bare"]
+    print(f"{'path':<10} {'p50 ms':>9} {'p95 ms':>9} {'vs bare p50':>12} {'vs bare p95':>12}")
+    for name, (p50, p95) in rows.items():
+        print(
+            f"{name:<10} {p50:9.2f} {p95:9.2f} {p50 / base50 - 1:+11.1%} {p95 / base95 - 1:+11.1%}"
+        )
+    overhead = rows["pyfunc"][0] / base50 - 1
+    print(f"pyfunc overhead at p50: {overhead:+.1%} (goal <= +10%)")
+
+
+if __name__ == "__main__":
+    main()

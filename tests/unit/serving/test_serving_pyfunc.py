@@ -1,0 +1,79 @@
+"""The MLflow pyfunc on a real (tiny) model, saved without a tracking store: signature,
+input example, artifacts, params, and request errors as INVALID_PARAMETER_VALUE."""
+
+from __future__ import annotations
+
+import base64
+import tarfile
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from pipeline_lib.serving.detector import Detector
+from pipeline_lib.serving.mlflow_model import save_detector
+from pipeline_lib.serving.request import PredictOptions
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_detector(tiny_model, tmp_path_factory.mktemp("pyfunc") / "model")
+
+
+def test_saved_pyfunc_layout(saved: Path, tiny_model: Path) -> None:
+    artifacts = saved / "artifacts"
+    assert (artifacts / "model.tar.gz").read_bytes() == tiny_model.read_bytes()
+    with tarfile.open(tiny_model) as tar:
+        exported = {
+            "model_algo_1-symbol.json",
+            "model_algo_1-0000.params",
+            "class_map.json",
+            "hyperparams.json",
+        }
+        assert exported <= set(tar.getnames())
+    assert exported <= {p.name for p in artifacts.iterdir()}
+    model = mlflow.pyfunc.load_model(str(saved))
+    schema = model.metadata.get_input_schema()
+    assert [(c.name, c.type.name) for c in schema.inputs] == [("image", "binary")]
+    params = {p.name: p.default for p in model.metadata.get_params_schema().params}
+    assert params["accept"] == "application/json" and params["max_detections"] == 100
+    assert params["nms_threshold"] == pytest.approx(0.45)
+    assert (saved / "input_example.json").exists() and (
+        saved / "serving_input_example.json"
+    ).exists()
+
+
+def test_pyfunc_predicts_like_the_detector(
+    saved: Path, tiny_model: Path, training_data: Path
+) -> None:
+    model = mlflow.pyfunc.load_model(str(saved))
+    images = sorted((training_data / "validation").glob("*.jpg"))[:2]
+    data = [p.read_bytes() for p in images]
+    out = model.predict(
+        pd.DataFrame({"image": data}), params={"threshold": 0.01, "max_detections": 4}
+    )
+    direct = Detector.load(tiny_model).predict(
+        data, PredictOptions(threshold=0.01, max_detections=4)
+    )
+    assert out == direct and len(out) == 2
+    # base64 text (as JSON carries bytes) reads the same
+    text = model.predict(
+        pd.DataFrame({"image": [base64.b64encode(data[0]).decode()]}),
+        params={"threshold": 0.01, "max_detections": 4},
+    )
+    assert text == direct[:1]
+    verbose = model.predict(
+        pd.DataFrame({"image": data[:1]}), params={"accept": "application/json;annotation=1"}
+    )
+    assert {"image_size", "annotations", "categories"} <= set(verbose[0])
+
+
+def test_pyfunc_request_errors(saved: Path) -> None:
+    model = mlflow.pyfunc.load_model(str(saved))
+    with pytest.raises(MlflowException, match=r"row 0 \(image\): .* expected JPEG or PNG") as info:
+        model.predict(pd.DataFrame({"image": [b"not an image"]}))
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException, match="accept 'text/csv'"):
+        model.predict(pd.DataFrame({"image": [b"x"]}), params={"accept": "text/csv"})
