@@ -218,3 +218,38 @@ def test_deferrable_mode_trains_through_the_trigger(cluster, dag_env, dataset, m
     assert str(dagrun.state) == "success", states
     assert (_train_dir(dag_env) / "completion.json").exists()
     _all_pods_deleted(cluster)
+
+
+def test_marking_the_task_failed_deletes_its_running_pod(cluster, dag_env, dataset, monkeypatch):
+    """Marking the task failed in the UI (or a timeout) makes the task runner call the
+    operator's ``on_kill``: with ``on_kill_action=delete_pod`` the provider's client deletes
+    the running pod through the API (apache/airflow#37263, #62398: never an orphaned pod
+    holding a GPU), and the task fails instead of succeeding."""
+    import gc
+
+    from odp_airflow.kubernetes.operator import TrainingPodOperator
+
+    killed: list[str] = []
+
+    def mark_failed_while_training(fake: FakeKubernetes, pod) -> None:
+        checkpoints = pod.ml_root / "checkpoints"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and pod.proc.poll() is None:
+            if checkpoints.is_dir() and any(checkpoints.iterdir()):
+                break
+            time.sleep(0.2)
+        # The operator instance dag.test() is executing: what the task runner kills.
+        live = [
+            o for o in gc.get_objects() if isinstance(o, TrainingPodOperator) and o.pod is not None
+        ]
+        assert len(live) == 1
+        live[0].on_kill()
+        killed.append(pod.name)
+
+    cluster.on_running = mark_failed_while_training
+    dagrun = _run(cluster, monkeypatch, dataset, epochs=20)
+    states = task_states(dagrun)
+    assert killed == cluster.created[:1]
+    assert states["train_pod"] == "failed" and str(dagrun.state) == "failed", states
+    assert not (_train_dir(dag_env) / "completion.json").exists()
+    _all_pods_deleted(cluster)
