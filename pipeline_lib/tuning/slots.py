@@ -80,18 +80,17 @@ class TrialSlots:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self.url, self.run, self.limit = url, run, limit
         self.ttl_s, self.poll_s = ttl_s, poll_s
-        self._engine: sa.Engine | None = None
-        self._table: sa.Table | None = None
+        self._db_table: tuple[sa.Engine, sa.Table] | None = None
 
     def _db(self) -> tuple[sa.Engine, sa.Table]:
-        if self._engine is None:
+        if self._db_table is None:
             import sqlalchemy as sa
 
             from .study import engine_kwargs
 
-            self._engine = sa.create_engine(self.url, **engine_kwargs(self.url))
+            engine = sa.create_engine(self.url, **engine_kwargs(self.url))
             meta = sa.MetaData()
-            self._table = sa.Table(
+            table = sa.Table(
                 TABLE,
                 meta,
                 sa.Column("run", sa.String(512), primary_key=True),
@@ -100,9 +99,13 @@ class TrialSlots:
                 sa.Column("owner", sa.String(300), nullable=False),
                 sa.Column("expires_at", sa.Float, nullable=False),
             )
-            meta.create_all(self._engine, checkfirst=True)
-        assert self._table is not None
-        return self._engine, self._table
+            try:
+                meta.create_all(engine, checkfirst=True)
+            except sa.exc.DatabaseError:  # another trial created it between check and create
+                if not sa.inspect(engine).has_table(TABLE):
+                    raise
+            self._db_table = (engine, table)
+        return self._db_table
 
     def try_acquire(self, holder: str, owner: str | None = None) -> int | None:
         """A slot index for ``holder`` now (its own lease if it has one), else None."""
@@ -174,7 +177,7 @@ class TrialSlots:
                 log.info("%s: %d trials running, waiting for a slot", holder, self.limit)
                 waiting = True
             # jitter: trials waiting together do not all look at the same instant
-            time.sleep(min(left, self.poll_s * random.uniform(0.5, 1.5)))
+            time.sleep(min(left, self.poll_s * random.uniform(0.5, 1.5)))  # noqa: S311
         return slot
 
     def renew(self, holder: str) -> bool:
@@ -208,9 +211,10 @@ class TrialSlots:
             return {int(r.slot): r.holder for r in rows}
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        """Dispose of the engine (its connections)."""
+        if self._db_table is not None:
+            self._db_table[0].dispose()
+            self._db_table = None
 
 
 @contextmanager

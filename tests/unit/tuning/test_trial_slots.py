@@ -18,7 +18,11 @@ from pipeline_lib.tuning.study import open_study
 from pipeline_lib.tuning.trials import start_trial
 
 SPACE = parse_ranges(
-    {"ContinuousParameterRanges": [{"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.1"}]}
+    {
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.1"}
+        ]
+    }
 )
 
 
