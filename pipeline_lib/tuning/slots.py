@@ -201,6 +201,15 @@ class TrialSlots:
         with engine.begin() as db:
             db.execute(sa.delete(t).where((t.c.run == self.run) & (t.c.holder == holder)))
 
+    def clear(self) -> None:
+        """Drop every lease of the run (its trials are all done; a crashed one's stays
+        otherwise)."""
+        import sqlalchemy as sa
+
+        engine, t = self._db()
+        with engine.begin() as db:
+            db.execute(sa.delete(t).where(t.c.run == self.run))
+
     def holders(self) -> dict[int, str]:
         """Slot index -> holder, expired leases included (for reports and tests)."""
         import sqlalchemy as sa

@@ -233,8 +233,14 @@ def select_best(info: dict[str, Any]) -> dict[str, Any]:
     from pipeline_lib.tuning import tracking
     from pipeline_lib.tuning.job import best_trial, summarize
     from pipeline_lib.tuning.plots import write_plots
+    from pipeline_lib.tuning.slots import TrialSlots
     from pipeline_lib.tuning.trials import HYPER_ATTR, OUTPUTS_ATTR, SLOT_ATTR, fail_trial
 
+    slots = TrialSlots(info["storage"], info["slots_run"], info["max_parallel"])
+    try:  # every trial is done: leases a crashed trial left behind go too
+        slots.clear()
+    finally:
+        slots.close()
     study = _open(info)
     prefix = f"{info['run_id']}/"
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

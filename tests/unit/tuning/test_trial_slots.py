@@ -73,6 +73,8 @@ def test_a_third_trial_waits_while_two_hold_their_slots(url):
     slots.release("a")
     assert slots.acquire("c", timeout_s=5) in (0, 1)
     assert set(slots.holders().values()) == {"b", "c"}
+    slots.clear()  # the run is done
+    assert slots.holders() == {} and TrialSlots(url, "dag/run-2", 2).holders() == {0: "c"}
 
 
 def _hold_forever(url: str, ready) -> None:
