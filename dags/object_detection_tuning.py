@@ -10,11 +10,16 @@ the training DAG (`candidate`; `champion` only when it beats the champion).
   `ScalingType` Auto / Linear / Logarithmic / ReverseLogarithmic); a whole
   `HyperParameterTuningJobConfig` or request works too. Checked before any data work.
 * **Trials**: the dataset is validated and converted once; then `max_trials` mapped
-  `trial` tasks (`ODP_TUNING_PARALLEL` at once) each ask the Optuna study (TPE or random)
-  for hyperparameters when they start, train, and report every epoch's validation mAP; the
+  `trial` tasks each ask the Optuna study (TPE or random) for hyperparameters when they
+  start, train, and report every epoch's validation mAP; the
   pruner (median or Hyperband) stops trials that fall behind, keeping their best model.
   A trial that fails on its hyperparameters (e.g. diverges) is recorded as failed and the
   search goes on; other failures retry and resume the same trial.
+* **Trials at once**: `max_parallel_trials` (empty: the space's
+  `ResourceLimits.MaxParallelTrainingJobs`, else 2; at most 16, the task's parse-time cap).
+  Each trial takes one of the run's slots in the study's database when it starts and waits,
+  asleep, while that many train; a crashed trial's slot is freed when its lease expires
+  (2 minutes) or at once when its process on the same host is gone.
 * **Study**: SQLite under `$ODP_HOME/tuning` (or `ODP_TUNING_DB`, any SQLAlchemy URL);
   name a `study_name` to continue an earlier study.
 * **MLflow**: a parent run per study with a nested run per trial (params, per-epoch mAP,

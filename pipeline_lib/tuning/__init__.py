@@ -5,6 +5,7 @@ Modules: :mod:`.space` (ParameterRanges, ScalingType), :mod:`.config` (the tunin
 in SageMaker's shapes), :mod:`.study` (storage, sampler, pruner), :mod:`.report` (the
 training job's per-epoch hook), :mod:`.trials` (ask and tell one trial), :mod:`.job` (the
 sequential job of ``odp tune``, the best trial, the summary), :mod:`.tracking` (MLflow
-parent and nested runs), :mod:`.plots` (history and importances PNGs).
+parent and nested runs), :mod:`.plots` (history and importances PNGs), :mod:`.slots` (at
+most P trials of a run at once).
 Importing the package imports neither Optuna nor MLflow.
 """

@@ -81,12 +81,14 @@ def storage(url: str | None = None) -> optuna.storages.RDBStorage:
     import optuna
 
     url = url or default_storage()
-    kwargs: dict[str, Any] = {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for the study's database (also the trial slots')."""
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
-    else:
-        kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
 
 
 def make_sampler(kind: str, seed: int | None = None) -> optuna.samplers.BaseSampler:

@@ -221,7 +221,10 @@ DEFAULT_SEARCH_SPACE = {
 
 
 def tuning_params() -> dict[str, Param]:
-    """The search: space, budget, sampler, pruner, and which study to continue."""
+    """The search: space, budget, sampler, pruner, which study to continue, and how many
+    trials train at once."""
+    from pipeline_lib.tuning.slots import DEFAULT_PARALLEL_TRIALS, MAX_PARALLEL_TRIALS
+
     return {
         "search_space": Param(
             DEFAULT_SEARCH_SPACE,
@@ -260,6 +263,16 @@ def tuning_params() -> dict[str, Param]:
             "(its finished trials count towards Trials).",
         ),
         "tuning_seed": Param(None, type=["null", "integer"], title="Sampler seed"),
+        "max_parallel_trials": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=MAX_PARALLEL_TRIALS,
+            title="Trials at once",
+            description="How many trials of this run train at the same time. Empty: the "
+            "space's ResourceLimits.MaxParallelTrainingJobs, else "
+            f"{DEFAULT_PARALLEL_TRIALS}. At most {MAX_PARALLEL_TRIALS}.",
+        ),
     }
 
 

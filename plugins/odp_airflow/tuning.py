@@ -29,6 +29,7 @@ TUNING_PARAMS = (
     "prune_warmup_epochs",
     "study_name",
     "tuning_seed",
+    "max_parallel_trials",
 )
 
 
@@ -53,6 +54,7 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
         warmup_epochs=int(params.get("prune_warmup_epochs", 1)),
         max_epochs=int(hyper.get("epochs", 30)),
     )
+    parallel = _parallel_trials(params.get("max_parallel_trials"), config.max_parallel)
     name = str(params.get("study_name") or "").strip() or safe_segment(
         f"{inputs['dag_id']}.{inputs['run_id']}"
     )
@@ -62,6 +64,8 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
         "sampler": params.get("sampler") or config.sampler or "tpe",
         "pruner": asdict(pruner),
         "seed": params.get("tuning_seed"),
+        "max_parallel": parallel,
+        "slots_run": f"{inputs['dag_id']}/{inputs['run_id']}",  # whose trial slots
         "space": config.space.to_json(),
         "static": config.static,
         # what select_best needs of the run's inputs (it depends on this task and the
@@ -76,8 +80,36 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
         name, {"sampler": info["sampler"], "pruner": pruner.kind, "max_trials": str(n_trials)}
     )
     info["slots"] = list(range(max(0, n_trials - done)))
-    log.info("study %s: %d trials finished, %d to run", name, done, len(info["slots"]))
+    log.info(
+        "study %s: %d trials finished, %d to run, %d at once",
+        name,
+        done,
+        len(info["slots"]),
+        parallel,
+    )
     return info
+
+
+def _parallel_trials(param: Any, from_config: int | None) -> int:
+    """P: the Param, else the config's ResourceLimits.MaxParallelTrainingJobs, else the
+    default; at most the DAG's parse-time cap."""
+    from pipeline_lib.tuning.slots import DEFAULT_PARALLEL_TRIALS, MAX_PARALLEL_TRIALS
+
+    if param is not None:
+        if isinstance(param, bool) or not isinstance(param, int) or param < 1:
+            raise StageFailed(f"Param 'max_parallel_trials': {param!r}: expected an integer >= 1")
+        if param > MAX_PARALLEL_TRIALS:
+            raise StageFailed(
+                f"Param 'max_parallel_trials': {param}: at most {MAX_PARALLEL_TRIALS}"
+            )
+        return param
+    if from_config is not None and from_config > MAX_PARALLEL_TRIALS:
+        log.warning(
+            "ResourceLimits.MaxParallelTrainingJobs %d: running %d at once (the DAG's cap)",
+            from_config,
+            MAX_PARALLEL_TRIALS,
+        )
+    return min(from_config or DEFAULT_PARALLEL_TRIALS, MAX_PARALLEL_TRIALS)
 
 
 def _open(info: dict[str, Any], slot: int = 0):
@@ -105,7 +137,32 @@ def run_trial(
     slot: int,
 ) -> dict[str, Any]:
     """One trial, trained locally (``odp train`` subprocess). Transient failures raise (the
-    task retries and resumes the same trial); others are recorded in the study."""
+    task retries and resumes the same trial); others are recorded in the study. Waits for
+    one of the run's ``max_parallel`` slots first."""
+    from pipeline_lib.tuning.slots import TrialSlots, hold_slot
+
+    from .failure import TIMEOUTS
+
+    slot_key = f"{inputs['run_id']}/{slot}"
+    # At most P trials of this run train at once (P is per run; Airflow's own cap on the
+    # task is fixed at parse time). Hyperparameters are asked once the slot is held, so a
+    # trial learns from every trial finished while it waited.
+    slots = TrialSlots(info["storage"], info["slots_run"], info["max_parallel"])
+    try:
+        with hold_slot(slots, slot_key, TIMEOUTS["train"].total_seconds()):
+            return _run_trial(inputs, validation, converted, info, slot, slot_key)
+    finally:
+        slots.close()
+
+
+def _run_trial(
+    inputs: dict[str, Any],
+    validation: dict[str, Any],
+    converted: dict[str, Any],
+    info: dict[str, Any],
+    slot: int,
+    slot_key: str,
+) -> dict[str, Any]:
     from pipeline_lib import storage
     from pipeline_lib.artifact import package
     from pipeline_lib.registry import run_url
@@ -117,7 +174,6 @@ def run_trial(
     from .tasks import run_odp_train, training_hyperparameters
 
     study = _open(info, slot)
-    slot_key = f"{inputs['run_id']}/{slot}"
     plan = start_trial(
         study, parse_ranges(info["space"]), info["static"], info["storage"], slot_key
     )
@@ -177,8 +233,14 @@ def select_best(info: dict[str, Any]) -> dict[str, Any]:
     from pipeline_lib.tuning import tracking
     from pipeline_lib.tuning.job import best_trial, summarize
     from pipeline_lib.tuning.plots import write_plots
+    from pipeline_lib.tuning.slots import TrialSlots
     from pipeline_lib.tuning.trials import HYPER_ATTR, OUTPUTS_ATTR, SLOT_ATTR, fail_trial
 
+    slots = TrialSlots(info["storage"], info["slots_run"], info["max_parallel"])
+    try:  # every trial is done: leases a crashed trial left behind go too
+        slots.clear()
+    finally:
+        slots.close()
     study = _open(info)
     prefix = f"{info['run_id']}/"
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

@@ -2,21 +2,22 @@
 one failure policy; the shared ones (validate, convert, evaluate, register) come from
 :mod:`odp_airflow.pipeline`.
 
-How many trials train at once is fixed when the DAG is parsed (Airflow sets a task's
-concurrency then, not per run): ``ODP_TUNING_PARALLEL`` (default 2) mapped trials per run.
+How many trials train at once is the run's ``max_parallel_trials`` Param. Airflow fixes a
+task's concurrency when the DAG is parsed, so ``trial`` gets a generous cap there
+(:data:`~pipeline_lib.tuning.slots.MAX_PARALLEL_TRIALS`, also the Param's maximum) and each
+trial takes one of its run's P slots in the study's database when it starts
+(:mod:`pipeline_lib.tuning.slots`); a trial beyond P waits in its worker slot, asleep.
 """
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import get_current_context, task
 from airflow.task.trigger_rule import TriggerRule
 
+from pipeline_lib.tuning.slots import MAX_PARALLEL_TRIALS
+
 from .failure import TIMEOUTS, stage
 from .links import publish_mlflow_url
-
-MAX_PARALLEL_TRIALS = int(os.environ.get("ODP_TUNING_PARALLEL", "2"))
 
 
 @task(execution_timeout=TIMEOUTS["resolve_inputs"])
@@ -37,7 +38,8 @@ def trial_slots(study: dict) -> list[int]:
 
 @task(execution_timeout=TIMEOUTS["train"], max_active_tis_per_dagrun=MAX_PARALLEL_TRIALS)
 def trial(inputs: dict, validation: dict, converted: dict, study: dict, slot: int) -> dict:
-    """One trial: hyperparameters from the study, ``odp train``, the result told back."""
+    """One trial: a slot of the run's P, hyperparameters from the study, ``odp train``, the
+    result told back."""
     from odp_airflow import tuning
 
     return publish_mlflow_url(stage(tuning.run_trial)(inputs, validation, converted, study, slot))

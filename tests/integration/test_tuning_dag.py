@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import sqlalchemy
 from dag_runs import load_dag, small_conf
 
 from pipeline_lib.synthetic import SynthConfig, generate
@@ -53,6 +54,8 @@ def test_tuning_dag_prunes_tracks_and_registers_the_best_trial(dag_env, tmp_path
 
     storage = f"sqlite:///{odp_home.home / 'tuning' / 'studies.db'}"
     study = optuna.load_study(study_name="dag-study", storage=storage)
+    with sqlalchemy.create_engine(storage).connect() as db:  # trials took slots, all freed
+        assert db.execute(sqlalchemy.text("SELECT count(*) FROM odp_trial_slots")).scalar() == 0
     states = [t.state.name for t in study.trials]
     assert len(states) == 4 and "PRUNED" in states and "COMPLETE" in states, states
     for t in study.trials:  # every trial reported each epoch it trained
