@@ -136,7 +136,11 @@ def training_chain(inputs: Any) -> Any:
     plan = train_plan(inputs, validation, converted)
     service = train_service(inputs)
     pods = TrainingPodOperator.partial(
-        task_id="train_pod", execution_timeout=TIMEOUTS["train"]
+        task_id="train_pod",
+        execution_timeout=TIMEOUTS["train"],
+        doc_md="compute=kubernetes: one training pod per host (`algo-1..N`), mapped over "
+        "`train_plan`; skipped on local compute. The pod reads its channels from the run "
+        "root and writes the model, metrics and the completion manifest there.",
     ).expand_kwargs(plan)
     service >> pods >> train_service_delete(inputs).as_teardown(setups=service)
     trained = train(inputs, validation, converted)
