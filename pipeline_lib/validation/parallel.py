@@ -51,8 +51,19 @@ def pmap(
     chunk = 16 if n is None else max(1, min(64, n // (workers * 16)))
     window = max(WINDOW, workers * chunk * 4)
     it = iter(items)
-    with ctx.Pool(workers, initializer=_init_child, initargs=(state, os.getpid())) as pool:
+    pool = ctx.Pool(workers, initializer=_init_child, initargs=(state, os.getpid()))
+    try:
         # Pool.imap would pull the whole input at once; feeding it in windows keeps memory
         # flat however long the input stream (manifest lines, RecordIO records) is.
         while window_items := list(islice(it, window)):
             yield from pool.imap(fn, window_items, chunksize=chunk)
+    except BaseException:  # an error, or the caller stopped early: stop the workers now
+        pool.terminate()
+        raise
+    else:
+        # Not ``with Pool`` (whose exit terminates): a terminate races with the pool's own
+        # worker handler, which can fork a replacement worker that is never signalled and
+        # then joined forever. Done normally, the workers get their sentinel and exit.
+        pool.close()
+    finally:
+        pool.join()
