@@ -28,16 +28,25 @@ def _nms_params(nodes: list[dict], path: object) -> tuple[int, NmsParams]:
         raise ArtifactError(f"{path}: {SYMBOL}: expected one box_nms node, found {len(found)}")
     index = found[0]
     attrs = nodes[index].get("attrs", {})
-    if (attrs.get("id_index", "0"), attrs.get("score_index", "0"), attrs.get("coord_start")) != (
-        "0",
-        "1",
-        "2",
-    ) or attrs.get("in_format", "corner") != "corner" or attrs.get("background_id", "-1") != "-1":
+    if (
+        (attrs.get("id_index", "0"), attrs.get("score_index", "0"), attrs.get("coord_start"))
+        != (
+            "0",
+            "1",
+            "2",
+        )
+        or attrs.get("in_format", "corner") != "corner"
+        or attrs.get("background_id", "-1") != "-1"
+    ):
         raise ArtifactError(f"{path}: {SYMBOL}: box_nms has a row layout this export does not know")
     keep = -1
     for node in nodes[index + 1 :]:
         a = node.get("attrs", {})
-        if node.get("op") == "slice_axis" and node["inputs"][0][0] == index and a.get("axis") == "1":
+        if (
+            node.get("op") == "slice_axis"
+            and node["inputs"][0][0] == index
+            and a.get("axis") == "1"
+        ):
             if a.get("begin", "0") != "0":
                 raise ArtifactError(f"{path}: {SYMBOL}: the post-NMS slice does not start at 0")
             keep = int(a["end"])
@@ -120,7 +129,11 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
             dynamic_input_shapes=[(None, 3, size, size)],
         )
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    meta = {"nms": nms.to_json(), "image_shape": size, "classes": {str(k): v for k, v in classes.items()}}
+    meta = {
+        "nms": nms.to_json(),
+        "image_shape": size,
+        "classes": {str(k): v for k, v in classes.items()},
+    }
     helper.set_model_props(onnx_model, {METADATA_KEY: json.dumps(meta)})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

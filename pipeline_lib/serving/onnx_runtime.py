@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -99,9 +98,7 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
             nms = NmsParams(**meta["nms"])
             classes = {int(k): str(v) for k, v in meta["classes"].items()}
