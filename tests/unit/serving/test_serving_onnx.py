@@ -8,6 +8,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from conftest import LearnedModel
 
 from pipeline_lib.artifact import ArtifactError
 from pipeline_lib.inference import Predictor
@@ -56,13 +57,14 @@ def _images(training_data: Path) -> list[np.ndarray]:
     return [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files]
 
 
-def test_onnx_detections_equal_mxnets(
-    tiny_model: Path, training_data: Path, tmp_path: Path
-) -> None:
-    onnx_file = export_onnx(tiny_model, tmp_path / "model.onnx")
-    ours, theirs = OnnxPredictor.load(onnx_file), Predictor.load(tiny_model)
+def test_onnx_detections_equal_mxnets(learned_model: LearnedModel, tmp_path: Path) -> None:
+    # A model that has learned: a 1-epoch one scores neighbouring anchors alike, and
+    # scores equal up to float rounding may swap places in either runtime's sort, so NMS
+    # keeps the other box of an overlapping pair.
+    onnx_file = export_onnx(learned_model.tar, tmp_path / "model.onnx")
+    ours, theirs = OnnxPredictor.load(onnx_file), Predictor.load(learned_model.tar)
     assert ours.classes == theirs.classes and ours.image_shape == theirs.image_shape
-    images = _images(training_data)
+    images = _images(learned_model.dataset)
     assert images
     for img, got, ref in zip(
         images,
@@ -71,11 +73,25 @@ def test_onnx_detections_equal_mxnets(
         strict=True,
     ):
         assert len(ref) > 0 and got.shape == ref.shape
-        np.testing.assert_array_equal(got[:, 0], ref[:, 0])
-        np.testing.assert_allclose(got[:, 1], ref[:, 1], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got[:, 1], ref[:, 1], rtol=0, atol=1e-4)  # both best first
         h, w = img.shape[:2]
-        scale = np.array([w, h, w, h], dtype=np.float32)
-        np.testing.assert_allclose(got[:, 2:] / scale, ref[:, 2:] / scale, rtol=0, atol=1e-4)
+        _assert_same_detections(got, ref, np.array([w, h, w, h], dtype=np.float32))
+
+
+def _assert_same_detections(got: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> None:
+    """One-to-one: each reference row has its own row of the same class, score within 1e-4
+    and box (as a fraction of the image) within 1e-4. Rows whose scores tie up to float
+    rounding may come in either order."""
+    free = np.ones(len(got), dtype=bool)
+    for row in ref:
+        close = (
+            free
+            & (got[:, 0] == row[0])
+            & (np.abs(got[:, 1] - row[1]) <= 1e-4)
+            & (np.abs(got[:, 2:] - row[2:]) / scale <= 1e-4).all(axis=1)
+        )
+        assert close.any(), f"no ONNX detection matches MXNet's {row.tolist()}"
+        free[np.flatnonzero(close)[0]] = False
 
 
 def test_a_file_that_is_not_an_odp_export_is_refused(tmp_path: Path) -> None:
