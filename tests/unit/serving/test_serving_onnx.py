@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import LearnedModel
 
 from pipeline_lib.artifact import ArtifactError
 from pipeline_lib.inference import Predictor
 from pipeline_lib.serving.onnx_export import export_onnx
 from pipeline_lib.serving.onnx_runtime import NmsParams, OnnxPredictor, box_nms
+
+if TYPE_CHECKING:
+    from conftest import LearnedModel
 
 
 def _rows(rng: np.random.Generator, kind: str, k: int = 300) -> np.ndarray:
