@@ -63,19 +63,20 @@ def box_nms(data: np.ndarray, p: NmsParams) -> np.ndarray:
         ids, x1, y1, x2, y2 = rows[:, 0], rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5]
         width, height = x2 - x1, y2 - y1
         area = np.where((width < 0) | (height < 0), np.float32(0), width * height)
+        # all pairwise IoUs at once (the same float32 operations as MXNet's, per pair)
+        w = np.maximum(np.float32(0), np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1))
+        h = np.maximum(np.float32(0), np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1))
+        inter = w * h
+        union = area[:, None] + area - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union <= 0, np.float32(0), inter / union)
+        suppresses = iou > thresh
+        if not p.force_suppress:
+            suppresses &= ids[:, None] == ids
         keep = np.ones(len(rows), dtype=bool)
         for i in range(len(rows)):
-            if not keep[i]:
-                continue
-            j = slice(i + 1, None)
-            w = np.maximum(np.float32(0), np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j]))
-            h = np.maximum(np.float32(0), np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j]))
-            inter = w * h
-            union = area[i] + area[j] - inter
-            with np.errstate(divide="ignore", invalid="ignore"):
-                iou = np.where(union <= 0, np.float32(0), inter / union)
-            same = True if p.force_suppress else ids[j] == ids[i]
-            keep[j] &= ~(same & (iou > thresh))
+            if keep[i]:
+                keep[i + 1 :] &= ~suppresses[i, i + 1 :]
         kept = rows[keep]
         out[b, : len(kept)] = kept
     return out if p.keep < 0 else out[:, : p.keep]
