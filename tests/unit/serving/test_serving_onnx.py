@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +20,8 @@ from pipeline_lib.serving.onnx_runtime import NmsParams, OnnxPredictor, box_nms
 
 if TYPE_CHECKING:
     from conftest import LearnedModel
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _rows(rng: np.random.Generator, kind: str, k: int = 300) -> np.ndarray:
@@ -102,3 +107,28 @@ def test_a_file_that_is_not_an_odp_export_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match=r"model\.onnx: the ONNX model cannot be loaded"):
         OnnxPredictor.load(bad)
+
+
+def test_onnx_serving_runs_where_mxnet_cannot_be_imported(
+    tiny_model: Path, training_data: Path, tmp_path: Path
+) -> None:
+    onnx_file = export_onnx(tiny_model, tmp_path / "model.onnx")
+    image = sorted((training_data / "validation").glob("*.jpg"))[0]
+    script = (
+        "import sys, cv2, numpy as np\n"
+        "sys.modules['mxnet'] = None  # any import of MXNet now fails\n"
+        "from pipeline_lib.serving.onnx_runtime import OnnxPredictor\n"
+        f"det = OnnxPredictor.load({str(onnx_file)!r}).predict_arrays([cv2.imread({str(image)!r})])"
+        "[0]\n"
+        f"np.save({str(tmp_path / 'det.npy')!r}, det)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(  # noqa: S603  test-built argv, no shell
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = OnnxPredictor.load(onnx_file).predict_arrays([cv2.imread(str(image))])[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "det.npy"), expected)
