@@ -46,9 +46,10 @@ class NmsParams:
 
 def box_nms(data: np.ndarray, p: NmsParams) -> np.ndarray:
     """MXNet's ``box_nms`` on ``(B, K, 6)`` rows (id 0, score 1, corners 2..5): per image,
-    rows of a class (id not -1) scoring above ``valid_thresh``, best first (stable), the first ``topk``, greedy
-    suppression of a later row whose IoU with a kept one exceeds ``overlap_thresh`` (same
-    class unless ``force_suppress``); survivors first, then rows of -1."""
+    rows of a class (id not -1) scoring above ``valid_thresh``, best first (stable), the
+    first ``topk``, greedy suppression of a later row whose IoU with a kept one exceeds
+    ``overlap_thresh`` (same class unless ``force_suppress``); survivors first, then rows
+    of -1, the first ``keep`` of them."""
     data = np.asarray(data, dtype=np.float32)
     out = np.full_like(data, -1.0)
     thresh = np.float32(p.overlap_thresh)
