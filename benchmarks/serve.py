@@ -9,6 +9,8 @@ For one model and one JPEG, side by side (p50 / p95 over ``--iterations`` after
              back to pixels
   pyfunc     ``mlflow.pyfunc`` ``predict`` on a one-row DataFrame of JPEG bytes: + decode,
              options, the SageMaker response (what ``odp predict`` and the server run)
+  onnx       the same as ``predictor`` without MXNet: the graph up to its NMS exported to
+             ONNX, run by ``onnxruntime``, NMS in numpy (``pipeline_lib.serving.onnx_runtime``)
   http       ``POST /invocations`` to ``mlflow models serve --env-manager local`` (base64
              JSON, the scoring server's parsing and its JSON response), over loopback
 
@@ -142,6 +144,8 @@ def main() -> None:
     import pandas as pd
 
     from pipeline_lib.serving.mlflow_model import save_detector
+    from pipeline_lib.serving.onnx_export import export_onnx
+    from pipeline_lib.serving.onnx_runtime import OnnxPredictor
     from pipeline_lib.serving.request import decode_request_image
 
     with tempfile.TemporaryDirectory(prefix="odp-bench-serve-") as tmp:
@@ -170,6 +174,10 @@ def main() -> None:
             ),
             "pyfunc": _percentiles(lambda: pyfunc.predict(frame), args.warmup, args.iterations),
         }
+        onnx = OnnxPredictor.load(export_onnx(model, root / "model.onnx"))
+        rows["onnx"] = _percentiles(
+            lambda: onnx.predict_arrays([pixels]), args.warmup, args.iterations
+        )
         if not args.no_http:
             proc, url = _serve(pyfunc_dir, root / "serve.log")
             body = json.dumps(

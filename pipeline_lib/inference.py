@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import mxnet as mx
 import numpy as np
 
@@ -23,9 +22,7 @@ from .artifact import (
     read_artifact_config,
 )
 from .hyperparameters import HyperparameterError, parse_value
-
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+from .preprocessing import detections_in_pixels, normalized_batch
 
 
 @dataclass
@@ -68,12 +65,7 @@ class Predictor:
         return cls(net, image_shape, classes, hp, ctx)
 
     def _preprocess(self, images: list[np.ndarray]) -> mx.nd.NDArray:
-        size = self.image_shape
-        batch = np.empty((len(images), 3, size, size), dtype=np.float32)
-        for i, img in enumerate(images):
-            resized = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-            batch[i] = ((resized.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
-        return mx.nd.array(batch, ctx=self.ctx)
+        return mx.nd.array(normalized_batch(images, self.image_shape), ctx=self.ctx)
 
     def predict_arrays(
         self, images: list[np.ndarray], batch_size: int = 16, net: mx.gluon.Block | None = None
@@ -87,10 +79,8 @@ class Predictor:
             ids, scores, boxes = net(self._preprocess(chunk))
             ids, scores, boxes = ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
             for i, img in enumerate(chunk):
-                keep = ids[i, :, 0] >= 0
                 h, w = img.shape[:2]
-                b = boxes[i, keep].copy()
-                b[:, (0, 2)] = np.clip(b[:, (0, 2)] * w / self.image_shape, 0, w)
-                b[:, (1, 3)] = np.clip(b[:, (1, 3)] * h / self.image_shape, 0, h)
-                out.append(np.column_stack([ids[i, keep, 0], scores[i, keep, 0], b]))
+                out.append(
+                    detections_in_pixels(ids[i], scores[i], boxes[i], h, w, self.image_shape)
+                )
         return out

@@ -1,0 +1,144 @@
+"""Export a trained model's inference graph, up to its NMS, to ONNX (MXNet's exporter).
+
+The network runs in ``onnxruntime``; its ``box_nms`` (which ONNX has no exact equivalent of)
+and the slice after it run in numpy (:mod:`pipeline_lib.serving.onnx_runtime`), with the
+attributes written into the file's metadata. Opset 13: the newest MXNet 1.9's exporter
+translates to (it would otherwise stamp the installed onnx's newest opset on opset-13 nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from ..artifact import PARAMS, SYMBOL, ArtifactError, model_folder, read_artifact_config
+from ..hyperparameters import parse_value
+from .onnx_runtime import METADATA_KEY, NmsParams
+
+OPSET = 13
+_NMS_OP = "_contrib_box_nms"
+
+
+def _nms_params(nodes: list[dict], path: object) -> tuple[int, NmsParams]:
+    """The ``box_nms`` node's index and attributes, and the rows the slice after it keeps."""
+    found = [i for i, n in enumerate(nodes) if n.get("op") == _NMS_OP]
+    if len(found) != 1:
+        raise ArtifactError(f"{path}: {SYMBOL}: expected one box_nms node, found {len(found)}")
+    index = found[0]
+    attrs = nodes[index].get("attrs", {})
+    if (
+        (attrs.get("id_index", "0"), attrs.get("score_index", "0"), attrs.get("coord_start"))
+        != (
+            "0",
+            "1",
+            "2",
+        )
+        or attrs.get("in_format", "corner") != "corner"
+        or attrs.get("background_id", "-1") != "-1"
+    ):
+        raise ArtifactError(f"{path}: {SYMBOL}: box_nms has a row layout this export does not know")
+    keep = -1
+    for node in nodes[index + 1 :]:
+        a = node.get("attrs", {})
+        if (
+            node.get("op") == "slice_axis"
+            and node["inputs"][0][0] == index
+            and a.get("axis") == "1"
+        ):
+            if a.get("begin", "0") != "0":
+                raise ArtifactError(f"{path}: {SYMBOL}: the post-NMS slice does not start at 0")
+            keep = int(a["end"])
+    return index, NmsParams(
+        overlap_thresh=float(attrs.get("overlap_thresh", "0.5")),
+        topk=int(attrs.get("topk", "-1")),
+        valid_thresh=float(attrs.get("valid_thresh", "0")),
+        force_suppress=attrs.get("force_suppress", "False") in ("True", "true", "1"),
+        keep=keep,
+    )
+
+
+def _match_batchnorms(nodes: list[dict], params: dict) -> None:
+    """Make the exporter's ``BatchNormalization`` compute what MXNet's ``BatchNorm`` does.
+
+    * ``fix_gamma`` (MXNet's default) means gamma = 1; the exporter passes the stored one.
+    * A channel whose moving variance is below ``-eps`` (a short training run can leave
+      one) is NaN in MXNet, which the following ReLU turns into 0 (MXNet's ``relu`` maps NaN
+      to 0, ONNX's ``Relu`` keeps it): when every consumer is a ReLU, that channel becomes
+      an exact 0 (gamma = beta = mean = 0, variance 1).
+    """
+    import mxnet as mx
+
+    consumers: dict[int, list[dict]] = {}
+    for node in nodes:
+        for src in node.get("inputs", []):
+            consumers.setdefault(src[0], []).append(node)
+    for index, node in enumerate(nodes):
+        if node.get("op") != "BatchNorm":
+            continue
+        attrs = node.get("attrs", {})
+        gamma, beta, mean, var = (nodes[i[0]]["name"] for i in node["inputs"][1:5])
+        if not all(n in params for n in (gamma, beta, mean, var)):
+            continue
+        if attrs.get("fix_gamma", "True") in ("True", "true", "1"):
+            params[gamma] = mx.nd.ones_like(params[gamma])
+        eps = float(attrs.get("eps", "0.001"))
+        dead = params[var].asnumpy() + eps < 0
+        relu_only = all(
+            c.get("op") == "Activation" and c.get("attrs", {}).get("act_type") == "relu"
+            for c in consumers.get(index, [])
+        )
+        if dead.any() and relu_only:
+            for name, value in ((gamma, 0.0), (beta, 0.0), (mean, 0.0), (var, 1.0)):
+                arr = params[name].asnumpy().copy()
+                arr[dead] = value
+                params[name] = mx.nd.array(arr, dtype=arr.dtype)
+
+
+def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``out`` (an ONNX file) from ``model`` (``model.tar.gz``, a folder holding it, or
+    an unpacked artifact folder)."""
+    import mxnet as mx
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    from onnx import TensorProto, helper
+
+    from .. import storage
+
+    with storage.local_file(model) as local, model_folder(Path(local)) as folder:
+        hp, classes = read_artifact_config(folder, model)
+        symbol_json = (folder / SYMBOL).read_text(encoding="utf-8")
+        saved = mx.nd.load(str(folder / PARAMS))
+    size = parse_value("image_shape", hp.get("image_shape", "300"))
+    nodes = json.loads(symbol_json)["nodes"]
+    index, nms = _nms_params(nodes, model)
+    source = nodes[index]["inputs"][0]
+    head = nodes[source[0]]["name"] + "_output"
+    sym = mx.sym.load_json(symbol_json).get_internals()[head]
+    params = {k.split(":", 1)[1]: v for k, v in saved.items()}
+    _match_batchnorms(nodes, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = MXNetGraph().create_onnx_graph_proto(
+            sym,
+            params,
+            in_shapes=[(1, 3, size, size)],
+            in_types=[TensorProto.FLOAT],
+            opset_version=OPSET,
+            dynamic=True,
+            dynamic_input_shapes=[(None, 3, size, size)],
+        )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    meta = {
+        "nms": nms.to_json(),
+        "image_shape": size,
+        "classes": {str(k): v for k, v in classes.items()},
+    }
+    helper.set_model_props(onnx_model, {METADATA_KEY: json.dumps(meta)})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(onnx_model.SerializeToString())
+    return out
+
+
+__all__ = ["OPSET", "export_onnx"]
