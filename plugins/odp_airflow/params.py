@@ -174,8 +174,8 @@ def registry_params() -> dict[str, Param]:
             description="mAP gain over the champion needed to move the champion alias.",
         ),
         "base_model": Param(
-            "",
-            type="string",
+            None,  # not "": the v3 form treats an empty string as a missing required value
+            type=["null", "string"],
             title="Base model (incremental training)",
             description=(
                 "Seed the weights from models:/NAME@ALIAS, models:/NAME/VERSION or a "

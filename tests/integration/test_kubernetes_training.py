@@ -240,7 +240,11 @@ def test_marking_the_task_failed_deletes_its_running_pod(cluster, dag_env, datas
             time.sleep(0.2)
         # The operator instance dag.test() is executing: what the task runner kills.
         live = [
-            o for o in gc.get_objects() if isinstance(o, TrainingPodOperator) and o.pod is not None
+            o
+            for o in gc.get_objects()
+            if isinstance(o, TrainingPodOperator)
+            and o.pod is not None
+            and o.pod.metadata.name == pod.name
         ]
         assert len(live) == 1
         live[0].on_kill()

@@ -93,8 +93,19 @@ def test_register_fails_clearly_while_the_server_is_down_and_the_retry_completes
     inputs = tasks.resolve_inputs(params, "object_detection_training", "manual__outage")
     live = tasks._live_mlflow_env(inputs)  # what the train task does first
     assert live["ODP_MLFLOW_RUN_ID"]
+    # What the train task publishes: the model, its metrics, the completion manifest last.
+    import json
+    import shutil
+
+    from pipeline_lib.training.completion import write_completion
+
+    task_dir = Path(inputs["run_root"], "train")
+    task_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tiny_model, task_dir / "model.tar.gz")
+    (task_dir / "metrics.json").write_text(json.dumps({"validation:mAP": 0.1}))
+    write_completion(str(task_dir))
     trained = {
-        "model_uri": str(tiny_model),
+        "model_uri": str(task_dir / "model.tar.gz"),
         "hyperparameters": {"base_network": "mobilenet-0.25", "num_classes": "2"},
         "training_metrics": {"epochs": [{"epoch": 0, "validation_mAP": 0.1}]},
         "dataset_digest": "0123456789abcdef" * 4,
