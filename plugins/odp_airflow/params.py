@@ -310,12 +310,18 @@ def in_section(params: dict[str, Param], section: str) -> dict[str, Param]:
     return params
 
 
-def training_params() -> dict[str, Param]:
-    """Every Param of the training DAG's trigger form, section by section."""
+def sectioned_form(sections: dict) -> dict[str, Param]:
+    """A DAG's form: each builder's Params under its section, then ``artifact_root``
+    outside every section."""
     form: dict[str, Param] = {}
-    for section, builder in SECTIONS.items():
+    for section, builder in sections.items():
         form.update(in_section(builder(), section))
     return {**form, **artifact_root_params()}
+
+
+def training_params() -> dict[str, Param]:
+    """Every Param of the training DAG's trigger form, section by section."""
+    return sectioned_form(SECTIONS)
 
 
 def tuning_dag_params() -> dict[str, Param]:
@@ -328,10 +334,7 @@ def tuning_dag_params() -> dict[str, Param]:
         "Tuning": tuning_params,
         "Registry": registry_params,
     }
-    form: dict[str, Param] = {}
-    for section, builder in sections.items():
-        form.update(in_section(builder(), section))
-    return {**form, **artifact_root_params()}
+    return sectioned_form(sections)
 
 
 def retraining_params() -> dict[str, Param]:
