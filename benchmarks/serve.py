@@ -3,10 +3,14 @@
 For one model and one JPEG, side by side (p50 / p95 over ``--iterations`` after
 ``--warmup`` calls):
 
-  bare       the exported inference graph (``SymbolBlock``, NMS included) on an already
-             preprocessed 1x3xSxS batch, results copied to numpy: the network alone
-  predictor  ``Predictor.predict_arrays`` on the decoded image: + resize, normalise, boxes
-             back to pixels
+  bare       the exported inference graph (``SymbolBlock``, NMS included) on its already
+             prepared input, results copied to numpy: the network alone. A model exported
+             by this version normalises in its graph (uint8 -> float32, NHWC -> NCHW,
+             ``(x - mean) / std``), so its bare row includes that and its input is the
+             resized 1xSxSx3 uint8 pixels; an older model's input is the normalised 1x3xSxS
+             batch (see ``pipeline_lib.preprocessing``)
+  predictor  ``Predictor.predict_arrays`` on the decoded image: + resize (and for an older
+             model the normalisation on the host), boxes back to pixels
   pyfunc     ``mlflow.pyfunc`` ``predict`` on a one-row DataFrame of JPEG bytes: + decode,
              options, the SageMaker response (what ``odp predict`` and the server run)
   onnx       the same as ``predictor`` without MXNet: the graph up to its NMS exported to

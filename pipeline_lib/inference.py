@@ -2,7 +2,8 @@
 
 Uses only the exported inference graph (``model_algo_1-symbol.json`` + ``-0000.params``):
 no training code is needed. Images are resized to ``image_shape`` squared and normalised
-as in training; boxes come back in the pixels of the original image.
+as in training (in the graph, or on the host for a graph exported before it did:
+:mod:`pipeline_lib.preprocessing`); boxes come back in the pixels of the original image.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .artifact import (
     read_artifact_config,
 )
 from .hyperparameters import HyperparameterError, parse_value
-from .preprocessing import detections_in_pixels, normalized_batch
+from .preprocessing import detections_in_pixels, normalized_batch, pixel_batch, takes_pixels
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Predictor:
     classes: dict[int, str]
     hyperparameters: dict[str, str]
     ctx: mx.Context
+    pixels_in: bool = False  # the graph takes uint8 pixels and normalises them itself
 
     @classmethod
     def load(cls, path: str | Path, ctx: mx.Context | None = None) -> Predictor:
@@ -44,6 +46,7 @@ class Predictor:
         ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() else mx.cpu())
         with storage.local_file(path) as local, model_folder(local) as model_dir:
             hp, classes = read_artifact_config(model_dir, path)
+            import json
             import warnings
 
             try:
@@ -52,6 +55,7 @@ class Predictor:
                     net = mx.gluon.SymbolBlock.imports(
                         str(model_dir / SYMBOL), ["data"], str(model_dir / PARAMS), ctx=ctx
                     )
+                pixels_in = takes_pixels(json.loads((model_dir / SYMBOL).read_text("utf-8")))
             except (mx.base.MXNetError, AssertionError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ArtifactError(
@@ -62,10 +66,18 @@ class Predictor:
             image_shape = parse_value("image_shape", hp.get("image_shape", "300"))
         except HyperparameterError as exc:
             raise ArtifactError(f"{path}: {HYPERPARAMS}: {exc}") from None
-        return cls(net, image_shape, classes, hp, ctx)
+        return cls(net, image_shape, classes, hp, ctx, pixels_in)
 
     def _preprocess(self, images: list[np.ndarray]) -> mx.nd.NDArray:
-        return mx.nd.array(normalized_batch(images, self.image_shape), ctx=self.ctx)
+        """The network's input for ``images`` (uint8 RGB): resized pixels, or for an older
+        graph the normalised batch."""
+        size = self.image_shape
+        if not self.pixels_in:
+            return mx.nd.array(normalized_batch(images, size), ctx=self.ctx)
+        batch = pixel_batch(images, size)
+        if self.ctx.device_type == "cpu":  # the network reads the fresh batch in place
+            return mx.nd.from_numpy(batch, zero_copy=True)
+        return mx.nd.array(batch, ctx=self.ctx, dtype=batch.dtype)
 
     def predict_arrays(
         self, images: list[np.ndarray], batch_size: int = 16, net: mx.gluon.Block | None = None

@@ -256,6 +256,33 @@ def tiny_model(training_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return Path(package(paths.model, root / "model.tar.gz"))
 
 
+def legacy_export(tar: Path, dest: Path) -> Path:
+    """The artifact folder of ``tar`` as the export wrote it before the graph normalised its
+    input: the same weights (its Gluon parameters), the SSD exported alone, taking the
+    normalised NCHW batch."""
+    import mxnet as mx
+
+    from pipeline_lib.artifact import GLUON_PARAMS, PREFIX, extract, read_artifact_config
+    from pipeline_lib.training.model import build_ssd
+
+    folder = extract(tar, dest)
+    hp, classes = read_artifact_config(folder, tar)
+    size, nms = int(hp["image_shape"]), float(hp["nms_threshold"])
+    net = build_ssd(hp["base_network"], [classes[i] for i in sorted(classes)], size)
+    net.load_parameters(str(folder / GLUON_PARAMS))
+    net.set_nms(nms_thresh=nms, nms_topk=400, post_nms=100)
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(mx.nd.zeros((1, 3, size, size)))
+    net.export(str(folder / PREFIX), epoch=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def legacy_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_model`` exported the old way (:func:`legacy_export`), an artifact folder."""
+    return legacy_export(tiny_model, tmp_path_factory.mktemp("legacy-model") / "model")
+
+
 @dataclass(frozen=True)
 class LearnedModel:
     """A model that has learned the synthetic shapes, with its dataset and final mAP."""

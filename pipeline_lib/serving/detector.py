@@ -117,8 +117,9 @@ class Detector:
         """
         options = options or PredictOptions()
         names = names or [f"image {i}" for i in range(len(images))]
+        size = self.predictor.image_shape
         decoded = [
-            decode_request_image(data, name) for data, name in zip(images, names, strict=True)
+            decode_request_image(data, name, size) for data, name in zip(images, names, strict=True)
         ]
         detections = self.detect(decoded, options)
         return [self.respond(d, im, options) for d, im in zip(detections, decoded, strict=True)]

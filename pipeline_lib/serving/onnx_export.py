@@ -4,6 +4,8 @@ The network runs in ``onnxruntime``; its ``box_nms`` (which ONNX has no exact eq
 and the slice after it run in numpy (:mod:`pipeline_lib.serving.onnx_runtime`), with the
 attributes written into the file's metadata. Opset 13: the newest MXNet 1.9's exporter
 translates to (it would otherwise stamp the installed onnx's newest opset on opset-13 nodes).
+A graph that normalises its input itself (:func:`~pipeline_lib.preprocessing.takes_pixels`)
+keeps doing so in ONNX: its input is then ``(N, S, S, 3)`` uint8 pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from ..artifact import PARAMS, SYMBOL, ArtifactError, model_folder, read_artifact_config
 from ..hyperparameters import parse_value
+from ..preprocessing import takes_pixels
 from .onnx_runtime import METADATA_KEY, NmsParams
 
 OPSET = 13
@@ -110,23 +113,28 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
         symbol_json = (folder / SYMBOL).read_text(encoding="utf-8")
         saved = mx.nd.load(str(folder / PARAMS))
     size = parse_value("image_shape", hp.get("image_shape", "300"))
-    nodes = json.loads(symbol_json)["nodes"]
+    graph_json = json.loads(symbol_json)
+    nodes = graph_json["nodes"]
     index, nms = _nms_params(nodes, model)
     source = nodes[index]["inputs"][0]
     head = nodes[source[0]]["name"] + "_output"
     sym = mx.sym.load_json(symbol_json).get_internals()[head]
     params = {k.split(":", 1)[1]: v for k, v in saved.items()}
     _match_batchnorms(nodes, params)
+    if takes_pixels(graph_json):
+        shape, in_type = (size, size, 3), TensorProto.UINT8
+    else:
+        shape, in_type = (3, size, size), TensorProto.FLOAT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = MXNetGraph().create_onnx_graph_proto(
             sym,
             params,
-            in_shapes=[(1, 3, size, size)],
-            in_types=[TensorProto.FLOAT],
+            in_shapes=[(1, *shape)],
+            in_types=[in_type],
             opset_version=OPSET,
             dynamic=True,
-            dynamic_input_shapes=[(None, 3, size, size)],
+            dynamic_input_shapes=[(None, *shape)],
         )
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     meta = {

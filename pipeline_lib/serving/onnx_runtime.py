@@ -3,7 +3,9 @@
 The ONNX file (:mod:`pipeline_lib.serving.onnx_export`) holds the network up to the input
 of its ``box_nms`` node: per image ``(K, 6)`` ``[class_id, score, xmin, ymin, xmax, ymax]``
 rows (every anchor for every class, boxes in input pixels), plus the NMS attributes, the
-rows kept after it, ``image_shape`` and the class map in its metadata. :func:`box_nms`
+rows kept after it, ``image_shape`` and the class map in its metadata. Its input is uint8
+pixels when the model normalises them itself, else the normalised batch (an export of an
+older model): the file's input type says which. :func:`box_nms`
 reproduces MXNet 1.9's ``_contrib_box_nms`` (corner boxes, per class unless
 ``force_suppress``), so the detections equal the MXNet graph's. Nothing here imports MXNet:
 a serving image needs ``onnxruntime``, numpy and OpenCV only.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..artifact import ArtifactError
-from ..preprocessing import detections_in_pixels, normalized_batch
+from ..preprocessing import detections_in_pixels, normalized_batch, pixel_batch
 
 METADATA_KEY = "odp"
 
@@ -91,6 +93,7 @@ class OnnxPredictor:
     image_shape: int
     classes: dict[int, str]
     nms: NmsParams
+    pixels_in: bool = False  # the input is uint8 pixels (the graph normalises them)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> OnnxPredictor:
@@ -105,15 +108,16 @@ class OnnxPredictor:
             nms = NmsParams(**meta["nms"])
             classes = {int(k): str(v) for k, v in meta["classes"].items()}
             image_shape = int(meta["image_shape"])
+            pixels_in = session.get_inputs()[0].type == "tensor(uint8)"
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: not an odp ONNX export ({exc})") from None
         except Exception as exc:  # onnxruntime's own errors share no base class
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(f"{path}: the ONNX model cannot be loaded: {first}") from None
-        return cls(session, image_shape, classes, nms)
+        return cls(session, image_shape, classes, nms, pixels_in)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
-        """The network's pre-NMS rows for a normalised batch."""
+        """The network's pre-NMS rows for its input batch (pixels or normalised)."""
         return self.session.run(None, {"data": batch})[0]
 
     def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
@@ -123,7 +127,8 @@ class OnnxPredictor:
         size = self.image_shape
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            result = box_nms(self.raw(normalized_batch(chunk, size)), self.nms)
+            prepare = pixel_batch if self.pixels_in else normalized_batch
+            result = box_nms(self.raw(prepare(chunk, size)), self.nms)
             for i, img in enumerate(chunk):
                 h, w = img.shape[:2]
                 r = result[i]

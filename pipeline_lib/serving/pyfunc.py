@@ -16,6 +16,7 @@ import mlflow.pyfunc
 from .request import PredictOptions, RequestError, image_bytes
 
 IMAGE_COLUMN = "image"
+_MAX_OPTIONS = 64
 
 
 def _rows(model_input: Any) -> list[Any]:
@@ -53,6 +54,21 @@ class DetectorModel(mlflow.pyfunc.PythonModel):
         from .detector import Detector
 
         self.detector = Detector.load(Path(context.artifacts["symbol"]).parent)
+        self._options: dict[tuple, PredictOptions] = {}
+
+    def options(self, params: dict[str, Any] | None) -> PredictOptions:
+        """The options ``params`` ask for; MLflow fills in the signature's defaults, so the
+        same few sets recur: the parsed ones are kept (a few dozen at most)."""
+        try:
+            key = tuple(sorted((params or {}).items()))
+            cached = self._options.get(key)
+        except TypeError:  # an unhashable value: parse it (and fail) every time
+            return PredictOptions.from_params(params)
+        if cached is None:
+            cached = PredictOptions.from_params(params)
+            if len(self._options) < _MAX_OPTIONS:
+                self._options[key] = cached
+        return cached
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict]:  # noqa: ARG002  pyfunc's signature
         """One SageMaker response per input image (``params``: ``threshold``,
@@ -61,7 +77,7 @@ class DetectorModel(mlflow.pyfunc.PythonModel):
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
-            options = PredictOptions.from_params(params)
+            options = self.options(params)
             rows = _rows(model_input)
             names = [f"row {i} ({IMAGE_COLUMN})" for i in range(len(rows))]
             images = [image_bytes(v, n) for v, n in zip(rows, names, strict=True)]

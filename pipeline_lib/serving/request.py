@@ -3,7 +3,9 @@
 Images are JPEG or PNG (anything OpenCV decodes), 3-channel only, as for training. An image
 above the pixel limit (``ODP_MAX_IMAGE_PIXELS``) is not refused when it is a JPEG: it is
 decoded at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own DCT scaling, so the full image is
-never in memory) and boxes are reported in the original image's pixels. A request that
+never in memory) and boxes are reported in the original image's pixels. A JPEG at least
+twice the network's input size on both sides is decoded that way too, at the smallest scale
+that keeps both sides at least the input size (the network sees a resized image anyway). A request that
 cannot be answered is a :class:`RequestError` naming the image and the problem; the pyfunc
 turns it into an HTTP 400.
 """
@@ -113,9 +115,12 @@ class RequestImage:
     height: int
 
 
-def decode_request_image(data: bytes, where: str = "image") -> RequestImage:
+def decode_request_image(
+    data: bytes, where: str = "image", input_size: int | None = None
+) -> RequestImage:
     """Decode one request image to RGB; :class:`RequestError` when it is empty, cannot be
-    decoded, or is not 3-channel. JPEGs above the pixel limit are decoded reduced."""
+    decoded, or is not 3-channel. JPEGs above the pixel limit, or (``input_size``: the
+    square the network resizes to) at least twice it on both sides, are decoded reduced."""
     import cv2
     import numpy as np
 
@@ -130,21 +135,25 @@ def decode_request_image(data: bytes, where: str = "image") -> RequestImage:
             channels, f"{channels}-channel"
         )
         raise RequestError(f"{where}: a {kind} image: expected a 3-channel (RGB) image")
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    factor = 1
     limit = max_image_pixels()
     if width * height > limit:
-        factor = next((f for f in _REDUCED if width * height / (f * f) <= limit), None)
-        if ext != ".jpg" or factor is None:
+        factor = next((f for f in _REDUCED if width * height / (f * f) <= limit), 0)
+        if ext != ".jpg" or not factor:
             raise RequestError(
                 f"{where}: {width}x{height} pixels, above the limit of {limit} "
                 f"(ODP_MAX_IMAGE_PIXELS); only JPEGs within {_REDUCED[-1] ** 2}x of it are "
                 "decoded reduced"
             )
-        flags = {
-            2: cv2.IMREAD_REDUCED_COLOR_2,
-            4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8,
-        }[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    if ext == ".jpg" and input_size:
+        fits = [f for f in _REDUCED if min(width, height) >= f * input_size]
+        factor = max([factor, *fits])
+    flags = {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    }[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     try:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:

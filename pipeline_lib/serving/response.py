@@ -21,7 +21,7 @@ def default_response(detections: np.ndarray, width: int, height: int) -> dict:
     norm = np.asarray(detections, dtype=np.float64).reshape(-1, 6).copy()
     norm[:, (2, 4)] /= width
     norm[:, (3, 5)] /= height
-    return {"prediction": [[float(v) for v in row] for row in norm]}
+    return {"prediction": norm.tolist()}  # float64 -> Python floats, as float(v) each
 
 
 def verbose_response(

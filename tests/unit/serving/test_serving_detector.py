@@ -77,6 +77,17 @@ def test_nms_threshold_is_the_graphs_own(detector: Detector, training_data: Path
                 assert _iou(boxes[i], boxes[j]) <= 0.1 + 1e-5
 
 
+def test_an_older_export_answers_as_the_new_one(
+    detector: Detector, legacy_model: Path, training_data: Path
+) -> None:
+    legacy = Detector.load(legacy_model)
+    assert not legacy.predictor.pixels_in and detector.predictor.pixels_in
+    assert legacy.default_nms == detector.default_nms
+    data = [p.read_bytes() for p in _images(training_data)]
+    for options in (PredictOptions(verbose=True), PredictOptions(nms_threshold=0.2)):
+        assert legacy.predict(data, options) == detector.predict(data, options)
+
+
 def test_a_large_jpeg_is_answered_in_its_own_pixels(
     detector: Detector, training_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

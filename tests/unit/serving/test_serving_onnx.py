@@ -15,6 +15,7 @@ import pytest
 
 from pipeline_lib.artifact import ArtifactError
 from pipeline_lib.inference import Predictor
+from pipeline_lib.preprocessing import normalized_batch, pixel_batch
 from pipeline_lib.serving.onnx_export import export_onnx
 from pipeline_lib.serving.onnx_runtime import NmsParams, OnnxPredictor, box_nms
 
@@ -100,6 +101,19 @@ def _assert_same_detections(got: np.ndarray, ref: np.ndarray, scale: np.ndarray)
         )
         assert close.any(), f"no ONNX detection matches MXNet's {row.tolist()}"
         free[np.flatnonzero(close)[0]] = False
+
+
+def test_an_older_export_takes_the_normalised_batch(
+    tiny_model: Path, legacy_model: Path, training_data: Path, tmp_path: Path
+) -> None:
+    new = OnnxPredictor.load(export_onnx(tiny_model, tmp_path / "new.onnx"))
+    old = OnnxPredictor.load(export_onnx(legacy_model, tmp_path / "old.onnx"))
+    assert new.pixels_in and not old.pixels_in
+    images = _images(training_data)
+    size = new.image_shape
+    got, ref = new.raw(pixel_batch(images, size)), old.raw(normalized_batch(images, size))
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
 
 
 def test_a_file_that_is_not_an_odp_export_is_refused(tmp_path: Path) -> None:

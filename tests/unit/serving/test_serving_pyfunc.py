@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline_lib.serving.detector import Detector
 from pipeline_lib.serving.mlflow_model import save_detector
-from pipeline_lib.serving.request import PredictOptions
+from pipeline_lib.serving.request import PredictOptions, RequestError
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,21 @@ def test_pyfunc_predicts_like_the_detector(
         pd.DataFrame({"image": data[:1]}), params={"accept": "application/json;annotation=1"}
     )
     assert {"image_size", "annotations", "categories"} <= set(verbose[0])
+
+
+def test_the_pyfunc_parses_each_set_of_params_once(saved: Path) -> None:
+    model = mlflow.pyfunc.load_model(str(saved)).unwrap_python_model()
+    params = {"threshold": 0.5, "max_detections": 3, "nms_threshold": 0.3, "accept": "*/*"}
+    first = model.options(params)
+    assert first == PredictOptions.from_params(params)
+    assert model.options(dict(reversed(params.items()))) is first
+    assert model.options({**params, "threshold": 0.6}).threshold == 0.6
+    with pytest.raises(RequestError, match="max_detections"):
+        model.options({"max_detections": [1]})  # unhashable: parsed, and refused
+    with pytest.raises(RequestError, match="threshold"):
+        model.options({"threshold": 2.0})
+    with pytest.raises(RequestError, match="threshold"):
+        model.options({"threshold": 2.0})  # a refusal is not kept
 
 
 def test_pyfunc_request_errors(saved: Path) -> None:

@@ -103,6 +103,33 @@ def test_large_jpeg_is_decoded_reduced_png_is_refused(monkeypatch: pytest.Monkey
         decode_request_image(_encode(huge), "huge.jpg")
 
 
+def test_a_jpeg_twice_the_input_size_is_decoded_reduced_to_it() -> None:
+    full = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+    def decoded(data: bytes, flags: int) -> np.ndarray:
+        return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), flags), cv2.COLOR_BGR2RGB)
+
+    jpeg = _encode(_pattern(700, 1300))  # 2.3x a 300 input on its short side: 1/2 scale
+    img = decode_request_image(jpeg, "a.jpg", input_size=300)
+    assert (img.width, img.height) == (1300, 700) and img.pixels.shape == (350, 650, 3)
+    reduced = cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION
+    np.testing.assert_array_equal(img.pixels, decoded(jpeg, reduced))
+    assert decode_request_image(jpeg, "a.jpg", input_size=100).pixels.shape == (175, 325, 3)
+    # under twice the input on a side, a PNG, or no input size: the full image, as before
+    for data, size in ((jpeg, 351), (_encode(_pattern(700, 1300), ".png"), 100), (jpeg, None)):
+        img = decode_request_image(data, "b", input_size=size)
+        np.testing.assert_array_equal(img.pixels, decoded(data, full))
+
+
+def test_the_pixel_limit_and_the_input_size_take_the_smaller_decode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ODP_MAX_IMAGE_PIXELS", str(200 * 150))
+    big = _encode(_pattern(600, 800))  # the limit needs 1/4, the input size allows 1/2
+    assert decode_request_image(big, "big.jpg", input_size=300).pixels.shape == (150, 200, 3)
+    assert decode_request_image(big, "big.jpg", input_size=70).pixels.shape == (75, 100, 3)
+
+
 def test_response_layouts() -> None:
     det = np.array([[1, 0.9, 10, 20, 50, 60], [0, 0.5, 0, 0, 100, 200]], dtype=np.float32)
     plain = default_response(det, 100, 200)
