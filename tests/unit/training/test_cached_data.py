@@ -19,6 +19,7 @@ from pipeline_lib.training.cached_data import (
     cache_budget_bytes,
 )
 from pipeline_lib.training.data import ImageJsonDetection
+from pipeline_lib.training.distributed.sharding import ShardSampler
 from pipeline_lib.training.errors import TrainingError
 from pipeline_lib.training.loaders import train_loader, val_loader
 from pipeline_lib.training.model import anchors_for, build_ssd
@@ -74,15 +75,20 @@ def _epoch(loader) -> list[tuple[np.ndarray, ...]]:
     return [tuple(a.asnumpy() for a in batch) for batch in loader]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_flip_batches_equal_the_per_image_transform(train, anchors, workers):
-    order = list(range(len(train)))
+@pytest.mark.parametrize(("workers", "shard"), [(0, False), (2, False), (2, True)])
+def test_flip_batches_equal_the_per_image_transform(train, anchors, workers, shard):
+    if shard:  # a distributed worker's part of every epoch
+        sampler = ShardSampler(len(train), rank=1, num_shards=2, seed=4)
+        stream = sampler.indices(0) + sampler.indices(1)
+    else:
+        sampler = list(range(len(train)))
+        stream = sampler * 2
     loader = CachedFlipLoader(
-        train, train_transform("flip", SIDE, anchors, 0.5), 6, workers, sampler=order, seed=3
+        train, train_transform("flip", SIDE, anchors, 0.5), 6, workers, sampler=sampler, seed=3
     )
-    n = len(order)
+    n = len(stream) // 2
     assert n % 6 and len(loader) == n // 6  # the rest rolls over to the next epoch
-    stream, used, seen_flips = order * 2, 0, set()
+    used, seen_flips = 0, set()
     for epoch in range(2):  # the first fills the cache, the second reads it
         batches = _epoch(loader)
         assert len(batches) == ((2 * n - used) // 6 if epoch else n // 6)
