@@ -1,7 +1,7 @@
 """Training throughput of `odp train` against the machine's limit and a GluonCV reference.
 
     .venv/bin/python benchmarks/train_throughput.py [--network mobilenet-0.25] [--images 96]
-        [--batch 16]
+        [--batch 16] [--augmentation flip]
 
 Three rows, same network, input size, classes, anchors and batch, on this machine:
 
@@ -15,9 +15,10 @@ Three rows, same network, input size, classes, anchors and batch, on this machin
 Goals (issue 12): (a) >= 0.9x (c), (a) >= 1.3x (b), (a)'s CPU time / wall >= 0.9 x CPUs.
 
 (a) and (b) train the same SSD (same base network, input size, classes, anchors), with the same
-batch size, GluonCV SSD training transform, SSDMultiBoxLoss and SGD optimizer, on the same
-RecordIO file, on this machine. The reference is the structure of GluonCV's
-``scripts/detection/ssd/train_ssd.py`` (RecordFileDetection -> SSDDefaultTrainTransform in
+batch size, training transform (``--augmentation``: ``flip``, the README's recommended recipe,
+by default; ``ssd`` is GluonCV's SSDDefaultTrainTransform), SSDMultiBoxLoss and SGD optimizer,
+on the same RecordIO file, on this machine. The reference is the structure of GluonCV's
+``scripts/detection/ssd/train_ssd.py`` (RecordFileDetection -> the transform per image in
 DataLoader workers -> forward/backward/step); ours is the real `odp train` subprocess through
 the container contract. Samples/s are measured over the second and later epochs (the first
 pays for graph building); ours also reports the share of step time spent waiting for data.
@@ -55,11 +56,11 @@ def reference_loop(rec: Path, network: str, classes: list[str], args) -> tuple[f
     import mxnet as mx
     from gluoncv.data import RecordFileDetection
     from gluoncv.data.batchify import Stack, Tuple
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
     from gluoncv.loss import SSDMultiBoxLoss
     from mxnet import autograd, gluon
 
     from pipeline_lib.training.model import anchors_for, build_ssd
+    from pipeline_lib.training.transforms import train_transform
 
     mx.random.seed(0)
     net = build_ssd(network, classes, args.image_shape)
@@ -67,7 +68,7 @@ def reference_loop(rec: Path, network: str, classes: list[str], args) -> tuple[f
     anchors = anchors_for(net, args.image_shape)
     dataset = RecordFileDetection(str(rec), coord_normalized=True)
     loader = gluon.data.DataLoader(
-        dataset.transform(SSDDefaultTrainTransform(args.image_shape, args.image_shape, anchors)),
+        dataset.transform(train_transform(args.augmentation, args.image_shape, anchors, 0.5)),
         args.batch,
         shuffle=True,
         batchify_fn=Tuple(Stack(), Stack(), Stack()),
@@ -156,6 +157,7 @@ def ours(data: Path, rec_dir: Path, network: str, args, work: Path) -> tuple[flo
         "learning_rate": 0.001,
         "image_shape": args.image_shape,
         "num_workers": args.workers,
+        "augmentation": args.augmentation,
     }
     channels = {"train": rec_dir, "validation": rec_dir}
     paths = prepare_ml_root(work / "ml", channels, hp, "recordio")
@@ -188,6 +190,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-shape", type=int, default=300)
     parser.add_argument("--workers", type=int, default=available_cpus())
+    parser.add_argument("--augmentation", choices=("flip", "light", "ssd"), default="flip")
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     parser.add_argument("--_args", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,6 +211,7 @@ def main() -> None:
     (rec_dir / "class_map.json").write_text(json.dumps(dict(enumerate(names))))
     print(
         f"{args.network} {args.image_shape}x{args.image_shape}, batch {args.batch}, "
+        f"augmentation {args.augmentation}, "
         f"{args.images} images, {args.epochs} epochs (first not timed), "
         f"{args.workers} data workers, {available_cpus()} usable CPUs"
     )

@@ -335,11 +335,15 @@ class _RunningLosses:
 
 
 def process_tree_cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its live children (data workers)."""
+    """User + system CPU seconds of this process, its live children (data workers) and the
+    children it has joined (the workers that filled a cache and exited)."""
+    import resource
+
     import psutil
 
     me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
+    joined = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = sum(me.cpu_times()[:2]) + joined.ru_utime + joined.ru_stime
     for child in me.children(recursive=True):
         try:
             total += sum(child.cpu_times()[:2])

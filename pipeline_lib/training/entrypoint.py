@@ -321,7 +321,7 @@ class _Training:
 
         trainer = make_trainer(net, setup.hp, setup.kv_type, self.cluster, setup.log.info)
         ckpt, state = self._resume(setup, net, trainer)
-        train_data, val_data = self._loaders(setup.hp, data, net, state.epoch + 1)
+        train_data, val_data = self._loaders(setup.hp, data, net, state.epoch + 1, setup.log.info)
         cluster = self.cluster
         inputs = FitInputs(
             net=net,
@@ -357,7 +357,10 @@ class _Training:
             )
         return ckpt, state
 
-    def _loaders(self, hp: Hyperparameters, data: _Data, net, start_epoch: int) -> tuple[Any, Any]:
+    def _loaders(
+        self, hp: Hyperparameters, data: _Data, net, start_epoch: int, log
+    ) -> tuple[Any, Any]:
+        from .cached_data import CacheBudget
         from .loaders import train_loader, val_loader
 
         workers = hp.num_workers if hp.num_workers >= 0 else available_cpus()
@@ -374,8 +377,10 @@ class _Training:
             # new draws for a resumed job, and for every host of a distributed one
             seed=hp.seed + start_epoch + 7919 * (cluster.plan.host_index if cluster else 0),
             augmentation=hp.augmentation,
+            budget=(budget := CacheBudget(log=log)),
         )
-        return train_data, val_loader(data.validation, hp.image_shape, hp.mini_batch_size, workers)
+        val_data = val_loader(data.validation, hp.image_shape, hp.mini_batch_size, workers, budget)
+        return train_data, val_data
 
     # ---------------------------------------------------------------- artifact
 

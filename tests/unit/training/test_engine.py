@@ -183,6 +183,19 @@ def test_epoch_cpu_time_counts_the_data_workers():
     assert during - before > 0.2  # the sum alone is about half a CPU second
 
 
+def test_epoch_cpu_time_counts_the_workers_that_already_exited():
+    import multiprocessing
+
+    from pipeline_lib.training.engine import process_tree_cpu_seconds
+
+    before = process_tree_cpu_seconds()
+    pool = multiprocessing.get_context("fork").Pool(1)
+    pool.apply_async(sum, (range(20_000_000),)).get()
+    pool.close()
+    pool.join()  # the worker has exited and been reaped
+    assert process_tree_cpu_seconds() - before > 0.2
+
+
 def test_warmup_then_cosine():
     config = FitConfig(epochs=6, learning_rate=0.1, lr_schedule="cosine", lr_warmup_epochs=2)
     rates = [config.learning_rate_at(e) for e in range(6)]

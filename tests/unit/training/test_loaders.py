@@ -14,13 +14,14 @@ def dataset(training_data):
 def test_data_workers_obey_terminate_even_under_a_flag_only_handler(dataset):
     import mxnet as mx
 
+    from pipeline_lib.training.cached_data import CacheBudget
     from pipeline_lib.training.data import ImageJsonDetection
     from pipeline_lib.training.loaders import val_loader
 
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         ds = ImageJsonDetection(dataset / "validation", dataset / "validation_annotation")
-        loader = val_loader(ds, 300, 2, workers=2)
+        loader = val_loader(ds, 300, 2, workers=2, budget=CacheBudget(0))  # the worker path
         assert next(iter(loader))[0].shape == (2, 3, 300, 300)
         pool = loader._worker_pool
         start = time.monotonic()

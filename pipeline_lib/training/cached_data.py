@@ -1,0 +1,266 @@
+"""Batches from a cache of the deterministic part of a transform (``flip`` and validation).
+
+With ``augmentation=flip`` everything but the horizontal flip is the same every epoch:
+decode, the bilinear resize to the input size, and the SSD targets (which depend only on
+the boxes, the flip and the anchors). The first time an image is drawn the data workers
+compute, with the very functions of :mod:`.transforms`, its resized uint8 image and its
+targets for both flip states; the main process keeps them. Every batch is then a gather,
+a flip in numpy and one normalisation of the whole batch. Validation keeps its resized
+images and boxes the same way, so an evaluation costs only the forward pass.
+
+The targets are kept sparse (the anchors with a non-zero target: the positives), so the
+memory is essentially ``images x side^2 x 3`` bytes. It is bounded by ``ODP_TRAIN_CACHE_MB``
+(default: a quarter of the memory this process may use; ``0`` turns the cache off); a
+dataset that does not fit goes through the per-image workers as before.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from ..workers import default_signals_for_forks
+from .errors import TrainingError
+
+CACHE_ENV = "ODP_TRAIN_CACHE_MB"
+_MiB = 1 << 20
+
+
+def memory_bytes(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The memory this process may use: the cgroup limit (v2 or v1), else the machine's."""
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in (cgroup / "memory.max", cgroup / "memory" / "memory.limit_in_bytes"):
+        try:
+            return min(machine, int(path.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):  # absent, or "max"
+            continue
+    return machine
+
+
+def cache_budget_bytes() -> int:
+    """Bytes the training and validation caches may hold together (``ODP_TRAIN_CACHE_MB``;
+    ``0``: no cache). A value that is not a non-negative integer is a ``TrainingError``."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return memory_bytes() // 4
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise TrainingError(
+            f"{CACHE_ENV}={raw!r} is invalid: expected a number of MB (0: no cache)"
+        )
+    return value * _MiB
+
+
+class CacheBudget:
+    """What is left of the cache budget; each cache asks once for all it will hold."""
+
+    def __init__(self, nbytes: int | None = None, log: Callable[[str], None] = print):
+        self.left = cache_budget_bytes() if nbytes is None else nbytes
+        self._log = log
+
+    def take(self, nbytes: int, what: str) -> bool:
+        """Reserve ``nbytes`` for ``what``; False (and one line saying so) if they do not fit."""
+        if nbytes > self.left:
+            self._log(
+                f"{what}: {nbytes / _MiB:.0f} MB do not fit the {self.left / _MiB:.0f} MB "
+                f"left of the cache ({CACHE_ENV}); decoding every image every epoch instead"
+            )
+            return False
+        self.left -= nbytes
+        return True
+
+
+def _as_list(items: list) -> list:
+    """Batchify for the fill workers: the items as they are (numpy, pickled once)."""
+    return list(items)
+
+
+class PrefixCache:
+    """The resized uint8 images of a dataset and one payload per image, filled on first use.
+
+    ``prefix(image NDArray HWC uint8, label) -> (resized image NDArray, payload)`` runs in
+    ``workers`` forked data workers (in this process when 0), through
+    :class:`~.data.TransformDataset` as the uncached path does."""
+
+    def __init__(self, dataset, prefix: Callable, side: int, workers: int, chunk: int):
+        self.images = np.empty((len(dataset), side, side, 3), np.uint8)  # pages come on fill
+        self.payload: list = [None] * len(dataset)
+        self._filled = np.zeros(len(dataset), bool)
+        self._dataset, self._prefix = dataset, prefix
+        self._workers, self._chunk = workers, chunk
+
+    @staticmethod
+    def nbytes(length: int, side: int) -> int:
+        """Image bytes of a ``length``-image cache (the payloads are small beside them)."""
+        return length * side * side * 3
+
+    def filler(self, order: Sequence[int]) -> _Filler:
+        """A filler for the images of ``order`` not cached yet, in that order."""
+        missing = list(dict.fromkeys(i for i in order if not self._filled[i]))
+        return _Filler(self, missing)
+
+    def store(self, idx: int, item: tuple) -> None:
+        self.images[idx], self.payload[idx] = item
+        self._filled[idx] = True
+
+    def has(self, indices: Sequence[int]) -> bool:
+        return bool(self._filled[list(indices)].all())
+
+
+class _Filler:
+    """Fetches missing images chunk by chunk, as the batches that need them come."""
+
+    def __init__(self, cache: PrefixCache, missing: list[int]):
+        from .data import TransformDataset
+
+        self._cache = cache
+        chunks = [missing[i : i + cache._chunk] for i in range(0, len(missing), cache._chunk)]
+        self._chunks = iter(chunks)
+        self._loader = self._results = None
+        if missing:
+            workers = cache._workers if len(missing) > cache._chunk else 0
+            with default_signals_for_forks():
+                self._loader = gluon.data.DataLoader(
+                    TransformDataset(cache._dataset, _Numpy(cache._prefix), seed=0),
+                    batch_sampler=chunks,
+                    batchify_fn=_as_list,
+                    num_workers=workers,
+                )
+            self._results = iter(self._loader)
+
+    def until(self, indices: Sequence[int]) -> None:
+        """Fill until every image of ``indices`` is cached."""
+        while not self._cache.has(indices):
+            for idx, item in zip(next(self._chunks), next(self._results), strict=True):
+                self._cache.store(idx, item)
+
+    def close(self) -> None:
+        """Let the workers finish and go (a finished pool is joined, not terminated)."""
+        pool = getattr(self._loader, "_worker_pool", None)
+        if pool is not None:
+            self._loader._worker_pool = None
+            pool.close()
+            pool.join()
+        self._loader = self._results = None
+
+
+class _Numpy:
+    """``prefix`` with its image as numpy (what travels back from a worker)."""
+
+    def __init__(self, prefix: Callable):
+        self._prefix = prefix
+
+    def __call__(self, img, label):
+        img, payload = self._prefix(img, label)
+        return img.asnumpy(), payload
+
+
+def _sparse(cls_targets, box_targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchors with a non-zero target, their cls targets, their box targets)."""
+    cls, box = cls_targets.asnumpy(), box_targets.asnumpy()
+    (anchors,) = np.nonzero((cls != 0) | (box != 0).any(axis=1))
+    return anchors.astype(np.int32), cls[anchors], box[anchors]
+
+
+class _FlipPrefix:
+    """Resized image and the sparse targets without and with the flip (``flip`` recipe)."""
+
+    def __init__(self, transform):
+        self._transform = transform
+
+    def __call__(self, img, label):
+        t = self._transform
+        img, bbox = t.resize(img, label, interp=1)
+        return img, (_sparse(*t.targets(bbox)), _sparse(*t.targets(t.flip_boxes(bbox))))
+
+
+class CachedFlipLoader:
+    """Training batches ``(image, cls_targets, box_targets)`` of the ``flip`` recipe from a
+    :class:`PrefixCache`: the same batches as the per-image loader (``last_batch="rollover"``
+    over ``sampler``, shuffled when None), each image flipped with probability 0.5 from a
+    generator seeded with ``seed``."""
+
+    def __init__(
+        self, dataset, transform, batch_size: int, workers: int, *, sampler=None, seed=None
+    ):
+        self._transform = transform
+        self._anchors = transform._anchors.shape[1]
+        self._side = transform._width
+        self._cache = PrefixCache(dataset, _FlipPrefix(transform), self._side, workers, batch_size)
+        sampler = sampler if sampler is not None else gluon.data.RandomSampler(len(dataset))
+        self._batches = gluon.data.BatchSampler(sampler, batch_size, "rollover")
+        seed = random.randrange(2**31) if seed is None else seed  # noqa: S311  augmentation, not a secret
+        self._rng = np.random.RandomState(seed % 2**32)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]]:
+        batches = list(self._batches)  # the epoch's order (and its rollover)
+        filler = self._cache.filler([i for b in batches for i in b])
+        try:
+            for batch in batches:
+                filler.until(batch)
+                yield self._batch(batch)
+        finally:
+            filler.close()
+
+    def _batch(self, indices: list[int]):
+        flips = self._rng.random_sample(len(indices)) < 0.5
+        images = self._cache.images[indices]
+        images[flips] = images[flips, :, ::-1]
+        cls = np.zeros((len(indices), self._anchors), np.float32)
+        box = np.zeros((len(indices), self._anchors, 4), np.float32)
+        for row, (idx, flip) in enumerate(zip(indices, flips, strict=True)):
+            anchors, cls_values, box_values = self._cache.payload[idx][int(flip)]
+            cls[row, anchors] = cls_values
+            box[row, anchors] = box_values
+        data = self._transform.normalise(mx.nd.array(images, dtype="uint8"))
+        return data, mx.nd.array(cls), mx.nd.array(box)
+
+
+class _ValPrefix:
+    def __init__(self, transform):
+        self._transform = transform
+
+    def __call__(self, img, label):
+        return self._transform.resize(img, label)
+
+
+class CachedValLoader:
+    """Validation batches ``(image, labels padded with -1)`` from a :class:`PrefixCache`,
+    in dataset order (``last_batch="keep"``)."""
+
+    def __init__(self, dataset, transform, batch_size: int, workers: int):
+        from gluoncv.data.batchify import Pad
+
+        self._transform, self._batch_size, self._length = transform, batch_size, len(dataset)
+        self._pad = Pad(pad_val=-1)
+        self._cache = PrefixCache(
+            dataset, _ValPrefix(transform), transform._width, workers, batch_size
+        )
+
+    def __len__(self) -> int:
+        return -(-self._length // self._batch_size)
+
+    def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, mx.nd.NDArray]]:
+        filler = self._cache.filler(range(self._length))
+        try:
+            for start in range(0, self._length, self._batch_size):
+                indices = list(range(start, min(start + self._batch_size, self._length)))
+                filler.until(indices)
+                images = mx.nd.array(self._cache.images[indices], dtype="uint8")
+                data = self._transform.normalise(images)
+                labels = [self._cache.payload[i].astype(np.float32) for i in indices]
+                yield data, self._pad(labels)
+        finally:
+            filler.close()
