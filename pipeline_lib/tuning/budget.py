@@ -80,7 +80,7 @@ class EpochBudget:
         cap = self.max_trial_epochs
         if len(others) < exploring_trials(planned_trials):
             cap = min(cap, even)  # random startup trials: an even share, no more
-        return max(0, min(cap, left - reserve, left))
+        return max(0, min(cap, left - reserve))
 
 
 def exploring_trials(planned_trials: int | None) -> int:
