@@ -152,7 +152,8 @@ def open_study(
     budget: EpochBudget | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; a resumed study must have the same space,
-    static hyperparameters, pruner and epoch budget (``budget=None`` keeps the study's).
+    static hyperparameters, pruner and epoch budget (``budget=None`` keeps the study's, and
+    a study with a budget keeps its pruner's settings).
     ``n_trials``: the trials planned in all (the sampler's startup scales with it)."""
     import optuna
 
@@ -176,11 +177,17 @@ def open_study(
         STATIC_ATTR: static,
         PRUNER_ATTR: json.dumps(asdict(pruner), sort_keys=True),
     }
+    attrs = study.user_attrs
     if budget is not None:
         wanted[BUDGET_ATTR] = budget.to_json()
-    elif study.user_attrs.get(PRUNER_ATTR) is None:  # new: a study without a budget stays so
+    elif PRUNER_ATTR not in attrs:  # new: a study without a budget stays so
         wanted[BUDGET_ATTR] = ""
-    attrs = study.user_attrs
+    if attrs.get(BUDGET_ATTR) and PRUNER_ATTR in attrs:
+        # A budgeted study keeps the pruner it was planned with (its warm-up was sized for
+        # the even share of the trials planned then): only the kind must match.
+        kept = PrunerSpec.from_json(attrs[PRUNER_ATTR])
+        if kept.kind == pruner.kind:
+            wanted[PRUNER_ATTR] = attrs[PRUNER_ATTR]
     for key, value in wanted.items():
         if key not in attrs:
             study.set_user_attr(key, value)

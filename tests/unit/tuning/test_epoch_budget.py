@@ -17,7 +17,13 @@ from pipeline_lib.tuning.budget import (
 )
 from pipeline_lib.tuning.report import TrialReporter
 from pipeline_lib.tuning.space import SpaceError, parse_ranges
-from pipeline_lib.tuning.study import PrunerSpec, make_sampler, open_study, plan_search
+from pipeline_lib.tuning.study import (
+    PRUNER_ATTR,
+    PrunerSpec,
+    make_sampler,
+    open_study,
+    plan_search,
+)
 from pipeline_lib.tuning.trials import JobOutcome, finish_trial, start_trial
 
 SPACE = parse_ranges(
@@ -139,6 +145,11 @@ def test_a_resumed_study_keeps_its_budget_and_refuses_another(url):
     assert int(plan.hyperparameters["epochs"]) <= 8
     with pytest.raises(SpaceError, match="another epoch budget"):
         _open(url, EpochBudget(total_epochs=40, max_trial_epochs=8, min_trial_epochs=2))
+    # resumed with more trials: the pruner planned for the old even share is kept
+    more = _open(url, pruner=PrunerSpec("median", warmup_epochs=3), n_trials=20)
+    assert PrunerSpec.from_json(more.user_attrs[PRUNER_ATTR]).warmup_epochs == 1
+    with pytest.raises(SpaceError, match="another pruner"):
+        _open(url, pruner=PrunerSpec("hyperband"))
     _open(url, budget=None, name="plain")
     with pytest.raises(SpaceError, match="another epoch budget"):
         _open(url, budget, name="plain")  # started without one: stays without
