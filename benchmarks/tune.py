@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def search(
     config = parse_config(SPACE, "benchmark space")
     settings = TuneSettings(
         study=name,
-        storage_url=f"sqlite:///{work / 'studies.db'}",
+        storage_url=f"sqlite:///{work / f'{name}.db'}",  # one per arm: arms run side by side
         n_trials=args.trials,
         sampler=sampler,
         pruner=pruner,
@@ -220,7 +221,6 @@ def main() -> None:
         flush=True,
     )
 
-    a = search("random", base, work, args, "random", PrunerSpec("none"))
     pruner, epoch_budget = plan_search(
         "median",
         args.epochs,
@@ -229,8 +229,15 @@ def main() -> None:
         max_trial_epochs=args.trial_max_epochs or 5 * args.epochs,
     )
     print(f"(b): {pruner}; {epoch_budget}", flush=True)
-    b = search("tpe-pruned", base, work, args, "tpe", pruner, epoch_budget)
-    c = defaults_run(base, work, budget)
+    # The arms are independent and counted in epochs: they run at once (threads waiting on
+    # their training processes), so the comparison takes the longest arm's time, not the sum.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        arms = [
+            pool.submit(search, "random", base, work, args, "random", PrunerSpec("none")),
+            pool.submit(search, "tpe-pruned", base, work, args, "tpe", pruner, epoch_budget),
+            pool.submit(defaults_run, base, work, budget),
+        ]
+        a, b, c = (arm.result() for arm in arms)
     reach = epochs_to_reach(b["trials"], a["best"])
 
     print()
