@@ -7,7 +7,10 @@ On one `odp synth` dataset (default 400 images: 300 train / 100 validation) and 
 total budget of training epochs (trials x epochs):
 
   (a) random search, no pruning: every trial trains all its epochs;
-  (b) TPE with the median pruner: bad trials stop early;
+  (b) TPE with the median pruner and that budget as the study's epoch budget: a trial may
+      train up to --trial-max-epochs (default 5 x epochs), bad trials stop early and the
+      epochs they leave fund longer runs of the others; the pruner and the budget's
+      reserve are the product's defaults for it (`plan_search`, as `odp tune` uses);
   (c) SageMaker's default hyperparameters, one run of trials x epochs epochs.
 
 Every trial is a real `odp train` process on the /opt/ml contract, reporting each epoch's
@@ -24,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +36,11 @@ sys.path.insert(0, str(REPO))
 from pipeline_lib.synthetic import SynthConfig, generate  # noqa: E402
 from pipeline_lib.training.contract import MLPaths, prepare_ml_root  # noqa: E402
 from pipeline_lib.training.local_job import derive, run_job  # noqa: E402
+from pipeline_lib.tuning.budget import EpochBudget  # noqa: E402
 from pipeline_lib.tuning.config import parse_config  # noqa: E402
 from pipeline_lib.tuning.job import TuneSettings, run_sequential  # noqa: E402
-from pipeline_lib.tuning.study import PrunerSpec  # noqa: E402
+from pipeline_lib.tuning.study import PrunerSpec, plan_search  # noqa: E402
+from pipeline_lib.tuning.trials import HYPER_ATTR  # noqa: E402
 
 CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 # SageMaker's five tunables of Object Detection, in ranges a user would start from.
@@ -77,15 +83,24 @@ def epochs_to_reach(trials: list[dict], target: float) -> int | None:
     return None
 
 
-def search(name: str, base: MLPaths, work: Path, args, sampler: str, pruner: PrunerSpec) -> dict:
+def search(
+    name: str,
+    base: MLPaths,
+    work: Path,
+    args,
+    sampler: str,
+    pruner: PrunerSpec,
+    budget: EpochBudget | None = None,
+) -> dict:
     config = parse_config(SPACE, "benchmark space")
     settings = TuneSettings(
         study=name,
-        storage_url=f"sqlite:///{work / 'studies.db'}",
+        storage_url=f"sqlite:///{work / f'{name}.db'}",  # one per arm: arms run side by side
         n_trials=args.trials,
         sampler=sampler,
         pruner=pruner,
         seed=args.seed,
+        budget=budget,
         mlflow=False,
     )
     log_path = work / f"{name}.log"
@@ -104,7 +119,15 @@ def search(name: str, base: MLPaths, work: Path, args, sampler: str, pruner: Pru
 
     study = optuna.load_study(study_name=name, storage=settings.storage_url)
     trials = [
-        {"number": t.number, "state": t.state.name, "mAP_by_epoch": dict(t.intermediate_values)}
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "epochs_given": t.user_attrs.get(HYPER_ATTR, {}).get("epochs"),
+            "hyperparameters": {
+                k: v for k, v in t.user_attrs.get(HYPER_ATTR, {}).items() if k in config.space.names
+            },
+            "mAP_by_epoch": dict(t.intermediate_values),
+        }
         for t in study.trials
     ]
     best = max((v for t in trials for v in t["mAP_by_epoch"].values()), default=0.0)
@@ -114,6 +137,7 @@ def search(name: str, base: MLPaths, work: Path, args, sampler: str, pruner: Pru
         "epochs": summary["epochs"],
         "seconds": seconds,
         "counts": summary["counts"],
+        "longest": max((len(t["mAP_by_epoch"]) for t in trials), default=0),
         "trials": trials,
     }
 
@@ -129,6 +153,7 @@ def defaults_run(base: MLPaths, work: Path, budget: int) -> dict:
         "name": "defaults",
         "best": metrics.get("validation:mAP", 0.0),
         "epochs": len(by_epoch),
+        "longest": len(by_epoch),
         "seconds": time.perf_counter() - start,
         "rc": outcome.exit_code,
         "trials": [{"number": 0, "mAP_by_epoch": by_epoch}],
@@ -140,7 +165,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400, help="total (75%% train)")
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=6, help="epochs of one trial")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of one trial of (a)")
+    parser.add_argument(
+        "--trial-max-epochs",
+        type=int,
+        help="(b): the most epochs one trial may train out of the budget (default 5 x --epochs)",
+    )
     parser.add_argument("--network", default="mobilenet-0.25")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
@@ -191,16 +221,23 @@ def main() -> None:
         flush=True,
     )
 
-    a = search("random", base, work, args, "random", PrunerSpec("none"))
-    b = search(
-        "tpe-pruned",
-        base,
-        work,
-        args,
-        "tpe",
-        PrunerSpec("median", startup_trials=2, warmup_epochs=1, max_epochs=args.epochs),
+    pruner, epoch_budget = plan_search(
+        "median",
+        args.epochs,
+        args.trials,
+        epoch_budget=budget,
+        max_trial_epochs=args.trial_max_epochs or 5 * args.epochs,
     )
-    c = defaults_run(base, work, budget)
+    print(f"(b): {pruner}; {epoch_budget}", flush=True)
+    # The arms are independent and counted in epochs: they run at once (threads waiting on
+    # their training processes), so the comparison takes the longest arm's time, not the sum.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        arms = [
+            pool.submit(search, "random", base, work, args, "random", PrunerSpec("none")),
+            pool.submit(search, "tpe-pruned", base, work, args, "tpe", pruner, epoch_budget),
+            pool.submit(defaults_run, base, work, budget),
+        ]
+        a, b, c = (arm.result() for arm in arms)
     reach = epochs_to_reach(b["trials"], a["best"])
 
     print()
@@ -208,6 +245,7 @@ def main() -> None:
     print(f"{'best validation mAP':22}{a['best']:>14.4f}{b['best']:>16.4f}{c['best']:>14.4f}")
     print(f"{'epochs spent':22}{a['epochs']:>14}{b['epochs']:>16}{c['epochs']:>14}")
     print(f"{'wall seconds':22}{a['seconds']:>14.0f}{b['seconds']:>16.0f}{c['seconds']:>14.0f}")
+    print(f"{'longest trial':22}{a['longest']:>14}{b['longest']:>16}{c['longest']:>14}")
     print(f"{'trials pruned':22}{a['counts']['pruned']:>14}{b['counts']['pruned']:>16}{'-':>14}")
     print(f"{'trials failed':22}{a['counts']['fail']:>14}{b['counts']['fail']:>16}{'-':>14}")
     print()

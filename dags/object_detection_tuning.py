@@ -15,6 +15,10 @@ the training DAG (`candidate`; `champion` only when it beats the champion).
   pruner (median or Hyperband) stops trials that fall behind, keeping their best model.
   A trial that fails on its hyperparameters (e.g. diverges) is recorded as failed and the
   search goes on; other failures retry and resume the same trial.
+* **Epoch budget**: `epoch_budget` (or the space's `ResourceLimits.MaxTotalTrainingEpochs`)
+  caps the epochs of all trials together; a trial trains its share, up to
+  `max_trial_epochs`, and pruned trials' unspent epochs fund longer ones. Kept in the study,
+  shared by the parallel trials, never exceeded.
 * **Trials at once**: `max_parallel_trials` (empty: the space's
   `ResourceLimits.MaxParallelTrainingJobs`, else 2; at most 16, the task's parse-time cap).
   Each trial takes one of the run's slots in the study's database when it starts and waits,

@@ -162,7 +162,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .training.local_job import base_hyperparameters, derive, run_job
     from .tuning.config import load_config
     from .tuning.job import TuneSettings, TuningInterrupted, run_sequential
-    from .tuning.study import PrunerSpec, default_storage
+    from .tuning.study import default_storage, plan_search
 
     root = Path(args.ml_root).resolve()
     if not root.is_dir():
@@ -175,13 +175,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     trials = args.trials or config.max_trials
     if not trials or trials < 1:
         raise CliError("--trials: expected an integer >= 1 (or MaxNumberOfTrainingJobs)", 2)
-    if args.prune_startup_trials < 0 or args.prune_warmup_epochs < 0:
+    if min(args.prune_startup_trials or 0, args.prune_warmup_epochs or 0) < 0:
         raise CliError("--prune-startup-trials / --prune-warmup-epochs: expected >= 0", 2)
-    pruner = PrunerSpec(
-        kind=args.pruner or config.pruner or "median",
+    for flag, value in (
+        ("--epoch-budget", args.epoch_budget),
+        ("--max-trial-epochs", args.max_trial_epochs),
+    ):
+        if value is not None and value < 1:
+            raise CliError(f"{flag}: expected an integer >= 1", 2)
+    pruner, budget = plan_search(
+        args.pruner or config.pruner or "median",
+        int(hyper.get("epochs", "30")),
+        trials,
+        epoch_budget=args.epoch_budget or config.epoch_budget,
+        max_trial_epochs=args.max_trial_epochs or config.max_trial_epochs,
         startup_trials=args.prune_startup_trials,
         warmup_epochs=args.prune_warmup_epochs,
-        max_epochs=int(hyper.get("epochs", "30")),
     )
     study = args.study or f"tune-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"  # noqa: S324  a name, not security
     settings = TuneSettings(
@@ -191,6 +200,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         sampler=args.sampler or config.sampler or "tpe",
         pruner=pruner,
         seed=args.seed,
+        budget=budget,
         mlflow=args.mlflow,
     )
 
@@ -430,9 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["tpe", "random"], help="default: tpe (Bayesian)")
     p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: median")
     p.add_argument(
-        "--prune-startup-trials", type=int, default=2, help="median: trials before pruning"
+        "--prune-startup-trials", type=int, help="median: trials completed before pruning (2)"
     )
-    p.add_argument("--prune-warmup-epochs", type=int, default=1, help="median: epochs never pruned")
+    p.add_argument(
+        "--prune-warmup-epochs",
+        type=int,
+        help="median: epochs never pruned (default: a quarter of a trial's epochs, 1 to 5)",
+    )
+    p.add_argument(
+        "--epoch-budget",
+        type=int,
+        help="total training epochs of all trials (or ResourceLimits.MaxTotalTrainingEpochs): "
+        "a trial's epochs are its share, pruned trials' unspent epochs fund longer trials, "
+        "the total is never exceeded; kept by the study when resumed",
+    )
+    p.add_argument(
+        "--max-trial-epochs",
+        type=int,
+        help="with --epoch-budget: the most epochs one trial trains (or "
+        "ResourceLimits.MaxTrainingEpochsPerJob; default: the job's epochs)",
+    )
     p.add_argument("--seed", type=int, help="sampler seed")
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="no MLflow runs")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")

@@ -8,6 +8,10 @@ Three shapes are accepted, so an existing SageMaker configuration works unchange
 * a ``HyperParameterTuningJobConfig`` object alone (``ParameterRanges`` at the top);
 * a bare ``ParameterRanges`` object.
 
+One extra beyond SageMaker, in ``ResourceLimits``: ``MaxTotalTrainingEpochs`` (an epoch
+budget shared by all trials, see :mod:`.budget`) and ``MaxTrainingEpochsPerJob`` (the most
+one trial may train of it).
+
 Everything is checked before any trial starts: a :class:`~.space.SpaceError` names the field.
 """
 
@@ -31,6 +35,13 @@ STRATEGIES = {
     "Hyperband": ("tpe", "hyperband"),
 }
 _JOB_CONFIG = "HyperParameterTuningJobConfig"
+#: The ResourceLimits read: SageMaker's, then odp's epoch budget (SageMaker has none).
+LIMITS = (
+    "MaxNumberOfTrainingJobs",
+    "MaxParallelTrainingJobs",
+    "MaxTotalTrainingEpochs",
+    "MaxTrainingEpochsPerJob",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ class TuningConfig:
     pruner: str | None = None  # "median" | "hyperband" | "none"
     max_trials: int | None = None
     max_parallel: int | None = None
+    epoch_budget: int | None = None  # ResourceLimits.MaxTotalTrainingEpochs (odp's extra)
+    max_trial_epochs: int | None = None  # ResourceLimits.MaxTrainingEpochsPerJob
 
 
 def load_config(path: str | Path) -> TuningConfig:
@@ -89,17 +102,16 @@ def parse_config(data: object, where: str = "space") -> TuningConfig:
     limits = job.get("ResourceLimits") or {}
     if not isinstance(limits, Mapping):
         raise SpaceError(_sub(base, "ResourceLimits"), "expected an object")
+    limit = {k: _positive(limits, _sub(base, f"ResourceLimits.{k}"), k) for k in LIMITS}
     return TuningConfig(
         space,
         checked,
         sampler,
         pruner,
-        _positive(
-            limits, _sub(base, "ResourceLimits.MaxNumberOfTrainingJobs"), "MaxNumberOfTrainingJobs"
-        ),
-        _positive(
-            limits, _sub(base, "ResourceLimits.MaxParallelTrainingJobs"), "MaxParallelTrainingJobs"
-        ),
+        limit["MaxNumberOfTrainingJobs"],
+        limit["MaxParallelTrainingJobs"],
+        limit["MaxTotalTrainingEpochs"],
+        limit["MaxTrainingEpochsPerJob"],
     )
 
 

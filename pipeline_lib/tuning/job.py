@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .budget import BudgetSpent, EpochBudget
 from .config import TuningConfig
 from .study import PrunerSpec, open_study
 from .trials import HYPER_ATTR, JobOutcome, TrialPlan, fail_trial, finish_trial, start_trial
@@ -41,6 +42,7 @@ class TuneSettings:
     sampler: str = "tpe"
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
     seed: int | None = None
+    budget: EpochBudget | None = None  # None: the study's own, if it has one
     slot: str = "cli"  # the runner's name: its interrupted trial is resumed, not replaced
     mlflow: bool = True
 
@@ -106,11 +108,14 @@ def run_sequential(
 
     A trial failing on its hyperparameters is recorded as failed and the search goes on; a
     trial stopped by a signal (or Ctrl-C) stays running in the study, and the next call with
-    the same study resumes it from its checkpoint.
+    the same study resumes it from its checkpoint. With an epoch budget the job ends when
+    the budget is spent, maybe before ``settings.n_trials``.
     """
     from . import tracking
     from .plots import write_plots
 
+    if settings.budget is not None:
+        settings.budget.check(settings.n_trials)
     study = open_study(
         settings.study,
         config.space,
@@ -119,6 +124,8 @@ def run_sequential(
         sampler=settings.sampler,
         pruner=settings.pruner,
         seed=settings.seed,
+        n_trials=settings.n_trials,
+        budget=settings.budget,
     )
     parent = None
     if settings.mlflow:
@@ -129,7 +136,18 @@ def run_sequential(
     if done:
         log(f"study {settings.study!r}: resuming with {done} of {settings.n_trials} trials done")
     while finished_trials(study) < settings.n_trials:
-        plan = start_trial(study, config.space, config.static, settings.storage_url, settings.slot)
+        try:
+            plan = start_trial(
+                study,
+                config.space,
+                config.static,
+                settings.storage_url,
+                settings.slot,
+                planned_trials=settings.n_trials,
+            )
+        except BudgetSpent as exc:
+            log(f"{exc}: no more trials")
+            break
         verb = "resuming" if plan.resumed else "starting"
         log(f"{verb} trial {plan.number}: {_short(plan.hyperparameters, config)}")
         env = {}

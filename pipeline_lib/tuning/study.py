@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..settings import load_settings
+from .budget import BUDGET_ATTR, EpochBudget, exploring_trials
 from .space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
@@ -44,6 +45,39 @@ class PrunerSpec:
     def __post_init__(self) -> None:
         if self.kind not in PRUNERS:
             raise SpaceError("pruner", f"{self.kind!r}: expected one of {', '.join(PRUNERS)}")
+
+    @classmethod
+    def for_epochs(
+        cls,
+        kind: str,
+        max_epochs: int,
+        typical_epochs: int | None = None,
+        startup_trials: int | None = None,
+        warmup_epochs: int | None = None,
+    ) -> PrunerSpec:
+        """The pruner for trials of at most ``max_epochs`` epochs, ``typical_epochs`` each
+        (an even share of an epoch budget; default ``max_epochs``). The median pruner waits
+        a quarter of the typical trial (1 to 5 epochs: the first mAPs are all near 0 and
+        their order is noise) unless ``warmup_epochs`` says; Hyperband's budgets go from a
+        ninth of ``max_epochs`` to all of it."""
+        typical = typical_epochs or max_epochs
+        warmup = max(1, min(5, typical // 4)) if warmup_epochs is None else warmup_epochs
+        return cls(
+            kind=kind,
+            startup_trials=2 if startup_trials is None else startup_trials,
+            warmup_epochs=warmup,
+            min_epochs=max(1, max_epochs // 9),
+            max_epochs=max_epochs,
+        )
+
+    @property
+    def first_judged_epoch(self) -> int:
+        """The epochs a trial trains before the pruner can stop it."""
+        if self.kind == "median":
+            return self.warmup_epochs + 1
+        if self.kind == "hyperband":
+            return self.min_epochs
+        return 1
 
     def build(self) -> optuna.pruners.BasePruner:
         """The Optuna pruner this spec describes."""
@@ -91,13 +125,15 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True}
 
 
-def make_sampler(kind: str, seed: int | None = None) -> optuna.samplers.BaseSampler:
-    """TPE (the default) or random search."""
+def make_sampler(
+    kind: str, seed: int | None = None, n_trials: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """TPE (the default) or random search. TPE models after :func:`~.budget.exploring_trials`
+    random trials (a quarter of ``n_trials``), not Optuna's 10: tuning jobs have few trials."""
     import optuna
 
     if kind == "tpe":
-        # Few trials: start modelling after 3 random ones rather than TPE's default 10.
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=3)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=exploring_trials(n_trials))
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise SpaceError("sampler", f"{kind!r}: expected one of {', '.join(SAMPLERS)}")
@@ -112,16 +148,20 @@ def open_study(
     sampler: str = "tpe",
     pruner: PrunerSpec | None = None,
     seed: int | None = None,
+    n_trials: int | None = None,
+    budget: EpochBudget | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to resume; a resumed study must have the same space,
-    static hyperparameters and pruner."""
+    static hyperparameters, pruner and epoch budget (``budget=None`` keeps the study's, and
+    a study with a budget keeps its pruner's settings).
+    ``n_trials``: the trials planned in all (the sampler's startup scales with it)."""
     import optuna
 
     pruner = pruner or PrunerSpec()
     study = optuna.create_study(
         study_name=name,
         storage=storage(storage_url),
-        sampler=make_sampler(sampler, seed),
+        sampler=make_sampler(sampler, seed, n_trials),
         pruner=pruner.build(),
         direction="maximize",
         load_if_exists=True,
@@ -129,13 +169,25 @@ def open_study(
     if seed is not None:
         # Every process opening the study (a trial task, a resumed job) must not replay the
         # same random draws: the seed moves on with the trials already in the study.
-        study.sampler = make_sampler(sampler, seed + len(study.get_trials(deepcopy=False)))
+        study.sampler = make_sampler(
+            sampler, seed + len(study.get_trials(deepcopy=False)), n_trials
+        )
     wanted = {
         SPACE_ATTR: space.to_json(),
         STATIC_ATTR: static,
         PRUNER_ATTR: json.dumps(asdict(pruner), sort_keys=True),
     }
     attrs = study.user_attrs
+    if budget is not None:
+        wanted[BUDGET_ATTR] = budget.to_json()
+    elif PRUNER_ATTR not in attrs:  # new: a study without a budget stays so
+        wanted[BUDGET_ATTR] = ""
+    if attrs.get(BUDGET_ATTR) and PRUNER_ATTR in attrs:
+        # A budgeted study keeps the pruner it was planned with (its warm-up was sized for
+        # the even share of the trials planned then): only the kind must match.
+        kept = PrunerSpec.from_json(attrs[PRUNER_ATTR])
+        if kept.kind == pruner.kind:
+            wanted[PRUNER_ATTR] = attrs[PRUNER_ATTR]
     for key, value in wanted.items():
         if key not in attrs:
             study.set_user_attr(key, value)
@@ -156,3 +208,36 @@ def load_for_reporting(name: str, rdb: optuna.storages.BaseStorage) -> optuna.St
     spec = optuna.load_study(study_name=name, storage=rdb).user_attrs.get(PRUNER_ATTR)
     pruner = PrunerSpec.from_json(spec).build() if spec else optuna.pruners.NopPruner()
     return optuna.load_study(study_name=name, storage=rdb, pruner=pruner)
+
+
+def plan_search(
+    pruner: str,
+    epochs: int,
+    n_trials: int,
+    *,
+    epoch_budget: int | None = None,
+    max_trial_epochs: int | None = None,
+    startup_trials: int | None = None,
+    warmup_epochs: int | None = None,
+) -> tuple[PrunerSpec, EpochBudget | None]:
+    """The pruner and the epoch budget of a tuning job whose trials train ``epochs`` each.
+
+    With ``epoch_budget`` (total epochs of all trials), a trial trains up to
+    ``max_trial_epochs`` (default ``epochs``), the pruner is sized for the even share
+    (``epoch_budget / n_trials``), and every trial still to come keeps the epochs the pruner
+    needs to judge it."""
+    if epoch_budget is None:
+        if max_trial_epochs is not None:
+            raise SpaceError("max trial epochs", "applies with an epoch budget only")
+        spec = PrunerSpec.for_epochs(
+            pruner, epochs, startup_trials=startup_trials, warmup_epochs=warmup_epochs
+        )
+        return spec, None
+    longest = epochs if max_trial_epochs is None else max_trial_epochs
+    even = max(1, epoch_budget // max(1, n_trials))
+    spec = PrunerSpec.for_epochs(
+        pruner, longest, even, startup_trials=startup_trials, warmup_epochs=warmup_epochs
+    )
+    budget = EpochBudget(epoch_budget, longest, spec.first_judged_epoch)
+    budget.check(n_trials)
+    return spec, budget

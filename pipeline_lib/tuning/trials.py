@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .budget import TRIAL_EPOCHS_ATTR, BudgetSpent, claim_epochs, study_budget
 from .report import trial_env
 from .space import SearchSpace
 
@@ -81,9 +82,14 @@ def start_trial(
     static: Mapping[str, str],
     storage_url: str,
     slot: str | None = None,
+    planned_trials: int | None = None,
 ) -> TrialPlan:
     """A new trial with hyperparameters from the sampler (static ones beside them), or the
-    trial that ``slot`` already started (a retry, a resumed job) with the same values."""
+    trial that ``slot`` already started (a retry, a resumed job) with the same values.
+
+    When the study has an epoch budget (:mod:`.budget`), the new trial's ``epochs`` is its
+    share of it (``planned_trials``: the trials of the job in all); :class:`BudgetSpent`
+    when nothing is left."""
     import optuna
 
     if slot is not None:
@@ -91,8 +97,20 @@ def start_trial(
             if trial.user_attrs.get(SLOT_ATTR) == slot:
                 hyper = dict(trial.user_attrs[HYPER_ATTR])
                 return TrialPlan(trial.number, hyper, _env(study, storage_url, trial.number), True)
+    budget = study_budget(study)
+    planned = planned_trials or len(study.get_trials(deepcopy=False)) + 1
+    if budget is not None and budget.trial_epochs(study.get_trials(deepcopy=False), planned) < 1:
+        raise BudgetSpent(
+            f"study {study.study_name!r}: its budget of {budget.total_epochs} epochs is spent"
+        )
     trial = study.ask()
     hyper = {**static, **space.suggest(trial)}
+    if budget is not None:
+        epochs = claim_epochs(study, trial, budget, planned)
+        if "epochs" in space.names and int(hyper["epochs"]) < epochs:  # tuned, and shorter
+            epochs = int(hyper["epochs"])
+            trial.set_user_attr(TRIAL_EPOCHS_ATTR, epochs)
+        hyper["epochs"] = str(epochs)
     if slot is not None:
         trial.set_user_attr(SLOT_ATTR, slot)
     trial.set_user_attr(HYPER_ATTR, hyper)

@@ -252,7 +252,30 @@ def tuning_params() -> dict[str, Param]:
             2, type="integer", minimum=0, title="Median: trials finished before pruning"
         ),
         "prune_warmup_epochs": Param(
-            1, type="integer", minimum=0, title="Median: epochs every trial runs"
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Median: epochs every trial runs",
+            description="Empty: a quarter of a trial's epochs (of an even share of the "
+            "epoch budget), 1 to 5; the first epochs' mAPs are all near 0.",
+        ),
+        "epoch_budget": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Epoch budget",
+            description="Total training epochs of all trials (empty: the space's "
+            "ResourceLimits.MaxTotalTrainingEpochs, else none). Each trial trains its share, "
+            "pruned trials' unspent epochs fund longer ones; the total is never exceeded. "
+            "A continued study keeps its budget.",
+        ),
+        "max_trial_epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Most epochs of one trial",
+            description="With an epoch budget: the longest a trial trains (empty: the "
+            "space's ResourceLimits.MaxTrainingEpochsPerJob, else the epochs hyperparameter).",
         ),
         "study_name": Param(
             "",

@@ -27,6 +27,8 @@ TUNING_PARAMS = (
     "pruner",
     "prune_startup_trials",
     "prune_warmup_epochs",
+    "epoch_budget",
+    "max_trial_epochs",
     "study_name",
     "tuning_seed",
     "max_parallel_trials",
@@ -39,7 +41,7 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
     from pipeline_lib.tuning import tracking
     from pipeline_lib.tuning.config import parse_config
     from pipeline_lib.tuning.job import finished_trials
-    from pipeline_lib.tuning.study import PrunerSpec, default_storage
+    from pipeline_lib.tuning.study import default_storage, plan_search
 
     from .runs import safe_segment
 
@@ -48,11 +50,14 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
     n_trials = int(params.get("max_trials") or config.max_trials or 0)
     if n_trials < 1:
         raise StageFailed("Param 'max_trials' must be >= 1")
-    pruner = PrunerSpec(
-        kind=params.get("pruner") or config.pruner or "median",
-        startup_trials=int(params.get("prune_startup_trials", 2)),
-        warmup_epochs=int(params.get("prune_warmup_epochs", 1)),
-        max_epochs=int(hyper.get("epochs", 30)),
+    pruner, budget = plan_search(
+        params.get("pruner") or config.pruner or "median",
+        int(hyper.get("epochs", 30)),
+        n_trials,
+        epoch_budget=params.get("epoch_budget") or config.epoch_budget,
+        max_trial_epochs=params.get("max_trial_epochs") or config.max_trial_epochs,
+        startup_trials=params.get("prune_startup_trials"),
+        warmup_epochs=params.get("prune_warmup_epochs"),
     )
     parallel = _parallel_trials(params.get("max_parallel_trials"), config.max_parallel)
     name = str(params.get("study_name") or "").strip() or safe_segment(
@@ -63,6 +68,8 @@ def start_study(inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any
         "storage": default_storage(),
         "sampler": params.get("sampler") or config.sampler or "tpe",
         "pruner": asdict(pruner),
+        "budget": budget and asdict(budget),  # None: the study's own, if it has one
+        "n_trials": n_trials,
         "seed": params.get("tuning_seed"),
         "max_parallel": parallel,
         "slots_run": f"{inputs['dag_id']}/{inputs['run_id']}",  # whose trial slots
@@ -114,10 +121,12 @@ def _parallel_trials(param: Any, from_config: int | None) -> int:
 
 def _open(info: dict[str, Any], slot: int = 0):
     """The study; trials running side by side draw from differently seeded samplers."""
+    from pipeline_lib.tuning.budget import EpochBudget
     from pipeline_lib.tuning.space import parse_ranges
     from pipeline_lib.tuning.study import PrunerSpec, open_study
 
     seed = info["seed"]
+    budget = info.get("budget")
     return open_study(
         info["study"],
         parse_ranges(info["space"]),
@@ -126,6 +135,8 @@ def _open(info: dict[str, Any], slot: int = 0):
         sampler=info["sampler"],
         pruner=PrunerSpec(**info["pruner"]),
         seed=None if seed is None else seed + 7919 * slot,
+        n_trials=info.get("n_trials"),
+        budget=EpochBudget(**budget) if budget else None,
     )
 
 
@@ -168,15 +179,25 @@ def _run_trial(
     from pipeline_lib.registry import run_url
     from pipeline_lib.training.completion import write_completion
     from pipeline_lib.tuning import tracking
+    from pipeline_lib.tuning.budget import BudgetSpent
     from pipeline_lib.tuning.space import parse_ranges
     from pipeline_lib.tuning.trials import JobOutcome, finish_trial, start_trial
 
     from .tasks import run_odp_train, training_hyperparameters
 
     study = _open(info, slot)
-    plan = start_trial(
-        study, parse_ranges(info["space"]), info["static"], info["storage"], slot_key
-    )
+    try:
+        plan = start_trial(
+            study,
+            parse_ranges(info["space"]),
+            info["static"],
+            info["storage"],
+            slot_key,
+            planned_trials=info.get("n_trials"),
+        )
+    except BudgetSpent as exc:  # the trials before it trained every epoch of the budget
+        log.info("%s: trial slot %d does not train", exc, slot)
+        return {"number": None, "state": "BUDGET_SPENT", "value": None, "mlflow_url": None}
     log.info(
         "%s trial %d: %s",
         "resuming" if plan.resumed else "starting",

@@ -121,3 +121,29 @@ def test_a_bad_space_stops_the_run_before_any_data_work(dag_env, tmp_path):
     assert str(tis["validate"].state) == "upstream_failed"
     assert str(tis["select_best"].state) == "upstream_failed"
     assert not (dag_env.home / "tuning" / "studies.db").exists()
+
+
+def test_mapped_trials_share_the_runs_epoch_budget(dag_env, tmp_path):
+    """The budget lives in the study: the DAG's trials draw their epochs from it, never
+    train more in all, and a continued run keeps it (no Param needed the second time)."""
+    dataset = tmp_path / "dataset"
+    generate(dataset, SynthConfig(images=30, classes=2, seed=7))
+    conf = {**_conf(dataset, 3), "study_name": "budget-study"}
+    conf.update(epoch_budget=5, max_trial_epochs=3, max_parallel_trials=1)
+    assert str(load_dag("object_detection_tuning").test(run_conf=conf).state) == "success"
+    storage = f"sqlite:///{dag_env.home / 'tuning' / 'studies.db'}"
+    study = optuna.load_study(study_name="budget-study", storage=storage)
+    given = [int(t.user_attrs["odp.hyperparameters"]["epochs"]) for t in study.trials]
+    assert given[:2] == [1, 1] and len(given) == 3  # the random first ones: an even share
+    assert given[2] == 3  # the one the others left room for: up to max_trial_epochs
+    spent = sum(len(t.intermediate_values) for t in study.trials)
+    assert spent <= 5
+
+    more = {**conf, "max_trials": 4, "epoch_budget": None, "max_trial_epochs": None}
+    assert str(load_dag("object_detection_tuning").test(run_conf=more).state) == "success"
+    again = optuna.load_study(study_name="budget-study", storage=storage)
+    assert sum(len(t.intermediate_values) for t in again.trials) <= 5
+    if spent < 5:  # a pruned trial left epochs: the fourth trains them
+        assert again.trials[3].user_attrs["odp.hyperparameters"]["epochs"] == str(5 - spent)
+    else:  # spent: the fourth slot trains nothing and the run still succeeds
+        assert len(again.trials) == 3

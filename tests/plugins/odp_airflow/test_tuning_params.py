@@ -53,3 +53,12 @@ def test_trials_at_once_defaults_to_the_configs_max_parallel_training_jobs():
     assert _parallel_trials(None, 100) == MAX_PARALLEL_TRIALS  # the task's parse-time cap
     with pytest.raises(StageFailed, match="max_parallel_trials"):
         _parallel_trials(0, None)
+
+
+def test_the_epoch_budget_params_are_optional_positive_integers():
+    params = tuning_params()
+    for name in ("epoch_budget", "max_trial_epochs", "prune_warmup_epochs"):
+        assert params[name].resolve(None) is None and params[name].resolve(12) == 12
+    for name in ("epoch_budget", "max_trial_epochs"):
+        with pytest.raises(ParamValidationError):
+            params[name].resolve(0)

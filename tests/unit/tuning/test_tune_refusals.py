@@ -74,3 +74,25 @@ def test_trials_must_be_positive(training_data: Path, tmp_path: Path, odp_home, 
     path.write_text(json.dumps(GOOD))
     assert main(["tune", "--ml-root", str(ml), "--space", str(path), "--trials", "0"]) == 2
     assert "--trials" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "words", "code"),
+    [
+        (["--epoch-budget", "1"], "epoch budget: 1 epochs for 2 trials", 1),
+        (["--epoch-budget", "0"], "--epoch-budget: expected an integer >= 1", 2),
+        (["--max-trial-epochs", "8"], "applies with an epoch budget only", 1),
+    ],
+)
+def test_a_bad_epoch_budget_is_refused_before_any_trial(
+    flags, words, code, training_data: Path, tmp_path: Path, odp_home, capsys
+) -> None:
+    ml = layout(tmp_path / "ml", training_data).root
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(GOOD))
+    args = ["tune", "--ml-root", str(ml), "--space", str(path), "--trials", "2", *flags]
+    assert main(args) == code
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert words in line, line
+    assert not (ml / "tuning").exists()
+    assert not (odp_home.home / "tuning").exists()

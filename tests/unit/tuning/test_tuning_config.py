@@ -86,6 +86,13 @@ def test_bare_ranges_and_job_config_shapes():
             "integer >= 1",
         ),
         (
+            lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].update(
+                MaxTotalTrainingEpochs="48"
+            ),
+            "ResourceLimits.MaxTotalTrainingEpochs",
+            "integer >= 1",
+        ),
+        (
             lambda r: r["HyperParameterTuningJobConfig"]["ParameterRanges"][
                 "CategoricalParameterRanges"
             ][0]["Values"].append("nesterov"),
@@ -108,3 +115,12 @@ def test_a_file_that_is_not_json_is_refused_naming_it(tmp_path):
     path.write_text("{not json")
     with pytest.raises(SpaceError, match=r"space.json: not valid JSON"):
         load_config(path)
+
+
+def test_the_epoch_budget_is_an_extra_resource_limit():
+    request = json.loads(json.dumps(REQUEST))
+    limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert parse_config(request).epoch_budget is None
+    limits.update(MaxTotalTrainingEpochs=48, MaxTrainingEpochsPerJob=20)
+    config = parse_config(request)
+    assert (config.epoch_budget, config.max_trial_epochs, config.max_trials) == (48, 20, 12)
