@@ -38,21 +38,12 @@ sys.path.insert(0, str(REPO))
 from pipeline_lib.cpus import available_cpus  # noqa: E402
 from pipeline_lib.synthetic import SynthConfig, generate  # noqa: E402
 from pipeline_lib.training.contract import prepare_ml_root  # noqa: E402
+from pipeline_lib.training.recipes import FROM_SCRATCH_CPU  # noqa: E402
 
 CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
 _SGD_DEFAULTS = {"optimizer": "sgd", "learning_rate": 0.001, "momentum": 0.9}
 RECIPES: dict[str, dict[str, object]] = {
-    "recommended": {
-        "optimizer": "adam",
-        "learning_rate": 0.003,
-        "mini_batch_size": 8,
-        "weight_decay": 0.0005,
-        "augmentation": "flip",
-        "overlap_threshold": 0.4,
-        "lr_schedule": "cosine",
-        "lr_warmup_epochs": 2,
-        "epochs": 30,
-    },
+    "recommended": FROM_SCRATCH_CPU,
     "sagemaker-default": {**_SGD_DEFAULTS, "weight_decay": 0.0005, "mini_batch_size": 32},
     "gluoncv-default": {
         **_SGD_DEFAULTS,

@@ -294,7 +294,7 @@ class LearnedModel:
 
 @pytest.fixture(scope="session")
 def learned_model(tmp_path_factory: pytest.TempPathFactory) -> LearnedModel:
-    """40 epochs on 96 synthetic images (the incremental-training test's job, minutes on a
+    """20 epochs of the from-scratch recipe on 96 synthetic images (under a minute on a
     CPU): boxes that overlap the objects, and an mAP a seeded run must start at."""
     import json
 
@@ -302,19 +302,18 @@ def learned_model(tmp_path_factory: pytest.TempPathFactory) -> LearnedModel:
     from pipeline_lib.synthetic import SynthConfig, generate
     from pipeline_lib.training.contract import prepare_ml_root
     from pipeline_lib.training.entrypoint import run_training
+    from pipeline_lib.training.recipes import FROM_SCRATCH_CPU
 
     root = tmp_path_factory.mktemp("learned-model")
     data = root / "data"
     generate(data, SynthConfig(images=120, classes=2, seed=11, max_objects=2))
     hp = {
+        **FROM_SCRATCH_CPU,  # climbs steadily (sgd 0.01 from scratch ends anywhere in 0.05-0.5)
         "num_classes": 2,
         "num_training_samples": 96,
         "base_network": "mobilenet-0.25",
         "use_pretrained_model": 0,
-        "epochs": 40,
-        "mini_batch_size": 16,
-        "optimizer": "sgd",
-        "learning_rate": 0.01,
+        "epochs": 20,
         "seed": 1,
         "num_workers": 0,
     }
@@ -324,6 +323,6 @@ def learned_model(tmp_path_factory: pytest.TempPathFactory) -> LearnedModel:
     paths = prepare_ml_root(root / "ml", channels, hp)
     assert run_training(str(paths.root)) == 0
     metrics = json.loads((paths.output / "metrics.json").read_text())
-    assert metrics["validation:mAP"] > 0.2, metrics
+    assert metrics["validation:mAP"] > 0.8, metrics
     tar = Path(package(paths.model, root / "model.tar.gz"))
     return LearnedModel(tar, data, metrics["validation:mAP"])

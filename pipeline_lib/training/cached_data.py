@@ -47,8 +47,8 @@ def cache_budget_bytes() -> int:
     """Bytes the training and validation caches may hold together (``ODP_TRAIN_CACHE_MB``;
     ``0``: no cache). A value that is not a non-negative integer is a ``TrainingError``."""
     raw = os.environ.get(CACHE_ENV, "").strip()
-    if not raw:  # opt-in until the full suite's learned-model regression is understood
-        return 0
+    if not raw:
+        return memory_bytes() // 4
     try:
         value = int(raw.replace("_", ""))
     except ValueError:

@@ -76,7 +76,9 @@ def val_loader(dataset, image_shape: int, batch_size: int, workers: int, budget=
         return CachedValLoader(dataset, transform, batch_size, workers)
     with default_signals_for_forks():
         return gluon.data.DataLoader(
-            TransformDataset(dataset, transform),
+            # A fixed seed: validation draws nothing at random, and must not take from the
+            # global stream the training augmentation draws on (cached or not, same run).
+            TransformDataset(dataset, transform, seed=0),
             batch_size,
             shuffle=False,
             batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -149,6 +151,20 @@ def test_validation_batches_equal_gluoncv_validation_transform(validation):
             assert labels.dtype == ref_labels.dtype and np.array_equal(labels, ref_labels)
 
 
+@pytest.mark.parametrize("budget", [0, 1 << 30], ids=["workers", "cache"])
+def test_validation_leaves_the_training_random_stream_alone(validation, budget):
+    """Cached or not, validation draws nothing from the global ``random``/``numpy`` streams
+    the training augmentation draws on: the same seed trains the same model either way."""
+    random.seed(5)
+    np.random.seed(5)
+    for _ in range(2):
+        _epoch(val_loader(validation, SIDE, 3, workers=0, budget=CacheBudget(budget)))
+    after = random.random(), np.random.random_sample()
+    random.seed(5)
+    np.random.seed(5)
+    assert after == (random.random(), np.random.random_sample())
+
+
 class _Transformed(mx.gluon.data.Dataset):
     def __init__(self, dataset, transform):
         self._dataset, self._transform = dataset, transform
@@ -182,7 +198,7 @@ def test_flip_uses_the_cache_and_the_others_do_not(train, net):
 
 def test_cache_budget_from_the_environment(monkeypatch):
     monkeypatch.delenv(CACHE_ENV, raising=False)
-    assert cache_budget_bytes() == 0  # opt-in for now
+    assert cache_budget_bytes() > 0
     monkeypatch.setenv(CACHE_ENV, "12")
     assert cache_budget_bytes() == 12 << 20
     monkeypatch.setenv(CACHE_ENV, "0")
