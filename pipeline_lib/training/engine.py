@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -270,7 +271,8 @@ def train_one_epoch(
 
     mbox_loss = SSDMultiBoxLoss()
     losses = _RunningLosses()
-    inputs.net.hybridize(static_alloc=True, static_shape=True)
+    if not inputs.net._active:  # once: evaluation uses its own view (inference_view)
+        inputs.net.hybridize(static_alloc=True, static_shape=True)
     loader = inputs.train_data
     samples, data_wait = 0, 0.0
     batches_per_epoch = len(loader) if hasattr(loader, "__len__") else None
@@ -376,12 +378,12 @@ def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[fl
     from ..evaluation.voc import VOCMetric
 
     metric = VOCMetric(iou_threshold=0.5, metric="voc07", class_names=classes)
-    net.hybridize(static_alloc=True, static_shape=True)  # also drops the training graph
+    infer = inference_view(net)
     for batch in loader:
         data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0, even_split=False)
         labels = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0, even_split=False)
         for x, y in zip(data, labels, strict=True):
-            ids, scores, bboxes = (a.asnumpy() for a in net(x))
+            ids, scores, bboxes = (a.asnumpy() for a in infer(x))
             # An untrained network can emit overflowing boxes: they count as no detection.
             bad = ~np.isfinite(bboxes).all(axis=-1) | ~np.isfinite(scores[..., 0])
             ids[bad] = -1
@@ -397,3 +399,33 @@ def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[fl
     result = metric.get()
     per_class = {c.name: c.ap for c in result.per_class.values()}
     return float(result.mAP), per_class
+
+
+# Kept outside the block: a dict of blocks in its attributes would be scanned by Gluon.
+_INFERENCE_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inference_view(net):
+    """The inference graph of the SSD ``net`` (detections, with its current NMS settings) as
+    a separate hybridized block sharing ``net``'s parameters, built once per NMS setting.
+
+    Evaluating through ``net`` itself would replace its cached training graph (one cached
+    graph per block), so every epoch would rebuild and re-plan the training graph's static
+    memory on its first batch; the view leaves it alone."""
+    import warnings
+
+    key = (
+        getattr(net, "nms_thresh", None),
+        getattr(net, "nms_topk", None),
+        getattr(net, "post_nms", None),
+    )
+    views = _INFERENCE_VIEWS.setdefault(net, {})
+    if key not in views:
+        data = mx.sym.var("data")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # parameters the inference graph does not use
+            view = gluon.SymbolBlock(net(data), data, params=net.collect_params())
+        view.hybridize(static_alloc=True, static_shape=True)
+        views.clear()  # NMS settings change once (export): keep only the current view
+        views[key] = view
+    return views[key]
