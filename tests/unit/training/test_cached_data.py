@@ -18,6 +18,7 @@ from pipeline_lib.training.cached_data import (
     CacheBudget,
     CachedFlipLoader,
     CachedValLoader,
+    PlaneNormaliser,
     cache_budget_bytes,
 )
 from pipeline_lib.training.data import ImageJsonDetection
@@ -163,6 +164,21 @@ def test_validation_leaves_the_training_random_stream_alone(validation, budget):
     random.seed(5)
     np.random.seed(5)
     assert after == (random.random(), np.random.random_sample())  # noqa: S311
+
+
+def test_plane_normaliser_is_bitwise_the_transforms_normalise():
+    transform = train_transform("flip", SIDE, np.zeros((1, 4, 4)), 0.5)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (5, SIDE, SIDE, 3), dtype=np.uint8)
+    flips = np.array([True, False, True, True, False])
+    expected = images.copy()
+    expected[flips] = expected[flips, :, ::-1]
+    expected = transform.normalise(mx.nd.array(expected, dtype="uint8")).asnumpy()
+    planes = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    ours = PlaneNormaliser(transform.normalise)(planes, [0, 1, 2, 3, 4], flips)
+    assert ours.dtype == np.float32 and np.array_equal(ours.asnumpy(), expected)
+    in_order = PlaneNormaliser(transform.normalise)(planes, [4, 0])
+    assert np.array_equal(in_order.asnumpy()[0], ours.asnumpy()[4])
 
 
 class _Transformed(mx.gluon.data.Dataset):
