@@ -13,6 +13,8 @@ Three rows, same network, input size, classes, anchors and batch, on this machin
     MXNet's operators: what no loop can beat.
 
 Goals (issue 12): (a) >= 0.9x (c), (a) >= 1.3x (b), (a)'s CPU time / wall >= 0.9 x CPUs.
+The three rows run interleaved, ``--repeat`` rounds (default 3); each row reports its best
+round (the machine's capacity, not its worst moment); every round is printed as it ends.
 
 (a) and (b) train the same SSD (same base network, input size, classes, anchors), with the same
 batch size, training transform (``--augmentation``: ``flip``, the README's recommended recipe,
@@ -191,6 +193,9 @@ def main() -> None:
     parser.add_argument("--image-shape", type=int, default=300)
     parser.add_argument("--workers", type=int, default=available_cpus())
     parser.add_argument("--augmentation", choices=("flip", "light", "ssd"), default="flip")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of all three rows; each keeps its best"
+    )
     parser.add_argument("--_run", help=argparse.SUPPRESS)
     parser.add_argument("--_args", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,9 +222,21 @@ def main() -> None:
     )
     args.rec = str(rec_dir / "train.rec")
     args.names = names
-    limit, limit_cpu = _in_subprocess("limit", args, available_cpus())
-    ref, ref_cpu = _in_subprocess("reference", args, None)
-    rate, wait, busy = ours(data, rec_dir, args.network, args, work)
+    # Rounds interleave the three rows, so a slow spell of the machine (a neighbour on a
+    # shared host) hits each row in some round and not in others; each row keeps its best.
+    runs: dict[str, list[tuple[float, ...]]] = {"limit": [], "reference": [], "ours": []}
+    for round_ in range(args.repeat):
+        runs["limit"].append(_in_subprocess("limit", args, available_cpus()))
+        runs["reference"].append(_in_subprocess("reference", args, None))
+        runs["ours"].append(ours(data, rec_dir, args.network, args, work / f"round-{round_}"))
+        print(
+            f"round {round_ + 1}/{args.repeat}: samples/s (a) {runs['ours'][-1][0]:.2f}, "
+            f"(b) {runs['reference'][-1][0]:.2f}, (c) {runs['limit'][-1][0]:.2f}",
+            flush=True,
+        )
+    limit, limit_cpu = max(runs["limit"])
+    ref, ref_cpu = max(runs["reference"])
+    rate, wait, busy = max(runs["ours"])
     cpus = available_cpus()
     print(f"{'':<40}{'samples/s':>10}{'x (c)':>8}{'x (b)':>8}{'CPU/wall':>10}")
     rows = [
