@@ -84,6 +84,46 @@ def epochs_to_reach(trials: list[dict], target: float) -> int | None:
     return None
 
 
+def best_so_far(trials: list[dict]) -> list[float]:
+    """The best validation mAP reached after each epoch spent, trial after trial."""
+    curve, best = [], 0.0
+    for t in sorted(trials, key=lambda t: t["number"]):
+        for _epoch, value in sorted(t["mAP_by_epoch"].items(), key=lambda kv: int(kv[0])):
+            best = max(best, value)
+            curve.append(best)
+    return curve
+
+
+def plot(results: dict, path: Path) -> None:
+    """Best mAP so far against epochs spent, one line per arm (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = {
+        "random": "(a) random search, no pruning",
+        "tpe_pruned": "(b) TPE + median pruning",
+        "defaults": "(c) SageMaker defaults, one run",
+    }
+    for key, label in labels.items():
+        curve = best_so_far(results[key]["trials"])
+        ax.plot(range(1, len(curve) + 1), curve, label=f"{label}: {results[key]['best']:.3f}")
+    reach = results.get("b_epochs_to_a_best")
+    if reach:
+        ax.axvline(reach, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"(b) reaches (a)'s best\nafter {reach} epochs", (reach, 0.05), fontsize=8)
+    ax.set_xlabel("training epochs spent")
+    ax.set_ylabel("best validation mAP so far")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def search(
     name: str,
     base: MLPaths,
@@ -183,6 +223,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plot", type=Path, help="draw best mAP vs epochs spent here (PNG)")
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="only draw --plot from an earlier --json"
+    )
     parser.add_argument(
         "--static",
         nargs="*",
@@ -192,6 +236,9 @@ def main() -> None:
         "from-scratch recipe's data settings, so a few epochs learn enough to compare)",
     )
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.plot or args.replot.with_suffix(".png"))
+        return
 
     work = args.work or Path(tempfile.mkdtemp(prefix="odp-bench-tune-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -273,14 +320,12 @@ def main() -> None:
     print(
         f"(b) vs (c): {b['best']:.4f} vs {c['best']:.4f} ({'beats' if b['best'] > c['best'] else 'does not beat'} the defaults)"
     )
+    results = {"random": a, "tpe_pruned": b, "defaults": c, "b_epochs_to_a_best": reach}
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"random": a, "tpe_pruned": b, "defaults": c, "b_epochs_to_a_best": reach},
-                indent=1,
-                default=str,
-            )
-        )
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    if args.plot:
+        plot(json.loads(json.dumps(results, default=str)), args.plot)
+        print(f"curves: {args.plot}")
 
 
 if __name__ == "__main__":
