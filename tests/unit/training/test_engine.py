@@ -248,3 +248,39 @@ def test_after_epoch_hook_prunes_keeping_the_best_model(monkeypatch):
     assert (result.state.best_map, result.state.best_epoch) == (0.4, 0)
     assert inputs.checkpointer.saved == [0, 1] and inputs.checkpointer.best == 1
     assert "stopping: behind the other trials; the best model so far is kept" in inputs.log.lines
+
+
+def test_evaluation_keeps_the_training_graph_and_detects_like_the_network():
+    """The inference view gives the network's own detections, and evaluating through it
+    leaves the training graph built (no rebuild every epoch)."""
+    import mxnet as mx
+    import numpy as np
+    from gluoncv.loss import SSDMultiBoxLoss
+
+    from pipeline_lib.training.model import anchors_for, build_ssd
+
+    mx.random.seed(0)
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
+    net.initialize()
+    n_anchors = anchors_for(net, 128).shape[1]
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    loss = SSDMultiBoxLoss()
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
+    cls_t, box_t = mx.nd.zeros((2, n_anchors)), mx.nd.zeros((2, n_anchors, 4))
+    with mx.autograd.record():
+        cls_p, box_p, _ = net(x)
+        total, _, _ = loss([cls_p], [box_p], [cls_t], [box_t])
+        mx.autograd.backward(total)
+    trainer.step(1)
+    training_graph = net._cached_op
+    assert training_graph is not None
+
+    ids, scores, boxes = (a.asnumpy() for a in engine.inference_view(net)(x))
+    assert net._cached_op is training_graph
+
+    net.hybridize(static_alloc=True, static_shape=True)  # the network's own inference graph
+    ref_ids, ref_scores, ref_boxes = (a.asnumpy() for a in net(x))
+    assert ids.shape == ref_ids.shape and ids.shape[-1] == 1
+    assert np.array_equal(ids, ref_ids)
+    assert np.allclose(scores, ref_scores, atol=1e-6) and np.allclose(boxes, ref_boxes, atol=1e-4)
