@@ -324,7 +324,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     if args.plot:
-        plot(json.loads(json.dumps(results, default=str)), args.plot)
+        plot(results, args.plot)
         print(f"curves: {args.plot}")
 
 

@@ -290,6 +290,7 @@ class LearnedModel:
     tar: Path
     dataset: Path
     mAP: float
+    first_epoch_mAP: float  # where training from scratch started
 
 
 @pytest.fixture(scope="session")
@@ -325,4 +326,6 @@ def learned_model(tmp_path_factory: pytest.TempPathFactory) -> LearnedModel:
     metrics = json.loads((paths.output / "metrics.json").read_text())
     assert metrics["validation:mAP"] > 0.8, metrics
     tar = Path(package(paths.model, root / "model.tar.gz"))
-    return LearnedModel(tar, data, metrics["validation:mAP"])
+    return LearnedModel(
+        tar, data, metrics["validation:mAP"], metrics["epochs"][0]["validation_mAP"]
+    )

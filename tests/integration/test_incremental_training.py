@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
-from pipeline_lib.artifact import package
-from pipeline_lib.synthetic import SynthConfig, generate
 from pipeline_lib.training.contract import prepare_ml_root
 from pipeline_lib.training.entrypoint import run_training
 from pipeline_lib.training.recipes import FROM_SCRATCH_CPU
@@ -29,23 +28,16 @@ def _hp(epochs: int) -> dict:
     }
 
 
-def test_second_run_starts_at_the_first_runs_map(tmp_path):
-    data = tmp_path / "data"
-    generate(data, SynthConfig(images=120, classes=2, seed=11, max_objects=2))
-    channels = {c: data / c for c in CHANNELS}
-    first = prepare_ml_root(tmp_path / "first", channels, _hp(epochs=20))
-    assert run_training(str(first.root)) == 0
-    m1 = json.loads((first.output / "metrics.json").read_text())
-    assert m1["validation:mAP"] > 0.8, m1  # it learned
-    fresh_start = m1["epochs"][0]["validation_mAP"]
-
+def test_second_run_starts_at_the_first_runs_map(learned_model, tmp_path):
+    # The first run is the session's learned_model (20 epochs from scratch, mAP > 0.8).
+    channels = {c: learned_model.dataset / c for c in CHANNELS}
     seed = tmp_path / "seed"
     seed.mkdir()
-    package(first.model, seed / "model.tar.gz")
+    shutil.copyfile(learned_model.tar, seed / "model.tar.gz")
     second = prepare_ml_root(tmp_path / "second", {**channels, "model": seed}, _hp(epochs=2))
     assert run_training(str(second.root)) == 0
     m2 = json.loads((second.output / "metrics.json").read_text())
-    assert m2["initial_validation:mAP"] == pytest.approx(m1["validation:mAP"], abs=0.02)
-    assert m2["initial_validation:mAP"] > fresh_start + 0.15
+    assert m2["initial_validation:mAP"] == pytest.approx(learned_model.mAP, abs=0.02)
+    assert m2["initial_validation:mAP"] > learned_model.first_epoch_mAP + 0.15
     # The seed counts as the best model so far: the artifact is never worse than it.
     assert m2["validation:mAP"] >= m2["initial_validation:mAP"]
