@@ -45,7 +45,8 @@ DEMO_SEED ?= 0
 DEMO_CUE ?= shape
 DEMO_EPOCHS ?= 30
 DEMO_BATCH ?= 8
-# The README's from-scratch CPU recipe (benchmarks/learn.py measures it).
+# The README's from-scratch CPU recipe (benchmarks/learn.py measures it); keep in step with
+# FROM_SCRATCH_CPU in pipeline_lib/training/recipes.py.
 DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
   "epochs": $(DEMO_EPOCHS), "base_network": "mobilenet-0.25", "use_pretrained_model": false, \
   "mini_batch_size": $(DEMO_BATCH), "image_shape": 300, "optimizer": "adam", \

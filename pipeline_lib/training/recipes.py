@@ -11,6 +11,7 @@ from __future__ import annotations
 #: mobilenet-0.25 at 300 reaches >= 0.8 validation mAP on ``odp synth --cue shape`` in
 #: 10 minutes on 2 cores; it climbs steadily, where SageMaker's sgd 0.001 barely moves and
 #: sgd 0.01 from scratch swings between 0.05 and 0.5 with the smallest perturbation.
+#: The Makefile's DEMO_CONF spells out the same values for ``make demo``: keep them in step.
 FROM_SCRATCH_CPU: dict[str, str | int | float] = {
     "optimizer": "adam",
     "learning_rate": 0.003,
