@@ -599,8 +599,10 @@ def _command(args: argparse.Namespace) -> str:
     )
 
 
-#: Commands that run MXNet networks (their operator threads are sized to the CPUs).
-MXNET_COMMANDS = {"train", "evaluate", "predict", "tune"}
+#: Commands that run MXNet networks (their operator threads are sized to the CPUs). ``train``
+#: lays out its own threads once it knows the batch (``training.entrypoint.cpu_plan``);
+#: ``tune``'s trials are ``odp train`` processes.
+MXNET_COMMANDS = {"evaluate", "predict"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -380,10 +380,12 @@ def evaluate(net, loader, ctx: list[mx.Context], classes: list[str]) -> tuple[fl
     metric = VOCMetric(iou_threshold=0.5, metric="voc07", class_names=classes)
     infer = inference_view(net)
     for batch in loader:
-        data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0, even_split=False)
-        labels = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0, even_split=False)
-        for x, y in zip(data, labels, strict=True):
-            ids, scores, bboxes = (a.asnumpy() for a in infer(x))
+        devices = ctx[: batch[0].shape[0]]  # a last batch smaller than the device count
+        data = gluon.utils.split_and_load(batch[0], ctx_list=devices, even_split=False)
+        labels = gluon.utils.split_and_load(batch[1], ctx_list=devices, even_split=False)
+        outputs = [infer(x) for x in data]  # every device's forward queued before any wait
+        for out, y in zip(outputs, labels, strict=True):
+            ids, scores, bboxes = (a.asnumpy() for a in out)
             # An untrained network can emit overflowing boxes: they count as no detection.
             bad = ~np.isfinite(bboxes).all(axis=-1) | ~np.isfinite(scores[..., 0])
             ids[bad] = -1

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
 from ..artifact import ArtifactError
-from ..cpus import available_cpus
+from ..cpus import STREAMS_VARIABLE, CpuPlan, apply_cpu_plan, available_cpus, plan_cpu_training
 from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
@@ -78,7 +78,7 @@ class _Setup:
 
     job: JobConfig
     log: MetricLogger
-    ctx: list  # MXNet contexts: every GPU, else the CPU
+    ctx: list  # MXNet contexts: every GPU, else the CPU streams
     kv_type: str
 
     @property
@@ -107,9 +107,11 @@ class _Training:
 
     def run(self) -> int:
         """contract -> config -> data -> model -> fit -> artifact; returns the exit code."""
+        job = read_config(self.paths)
+        plan = cpu_plan(job.hyperparameters.mini_batch_size)  # before MXNet is imported
         from .engine import FitConfig, fit
 
-        setup = self._configure(read_config(self.paths))
+        setup = self._configure(job, plan)
         data = self._data(setup)
         net, seeded = self._model(setup, data)
         inputs, state = self._fit_inputs(setup, data, net)
@@ -120,7 +122,7 @@ class _Training:
 
     # ---------------------------------------------------------------- config
 
-    def _configure(self, job: JobConfig) -> _Setup:
+    def _configure(self, job: JobConfig, plan: CpuPlan) -> _Setup:
         """Logger, devices, kvstore (joining the other hosts), run-time limit, random seeds."""
         import mxnet as mx
         import numpy as np
@@ -131,7 +133,9 @@ class _Training:
         hp, hosts = job.hyperparameters, job.hosts
         log = MetricLogger(host=job.current_host, mlflow_run_id=os.environ.get("ODP_MLFLOW_RUN_ID"))
         self.log = log
-        ctx = _contexts()
+        ctx = _contexts(plan)
+        if ctx[0].device_type == "cpu":
+            log.info(plan.describe(hp.mini_batch_size))
         kv_type = kv_store_type(hp.kv_store, len(hosts), len(ctx))
         if len(hosts) > 1:
             self._join_cluster(job, kv_type, log)
@@ -459,7 +463,7 @@ def _check_batch(
         raise TrainingError(f"the validation channel {paths.channel('validation')} is empty")
     if hp.mini_batch_size % devices:
         raise TrainingError(
-            f"mini_batch_size={hp.mini_batch_size} does not split evenly over {devices} GPUs; "
+            f"mini_batch_size={hp.mini_batch_size} does not split evenly over {devices} devices; "
             f"use a multiple of {devices}"
         )
 
@@ -493,11 +497,35 @@ def _check_seed(
         )
 
 
-def _contexts():
+def cpu_plan(batch: int) -> CpuPlan:
+    """How training will use the CPUs (:func:`~pipeline_lib.cpus.plan_cpu_training`), its
+    thread counts given to MXNet when it is not imported yet. Once it is (training called
+    in-process) its threads are fixed: one stream unless ``ODP_CPU_STREAMS`` asks for more.
+    On a GPU machine the CPUs only feed the GPUs: one stream with every CPU."""
+    try:
+        plan = plan_cpu_training(batch)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    imported = "mxnet" in sys.modules
+    if _gpu_devices() or (imported and not os.environ.get(STREAMS_VARIABLE)):
+        threads = plan.cpus if not imported else int(os.environ.get("OMP_NUM_THREADS") or 1)
+        plan = CpuPlan(1, threads, plan.cpus)
+    if not imported:
+        apply_cpu_plan(plan)
+    return plan
+
+
+def _gpu_devices() -> bool:
+    """Whether this machine has NVIDIA GPUs (device nodes), known without importing MXNet."""
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def _contexts(plan: CpuPlan):
+    """Every GPU, else the plan's CPU streams."""
     import mxnet as mx
 
     n = mx.context.num_gpus()
-    return [mx.gpu(i) for i in range(n)] if n else [mx.cpu()]
+    return [mx.gpu(i) for i in range(n)] if n else [mx.cpu(i) for i in range(plan.streams)]
 
 
 def _guess_content_type(path: Path) -> str:

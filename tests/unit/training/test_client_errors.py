@@ -134,3 +134,15 @@ def test_data_that_validate_refuses_is_a_client_error_before_training(
     assert f"validation/{image.name}" in failure and "[I004 image.channels]" in failure
     assert "Traceback" not in capsys.readouterr().err
     assert not (paths.output / "metrics.json").exists()
+
+
+def test_a_cpu_stream_count_that_does_not_divide_the_batch_is_a_client_error(
+    tmp_path, training_data, monkeypatch
+):
+    monkeypatch.setenv("ODP_CPU_STREAMS", "3")
+    paths = layout(tmp_path / "ml", training_data)
+    assert run_training(str(paths.root)) == 1
+    assert _failure(paths) == (
+        "ClientError: ODP_CPU_STREAMS='3': expected a positive divisor of mini_batch_size=4\n"
+    )
+    assert not (paths.output / "metrics.json").exists()

@@ -284,3 +284,26 @@ def test_evaluation_keeps_the_training_graph_and_detects_like_the_network():
     assert ids.shape == ref_ids.shape and ids.shape[-1] == 1
     assert np.array_equal(ids, ref_ids)
     assert np.allclose(scores, ref_scores, atol=1e-6) and np.allclose(boxes, ref_boxes, atol=1e-4)
+
+
+def test_evaluation_over_cpu_replicas_equals_one_device_and_takes_a_batch_of_one():
+    """Evaluating with two CPU replicas (a batch split between them, a last batch of one
+    image given to one of them) scores exactly as on one device."""
+    import mxnet as mx
+    import numpy as np
+
+    from pipeline_lib.training.model import build_ssd
+
+    mx.random.seed(0)
+    replicas = [mx.cpu(0), mx.cpu(1)]
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
+    net.initialize(ctx=replicas)
+    rng = np.random.default_rng(0)
+    boxes = np.array([[10, 10, 60, 70, 0], [50, 40, 120, 110, 1]], np.float32)
+    loader = [
+        (mx.nd.array(rng.normal(size=(n, 3, 128, 128))), mx.nd.array(np.stack([boxes] * n)))
+        for n in (4, 3, 1)
+    ]
+    one = engine.evaluate(net, loader, replicas[:1], ["a", "b"])
+    both = engine.evaluate(net, loader, replicas, ["a", "b"])
+    assert both == one

@@ -242,9 +242,37 @@ def test_device_kv_store_on_several_devices_of_one_host(tmp_path, monkeypatch, c
     paths = prepare_ml_root(tmp_path / "ml", {c: tmp_path / "data" / c for c in channels}, hp)
     created = []
     real_create = mx.kv.create
-    monkeypatch.setattr(entrypoint, "_contexts", lambda: [mx.cpu(0), mx.cpu(1)])
+    monkeypatch.setenv("ODP_CPU_STREAMS", "2")  # two CPU replicas, as two GPUs would be
     monkeypatch.setattr(mx.kv, "create", lambda name: created.append(name) or real_create(name))
     assert entrypoint.run_training(str(paths.root)) == 0, capsys.readouterr()
     assert created == ["device"]
     assert (paths.model / "model_algo_1-0000.params").exists()
-    assert "epoch 0: 8 samples" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "CPU: 2 training streams of 2 images (mini_batch_size 4)" in out
+    assert "epoch 0: 8 samples" in out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs")
+def test_odp_train_on_cpus_trains_a_replica_per_core(tmp_path, dataset):
+    """The real process lays out its CPUs before MXNet is imported: batch 8 on 2 CPUs is two
+    replicas of 4 images, one operator thread each, and it trains to a model."""
+    paths = _layout(tmp_path, dataset, epochs=1, mini_batch_size=8)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "ODP_CPU_STREAMS", "MXNET_CPU_TEMP_COPY")
+    }
+    cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
+    # pinned to two CPUs so the layout is the same on a bigger machine
+    taskset = ["/usr/bin/taskset", "-c", "0,1"] if os.path.exists("/usr/bin/taskset") else []
+    done = subprocess.run(  # noqa: S603  test-built argv, no shell
+        [*taskset, *cmd], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    expected = "CPU: 2 training streams of 4 images (mini_batch_size 8), 1 operator thread(s) each"
+    if taskset:
+        assert expected in done.stdout
+    assert (paths.model / "model_algo_1-0000.params").exists()
+    epochs = json.loads((paths.output / "metrics.json").read_text())["epochs"]
+    assert "epoch 0: 16 samples" in done.stdout
+    assert epochs[0]["throughput"] > 0 and 0 < epochs[0]["cpu_utilisation"] <= 1.0
