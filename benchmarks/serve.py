@@ -1,7 +1,8 @@
 """Serving latency, CPU, batch 1: the bare exported network vs the pyfunc vs HTTP.
 
 For one model and one JPEG, side by side (p50 / p95 over ``--iterations`` after
-``--warmup`` calls):
+``--warmup`` calls; the MXNet rows are timed interleaved, one call of each in turn, so a
+slow spell of the machine hits all of them alike; onnx and http after them):
 
   bare       the exported inference graph (``SymbolBlock``, NMS included) on its already
              prepared input, results copied to numpy: the network alone. A model exported
@@ -9,19 +10,26 @@ For one model and one JPEG, side by side (p50 / p95 over ``--iterations`` after
              ``(x - mean) / std``), so its bare row includes that and its input is the
              resized 1xSxSx3 uint8 pixels; an older model's input is the normalised 1x3xSxS
              batch (see ``pipeline_lib.preprocessing``)
+  decode     the JPEG bytes to RGB pixels alone (``decode_request_image``: OpenCV's decoder)
   predictor  ``Predictor.predict_arrays`` on the decoded image: + resize (and for an older
              model the normalisation on the host), boxes back to pixels
-  pyfunc     ``mlflow.pyfunc`` ``predict`` on a one-row DataFrame of JPEG bytes: + decode,
-             options, the SageMaker response (what ``odp predict`` and the server run)
+  detector   ``Detector.predict`` on the JPEG bytes: + decode, options, the SageMaker
+             response: everything the pyfunc does but MLflow's part
+  pyfunc     ``mlflow.pyfunc`` ``predict`` on a one-row DataFrame of JPEG bytes: + MLflow's
+             per-call input handling (schema and params enforcement) (what ``odp predict``
+             and the server run)
   onnx       the same as ``predictor`` without MXNet: the graph up to its NMS exported to
              ONNX, run by ``onnxruntime``, NMS in numpy (``pipeline_lib.serving.onnx_runtime``)
   http       ``POST /invocations`` to ``mlflow models serve --env-manager local`` (base64
              JSON, the scoring server's parsing and its JSON response), over loopback
 
 The goal is pyfunc overhead <= 10% over bare (the ``vs bare`` column); the HTTP overhead is
-reported. The model is a ``model.tar.gz`` (``--model``; default: a 1-epoch model trained here
-on a tiny synthetic dataset, for a smoke run only); the image is a synthetic validation
-image unless ``--image`` names one. Numbers depend on the machine: run on a quiet one.
+reported, and the pyfunc's overhead is split into its parts (decode, resize and boxes, our
+request/response code, MLflow's). MXNet's operators get every usable CPU, as ``odp predict``
+and the served pyfunc give them. The model is a ``model.tar.gz`` (``--model``; default: a
+1-epoch model trained here on a tiny synthetic dataset, for a smoke run only); the image is
+a synthetic validation image unless ``--image`` names one. Numbers depend on the machine:
+run on a quiet one.
 
     .venv/bin/python benchmarks/serve.py --model .local/demo/model.tar.gz [--iterations 200]
 """
@@ -48,15 +56,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _percentiles(fn: Callable[[], object], warmup: int, iterations: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+def _percentiles(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(times, 50)) * 1e3, float(np.percentile(times, 95)) * 1e3
+
+
+def _interleaved(
+    fns: dict[str, Callable[[], object]], warmup: int, iterations: int
+) -> dict[str, tuple[float, float]]:
+    """p50/p95 ms of each function, called in turn (one call of each per round)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(iterations):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: _percentiles(t) for name, t in times.items()}
+
+
+def _timed(fn: Callable[[], object], warmup: int, iterations: int) -> tuple[float, float]:
+    return _interleaved({"fn": fn}, warmup, iterations)["fn"]
 
 
 def _tiny_model(root: Path) -> tuple[Path, Path]:
@@ -133,6 +154,23 @@ def _serve(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("mlflow models serve did not start in 300 s")
 
 
+def _onnx_row(onnx_file: Path, image: Path, args: argparse.Namespace) -> tuple[float, float]:
+    argv = [sys.executable, __file__, "--_onnx", str(onnx_file), "--image", str(image)]
+    argv += ["--warmup", str(args.warmup), "--iterations", str(args.iterations)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True)  # noqa: S603  our own script
+    p50, p95 = json.loads(out.stdout.strip().splitlines()[-1])
+    return p50, p95
+
+
+def _onnx_child(args: argparse.Namespace) -> None:
+    from pipeline_lib.serving.onnx_runtime import OnnxPredictor
+    from pipeline_lib.serving.request import decode_request_image
+
+    onnx = OnnxPredictor.load(args._onnx)
+    pixels = decode_request_image(args.image.read_bytes(), "image", onnx.image_shape).pixels
+    print(json.dumps(_timed(lambda: onnx.predict_arrays([pixels]), args.warmup, args.iterations)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,15 +180,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP row")
+    parser.add_argument("--_onnx", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._onnx:
+        _onnx_child(args)
+        return
+
+    from pipeline_lib.cpus import size_compute_threads
+
+    threads = size_compute_threads()  # before MXNet is imported, as odp predict and the server
 
     import mlflow.pyfunc
     import pandas as pd
 
     from pipeline_lib.serving.mlflow_model import save_detector
     from pipeline_lib.serving.onnx_export import export_onnx
-    from pipeline_lib.serving.onnx_runtime import OnnxPredictor
-    from pipeline_lib.serving.request import decode_request_image
+    from pipeline_lib.serving.request import PredictOptions, decode_request_image
 
     with tempfile.TemporaryDirectory(prefix="odp-bench-serve-") as tmp:
         root = Path(tmp)
@@ -162,26 +207,33 @@ def main() -> None:
 
         pyfunc_dir = save_detector(model, root / "pyfunc")
         pyfunc = mlflow.pyfunc.load_model(str(pyfunc_dir))
-        predictor = pyfunc.unwrap_python_model().detector.predictor
-        pixels = decode_request_image(jpeg).pixels
+        detector = pyfunc.unwrap_python_model().detector
+        predictor = detector.predictor
+        size = predictor.image_shape
+        pixels = decode_request_image(jpeg, "image", size).pixels
         batch = predictor._preprocess([pixels])
+        options = PredictOptions()
 
         def bare() -> None:
             ids, scores, boxes = predictor.net(batch)
             ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
 
         frame = pd.DataFrame({"image": [jpeg]})
-        rows: dict[str, tuple[float, float]] = {
-            "bare": _percentiles(bare, args.warmup, args.iterations),
-            "predictor": _percentiles(
-                lambda: predictor.predict_arrays([pixels]), args.warmup, args.iterations
-            ),
-            "pyfunc": _percentiles(lambda: pyfunc.predict(frame), args.warmup, args.iterations),
-        }
-        onnx = OnnxPredictor.load(export_onnx(model, root / "model.onnx"))
-        rows["onnx"] = _percentiles(
-            lambda: onnx.predict_arrays([pixels]), args.warmup, args.iterations
+        rows = _interleaved(
+            {
+                "bare": bare,
+                "decode": lambda: decode_request_image(jpeg, "image", size),
+                "predictor": lambda: predictor.predict_arrays([pixels]),
+                "detector": lambda: detector.predict([jpeg], options),
+                "pyfunc": lambda: pyfunc.predict(frame),
+            },
+            args.warmup,
+            args.iterations,
         )
+        # in a process of its own: onnxruntime's threads and MXNet's spin-wait for work
+        # between calls, and each runtime's would slow the other's
+        onnx_file = export_onnx(model, root / "model.onnx")
+        rows["onnx"] = _onnx_row(onnx_file, image, args)
         if not args.no_http:
             proc, url = _serve(pyfunc_dir, root / "serve.log")
             body = json.dumps(
@@ -201,15 +253,15 @@ def main() -> None:
                     resp.read()
 
             try:
-                rows["http"] = _percentiles(http, args.warmup, args.iterations)
+                rows["http"] = _timed(http, args.warmup, args.iterations)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
 
-    size = predictor.image_shape
     print(
         f"model {model.name if args.model else 'smoke-test (1 epoch)'}, image {image.name}, "
-        f"input {size}x{size}, CPU, batch 1, {args.iterations} calls after {args.warmup} warm-up"
+        f"input {size}x{size}, CPU ({threads} operator threads), batch 1, "
+        f"{args.iterations} calls after {args.warmup} warm-up"
     )
     base50, base95 = rows["bare"]
     print(f"{'path':<10} {'p50 ms':>9} {'p95 ms':>9} {'vs bare p50':>12} {'vs bare p95':>12}")
@@ -217,7 +269,17 @@ def main() -> None:
         print(
             f"{name:<10} {p50:9.2f} {p95:9.2f} {p50 / base50 - 1:+11.1%} {p95 / base95 - 1:+11.1%}"
         )
-    overhead = rows["pyfunc"][0] / base50 - 1
+    p50 = {name: value[0] for name, value in rows.items()}
+    parts = {
+        "JPEG decode": p50["decode"],
+        "resize, input, boxes to pixels": p50["predictor"] - p50["bare"],
+        "our request/response code": p50["detector"] - p50["predictor"] - p50["decode"],
+        "MLflow's per-call input handling": p50["pyfunc"] - p50["detector"],
+    }
+    print("pyfunc overhead over bare at p50, by part (differences of medians):")
+    for name, ms in parts.items():
+        print(f"  {name:<34} {ms:6.2f} ms  {ms / base50:+6.1%}")
+    overhead = p50["pyfunc"] / base50 - 1
     print(f"pyfunc overhead at p50: {overhead:+.1%} (goal <= +10%)")
 
 

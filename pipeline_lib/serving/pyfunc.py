@@ -48,9 +48,16 @@ class DetectorModel(mlflow.pyfunc.PythonModel):
     ``class_map.json``, ``hyperparams.json`` and the original ``model.tar.gz``."""
 
     def load_context(self, context) -> None:
-        """Load the inference export from the model's artifacts folder."""
+        """Load the inference export from the model's artifacts folder. In a process that
+        has not imported MXNet yet (``mlflow models serve``, a fresh ``load_model``), its
+        operators get every usable CPU first, as ``odp predict`` gives them."""
+        import sys
         from pathlib import Path
 
+        if "mxnet" not in sys.modules:
+            from ..cpus import size_compute_threads
+
+            size_compute_threads()
         from .detector import Detector
 
         self.detector = Detector.load(Path(context.artifacts["symbol"]).parent)

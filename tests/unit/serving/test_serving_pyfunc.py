@@ -92,3 +92,33 @@ def test_pyfunc_request_errors(saved: Path) -> None:
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException, match="accept 'text/csv'"):
         model.predict(pd.DataFrame({"image": [b"x"]}), params={"accept": "text/csv"})
+
+
+def test_a_fresh_process_loading_the_pyfunc_gives_mxnet_every_usable_cpu(saved: Path) -> None:
+    """``mlflow models serve`` loads the model in a process without MXNet: the model sizes
+    MXNet's operator threads before importing it (a user's OMP_NUM_THREADS wins)."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline_lib.cpus import available_cpus
+
+    code = (
+        "import os, sys, mlflow.pyfunc; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+        "import mxnet; print(os.environ['OMP_NUM_THREADS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+
+    def threads(**extra: str) -> str:
+        done = subprocess.run(  # noqa: S603  test-built argv, no shell
+            [sys.executable, "-c", code, str(saved)],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()[-1]
+
+    assert threads() == str(available_cpus())
+    assert threads(OMP_NUM_THREADS="1") == "1"
