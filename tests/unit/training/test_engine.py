@@ -307,3 +307,71 @@ def test_evaluation_over_cpu_replicas_equals_one_device_and_takes_a_batch_of_one
     one = engine.evaluate(net, loader, replicas[:1], ["a", "b"])
     both = engine.evaluate(net, loader, replicas, ["a", "b"])
     assert both == one
+
+
+def test_an_epoch_ends_after_its_last_update_has_run():
+    """The epoch's time (its throughput and CPU use) includes the work MXNet still had
+    queued when the losses were ready: the last batch's backward pass and update."""
+    import time
+
+    import mxnet as mx
+
+    from pipeline_lib.training.model import anchors_for, build_ssd
+
+    ran = []
+
+    class _Slow(mx.operator.CustomOp):
+        def forward(self, is_train, req, in_data, out_data, aux):
+            time.sleep(0.5)
+            ran.append("update")
+            self.assign(out_data[0], req[0], in_data[0])
+
+    @mx.operator.register("odp_test_slow_update")
+    class _SlowProp(mx.operator.CustomOpProp):
+        def list_arguments(self):
+            return ["data"]
+
+        def infer_shape(self, in_shape):
+            return in_shape, [in_shape[0]], []
+
+        def create_operator(self, ctx, shapes, dtypes):
+            return _Slow()
+
+    class _SlowTrainer:
+        """A real Gluon trainer whose update ends with an operator that takes a while."""
+
+        def __init__(self, net):
+            self.trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+            self.param = next(iter(net.collect_params().values()))
+
+        def step(self, batch_size):
+            self.trainer.step(batch_size)
+            mx.nd.Custom(self.param.data(), op_type="odp_test_slow_update")
+
+    class _LossLog(_Log):
+        def train_loss(self, *_):
+            pass
+
+    mx.random.seed(0)
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
+    net.initialize()
+    n_anchors = anchors_for(net, 128).shape[1]
+    batch = (
+        mx.nd.random.uniform(shape=(2, 3, 128, 128)),
+        mx.nd.zeros((2, n_anchors)),
+        mx.nd.zeros((2, n_anchors, 4)),
+    )
+    inputs = FitInputs(
+        net=net,
+        trainer=_SlowTrainer(net),
+        train_data=[batch],
+        val_data=[],
+        ctx=[mx.cpu()],
+        class_names=["a", "b"],
+        checkpointer=_Checkpointer(),
+        log=_LossLog(),
+        stopper=Stopper(),
+    )
+    stats = engine.train_one_epoch(inputs, epoch=0)
+    assert ran == ["update"]  # finished before the epoch's clock stopped
+    assert stats.samples == 2
