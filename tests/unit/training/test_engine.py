@@ -51,6 +51,9 @@ class _Log:
     def progress(self, *_):
         pass
 
+    def train_loss(self, *_):
+        pass
+
 
 def _inputs(monkeypatch, maps, stopper=None, epoch_hook=None):
     maps = iter(maps)
@@ -348,10 +351,6 @@ def test_an_epoch_ends_after_its_last_update_has_run():
             self.trainer.step(batch_size)
             mx.nd.Custom(self.param.data(), op_type="odp_test_slow_update")
 
-    class _LossLog(_Log):
-        def train_loss(self, *_):
-            pass
-
     mx.random.seed(0)
     net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
     net.initialize()
@@ -369,7 +368,7 @@ def test_an_epoch_ends_after_its_last_update_has_run():
         ctx=[mx.cpu()],
         class_names=["a", "b"],
         checkpointer=_Checkpointer(),
-        log=_LossLog(),
+        log=_Log(),
         stopper=Stopper(),
     )
     stats = engine.train_one_epoch(inputs, epoch=0)
