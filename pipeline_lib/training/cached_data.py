@@ -98,13 +98,17 @@ class PlaneNormaliser:
         table = normalise(mx.nd.array(ramp, dtype="uint8")).asnumpy()  # (3, 1, 256)
         self._tables = [np.ascontiguousarray(table[c, 0], np.float32) for c in range(3)]
 
-    def __call__(self, planes: np.ndarray, indices: Sequence[int], flips=None) -> mx.nd.NDArray:
+    def __call__(
+        self, planes: np.ndarray, indices: Sequence[int], flips=None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """``planes[indices]`` (``(N, 3, H, W)`` uint8), each flipped left-right where
-        ``flips`` says so, as the network's normalised float32 input."""
+        ``flips`` says so, as the network's normalised float32 input (written into ``out``
+        when given)."""
         import cv2
 
         _, channels, height, width = planes.shape
-        out = np.empty((len(indices), channels, height, width), np.float32)
+        if out is None:
+            out = np.empty((len(indices), channels, height, width), np.float32)
         scratch = np.empty((height, width), np.uint8)
         for row, idx in enumerate(indices):
             flip = flips is not None and flips[row]
@@ -113,7 +117,46 @@ class PlaneNormaliser:
                 if flip:
                     src = cv2.flip(src, 1, dst=scratch)
                 cv2.LUT(src, self._tables[c], dst=out[row, c])
-        return mx.nd.from_numpy(out, zero_copy=True)  # ``out`` is never touched again
+        return out
+
+
+def _wait_to_write(array: mx.nd.NDArray) -> None:
+    """Block until no operation reads or writes ``array`` (MXNet's C API has it; its Python
+    ``NDArray`` only has ``wait_to_read``, which does not wait for the readers)."""
+    from mxnet.base import _LIB, check_call
+
+    check_call(_LIB.MXNDArrayWaitToWrite(array.handle))
+
+
+class BatchBuffers:
+    """Host arrays for batches, reused in turn rather than allocated for every batch.
+
+    A fresh array of a few MB faults on every page it touches (glibc maps large blocks
+    afresh and hands them back when freed), a cost that grew to 40-120 ms for one batch's
+    targets on a virtual machine. MXNet reads a batch asynchronously and without a copy
+    (:func:`mx.nd.from_numpy`), so a set is written again only once every operation that
+    reads it has finished (:func:`_wait_to_write`); with three sets that is at once, as
+    training queues at most one step ahead of the batch being made."""
+
+    def __init__(self, shapes: Sequence[tuple[int, ...]], depth: int = 3):
+        self._sets = [[np.empty(shape, np.float32) for shape in shapes] for _ in range(depth)]
+        self._handed: list[list[mx.nd.NDArray]] = [[] for _ in range(depth)]
+        self._next = 0
+
+    def take(self, rows: int) -> list[np.ndarray]:
+        """The next set's arrays, their first ``rows`` rows, free to write."""
+        i = self._next
+        for array in self._handed[i]:
+            _wait_to_write(array)
+        self._handed[i] = []
+        return [a[:rows] for a in self._sets[i]]
+
+    def hand(self, arrays: list[np.ndarray]) -> list[mx.nd.NDArray]:
+        """The arrays :meth:`take` gave, written, as NDArrays sharing their memory."""
+        i, self._next = self._next, (self._next + 1) % len(self._sets)
+        # from_numpy marks the (view) array read-only; the set's own arrays stay writable
+        self._handed[i] = [mx.nd.from_numpy(a, zero_copy=True) for a in arrays]
+        return self._handed[i]
 
 
 class PrefixCache:
@@ -122,14 +165,24 @@ class PrefixCache:
 
     ``prefix(image NDArray HWC uint8, label) -> (resized image NDArray, payload)`` runs in
     ``workers`` forked data workers (in this process when 0), through
-    :class:`~.data.TransformDataset` as the uncached path does."""
+    :class:`~.data.TransformDataset` as the uncached path does.
+
+    The workers are forked here, when the cache is made, not when the first images are
+    needed: a fork marks every page of this process copy-on-write, so the first write to
+    each page after it faults. Forked once the training graph's buffers exist (the
+    validation cache fills after the first epoch), the fork made the next epoch write-fault
+    through all of them (~200k faults, that epoch ~15% slower). They serve the first pass
+    that needs images and then exit; what a later pass still misses (a rollover's few
+    images) is filled in this process."""
 
     def __init__(self, dataset, prefix: Callable, side: int, workers: int, chunk: int):
         self.images = np.empty((len(dataset), 3, side, side), np.uint8)  # pages come on fill
         self.payload: list = [None] * len(dataset)
         self._filled = np.zeros(len(dataset), bool)
-        self._dataset, self._prefix = dataset, prefix
-        self._workers, self._chunk = workers, chunk
+        self._dataset, self._prefix, self._chunk = dataset, prefix, chunk
+        self._pool: _Loader | None = None
+        if workers and len(dataset) > chunk:
+            self._pool = _Loader(dataset, prefix, workers)
 
     @staticmethod
     def nbytes(length: int, side: int) -> int:
@@ -137,9 +190,14 @@ class PrefixCache:
         return length * side * side * 3
 
     def filler(self, order: Sequence[int]) -> _Filler:
-        """A filler for the images of ``order`` not cached yet, in that order."""
+        """A filler for the images of ``order`` not cached yet, in that order (the forked
+        workers fill for the first filler with anything to fill, this process after it)."""
         missing = list(dict.fromkeys(i for i in order if not self._filled[i]))
-        return _Filler(self, missing)
+        chunks = [missing[i : i + self._chunk] for i in range(0, len(missing), self._chunk)]
+        if not chunks:
+            return _Filler(self, chunks, None)
+        loader, self._pool = self._pool, None
+        return _Filler(self, chunks, loader or _Loader(self._dataset, self._prefix, 0))
 
     def store(self, idx: int, item: tuple) -> None:
         image, self.payload[idx] = item
@@ -150,32 +208,26 @@ class PrefixCache:
         return bool(self._filled[list(indices)].all())
 
 
-class _Filler:
-    """Fetches missing images chunk by chunk, as the batches that need them come."""
+class _Loader:
+    """A DataLoader of ``prefix`` over chunks of the dataset's indices given later
+    (:meth:`run`); with ``workers``, its forked pool exists from construction."""
 
-    def __init__(self, cache: PrefixCache, missing: list[int]):
+    def __init__(self, dataset, prefix: Callable, workers: int):
         from .data import TransformDataset
 
-        self._cache = cache
-        chunks = [missing[i : i + cache._chunk] for i in range(0, len(missing), cache._chunk)]
-        self._chunks = iter(chunks)
-        self._loader = self._results = None
-        if missing:
-            workers = cache._workers if len(missing) > cache._chunk else 0
-            with default_signals_for_forks():
-                self._loader = gluon.data.DataLoader(
-                    TransformDataset(cache._dataset, _Numpy(cache._prefix), seed=0),
-                    batch_sampler=chunks,
-                    batchify_fn=_as_list,
-                    num_workers=workers,
-                )
-            self._results = iter(self._loader)
+        self._chunks: list[list[int]] = []
+        with default_signals_for_forks():
+            self._loader = gluon.data.DataLoader(
+                TransformDataset(dataset, _Numpy(prefix), seed=0),
+                batch_sampler=self._chunks,  # filled in place by ``run``
+                batchify_fn=_as_list,
+                num_workers=workers,
+            )
 
-    def until(self, indices: Sequence[int]) -> None:
-        """Fill until every image of ``indices`` is cached."""
-        while not self._cache.has(indices):
-            for idx, item in zip(next(self._chunks), next(self._results), strict=True):
-                self._cache.store(idx, item)
+    def run(self, chunks: list[list[int]]) -> Iterator[list]:
+        """The items of each chunk, in order."""
+        self._chunks[:] = chunks
+        return iter(self._loader)
 
     def close(self) -> None:
         """Let the workers finish and go (a finished pool is joined, not terminated)."""
@@ -184,6 +236,26 @@ class _Filler:
             self._loader._worker_pool = None
             pool.close()
             pool.join()
+
+
+class _Filler:
+    """Fetches missing images chunk by chunk, as the batches that need them come."""
+
+    def __init__(self, cache: PrefixCache, chunks: list[list[int]], loader: _Loader | None):
+        self._cache, self._loader = cache, loader
+        self._chunks = iter(chunks)
+        self._results = loader.run(chunks) if loader is not None else None
+
+    def until(self, indices: Sequence[int]) -> None:
+        """Fill until every image of ``indices`` is cached."""
+        while not self._cache.has(indices):
+            for idx, item in zip(next(self._chunks), next(self._results), strict=True):
+                self._cache.store(idx, item)
+
+    def close(self) -> None:
+        """Let the workers finish and go."""
+        if self._loader is not None:
+            self._loader.close()
         self._loader = self._results = None
 
 
@@ -234,30 +306,43 @@ class CachedFlipLoader:
         self._batches = gluon.data.BatchSampler(sampler, batch_size, "rollover")
         seed = random.randrange(2**31) if seed is None else seed  # noqa: S311  augmentation, not a secret
         self._rng = np.random.RandomState(seed % 2**32)
+        side = self._side
+        self._buffers = BatchBuffers(
+            [
+                (batch_size, 3, side, side),
+                (batch_size, self._anchors),
+                (batch_size, self._anchors, 4),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self._batches)
 
     def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]]:
         batches = list(self._batches)  # the epoch's order (and its rollover)
-        filler = self._cache.filler([i for b in batches for i in b])
+        # the images held back for the next epoch (``rollover``) are filled in this pass
+        # too, by the workers, rather than by this process when the next epoch begins
+        held_back = list(getattr(self._batches, "_prev", []))
+        filler = self._cache.filler([i for b in batches for i in b] + held_back)
         try:
             for batch in batches:
                 filler.until(batch)
                 yield self._batch(batch)
+            filler.until(held_back)
         finally:
             filler.close()
 
     def _batch(self, indices: list[int]):
         flips = self._rng.random_sample(len(indices)) < 0.5
-        cls = np.zeros((len(indices), self._anchors), np.float32)
-        box = np.zeros((len(indices), self._anchors, 4), np.float32)
+        data, cls, box = self._buffers.take(len(indices))
+        cls.fill(0)
+        box.fill(0)
         for row, (idx, flip) in enumerate(zip(indices, flips, strict=True)):
             anchors, cls_values, box_values = self._cache.payload[idx][int(flip)]
             cls[row, anchors] = cls_values
             box[row, anchors] = box_values
-        data = self._normalise(self._cache.images, indices, flips)
-        return data, mx.nd.from_numpy(cls, zero_copy=True), mx.nd.from_numpy(box, zero_copy=True)
+        self._normalise(self._cache.images, indices, flips, out=data)
+        return tuple(self._buffers.hand([data, cls, box]))
 
 
 class _ValPrefix:
@@ -278,9 +363,9 @@ class CachedValLoader:
         self._batch_size, self._length = batch_size, len(dataset)
         self._normalise = PlaneNormaliser(transform.normalise)
         self._pad = Pad(pad_val=-1)
-        self._cache = PrefixCache(
-            dataset, _ValPrefix(transform), transform._width, workers, batch_size
-        )
+        side = transform._width
+        self._cache = PrefixCache(dataset, _ValPrefix(transform), side, workers, batch_size)
+        self._buffers = BatchBuffers([(batch_size, 3, side, side)])
 
     def __len__(self) -> int:
         return -(-self._length // self._batch_size)
@@ -291,7 +376,9 @@ class CachedValLoader:
             for start in range(0, self._length, self._batch_size):
                 indices = list(range(start, min(start + self._batch_size, self._length)))
                 filler.until(indices)
-                data = self._normalise(self._cache.images, indices)
+                (data,) = self._buffers.take(len(indices))
+                self._normalise(self._cache.images, indices, out=data)
+                (data,) = self._buffers.hand([data])
                 labels = [self._cache.payload[i].astype(np.float32) for i in indices]
                 yield data, self._pad(labels)
         finally:

@@ -6,6 +6,7 @@ import random
 
 import mxnet as mx
 import numpy as np
+import psutil
 import pytest
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms import bbox as tbbox
@@ -15,6 +16,7 @@ from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
 from pipeline_lib.training.cached_data import (
     CACHE_ENV,
+    BatchBuffers,
     CacheBudget,
     CachedFlipLoader,
     CachedValLoader,
@@ -122,6 +124,37 @@ def _equal(ours, reference) -> bool:
     )
 
 
+class _Counting:
+    """A dataset that counts the images read in this process (not in forked workers)."""
+
+    def __init__(self, dataset):
+        self._dataset, self.reads = dataset, 0
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, idx: int):
+        self.reads += 1
+        return self._dataset[idx]
+
+
+def test_the_fill_workers_exist_before_training_and_fill_the_rollover_too(train, anchors):
+    """Forked when the loader is made (before training allocates its memory, which a later
+    fork would make copy-on-write), they fill the first pass and the images it holds back
+    for the next, then exit: the second pass reads nothing."""
+    me = psutil.Process()
+    before = set(me.children())
+    dataset = _Counting(train)
+    transform = train_transform("flip", SIDE, anchors, 0.5)
+    loader = CachedFlipLoader(dataset, transform, 6, 2, sampler=range(len(train)), seed=3)
+    assert len(set(me.children()) - before) == 2
+    assert len(train) % 6 and len(_epoch(loader)) == len(train) // 6
+    assert set(me.children()) - before == set()
+    assert dataset.reads == 0
+    second = _epoch(loader)
+    assert dataset.reads == 0 and len(second) == (2 * len(train) - 6 * (len(train) // 6)) // 6
+
+
 def test_the_flips_follow_the_seed(train, anchors):
     def flips(seed: int) -> list[np.ndarray]:
         transform = train_transform("flip", SIDE, anchors, 0.5)
@@ -141,11 +174,15 @@ def test_validation_batches_equal_gluoncv_validation_transform(validation):
         last_batch="keep",
     )
     reference = _epoch(old)
+    me = psutil.Process()
+    before = set(me.children())
     loader = val_loader(validation, SIDE, 3, workers=2, budget=CacheBudget(1 << 30))
     assert isinstance(loader, CachedValLoader)
     assert len(loader) == len(reference)
+    assert len(set(me.children()) - before) == 2  # forked now, not after the first epoch
     for _ in range(2):  # filling, then from the cache
         batches = _epoch(loader)
+        assert set(me.children()) - before == set()
         assert len(batches) == len(reference)
         for (images, labels), (ref_images, ref_labels) in zip(batches, reference, strict=True):
             assert np.allclose(images, ref_images, atol=1e-5, rtol=0)
@@ -176,9 +213,9 @@ def test_plane_normaliser_is_bitwise_the_transforms_normalise():
     expected = transform.normalise(mx.nd.array(expected, dtype="uint8")).asnumpy()
     planes = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     ours = PlaneNormaliser(transform.normalise)(planes, [0, 1, 2, 3, 4], flips)
-    assert ours.dtype == np.float32 and np.array_equal(ours.asnumpy(), expected)
+    assert ours.dtype == np.float32 and np.array_equal(ours, expected)
     in_order = PlaneNormaliser(transform.normalise)(planes, [4, 0])
-    assert np.array_equal(in_order.asnumpy()[0], ours.asnumpy()[4])
+    assert np.array_equal(in_order[0], ours[4])
 
 
 class _Transformed(mx.gluon.data.Dataset):
@@ -223,3 +260,33 @@ def test_cache_budget_from_the_environment(monkeypatch):
         monkeypatch.setenv(CACHE_ENV, bad)
         with pytest.raises(TrainingError, match=CACHE_ENV):
             cache_budget_bytes()
+
+
+def test_a_batch_buffer_is_written_again_only_after_mxnet_has_read_it():
+    """With one set, the second batch must wait for the operation still reading the first
+    (MXNet runs it asynchronously, on the very memory: no copy)."""
+    import time
+
+    class _SlowCopy(mx.operator.CustomOp):
+        def forward(self, is_train, req, in_data, out_data, aux):
+            time.sleep(0.3)
+            self.assign(out_data[0], req[0], in_data[0])
+
+    @mx.operator.register("odp_test_slow_copy")
+    class _SlowCopyProp(mx.operator.CustomOpProp):
+        def infer_shape(self, in_shape):
+            return in_shape, [in_shape[0]], []
+
+        def create_operator(self, ctx, shapes, dtypes):
+            return _SlowCopy()
+
+    buffers = BatchBuffers([(4, 8)], depth=1)
+    (first,) = buffers.take(4)
+    first[:] = 1
+    (handed,) = buffers.hand([first])
+    copied = mx.nd.Custom(handed, op_type="odp_test_slow_copy")  # queued, not run yet
+    (second,) = buffers.take(2)  # the same memory, once the copy has read it
+    second[:] = 2
+    assert np.array_equal(copied.asnumpy(), np.ones((4, 8), np.float32))
+    (again,) = buffers.hand([second])
+    assert again.shape == (2, 8) and np.array_equal(again.asnumpy(), np.full((2, 8), 2.0))
