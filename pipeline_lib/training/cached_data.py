@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -135,19 +136,24 @@ class BatchBuffers:
     afresh and hands them back when freed), a cost that grew to 40-120 ms for one batch's
     targets on a virtual machine. MXNet reads a batch asynchronously and without a copy
     (:func:`mx.nd.from_numpy`), so a set is written again only once every operation that
-    reads it has finished (:func:`_wait_to_write`); with three sets that is at once, as
-    training queues at most one step ahead of the batch being made."""
+    reads it has finished (:func:`_wait_to_write`). The training loop queues batches
+    ahead of the compute (nothing in a step waits for MXNet), so the wait also bounds how
+    far ahead it gets: ``depth`` batches. That wait is time the compute is busy, not time
+    it waits for data: :attr:`compute_wait` adds it up for the loop to tell them apart."""
 
-    def __init__(self, shapes: Sequence[tuple[int, ...]], depth: int = 3):
+    def __init__(self, shapes: Sequence[tuple[int, ...]], depth: int = 4):
         self._sets = [[np.empty(shape, np.float32) for shape in shapes] for _ in range(depth)]
         self._handed: list[list[mx.nd.NDArray]] = [[] for _ in range(depth)]
         self._next = 0
+        self.compute_wait = 0.0  # seconds spent waiting for MXNet to finish with a set
 
     def take(self, rows: int) -> list[np.ndarray]:
         """The next set's arrays, their first ``rows`` rows, free to write."""
         i = self._next
+        start = time.perf_counter()
         for array in self._handed[i]:
             _wait_to_write(array)
+        self.compute_wait += time.perf_counter() - start
         self._handed[i] = []
         return [a[:rows] for a in self._sets[i]]
 
@@ -314,6 +320,12 @@ class CachedFlipLoader:
                 (batch_size, self._anchors, 4),
             ]
         )
+
+    @property
+    def compute_wait(self) -> float:
+        """Seconds spent making batches that went to waiting for MXNet to finish with
+        earlier ones (:class:`BatchBuffers`): the compute was busy, not short of data."""
+        return self._buffers.compute_wait
 
     def __len__(self) -> int:
         return len(self._batches)

@@ -286,9 +286,11 @@ def train_one_epoch(
     cpu_start = process_tree_cpu_seconds()
     start = time.perf_counter()
     fetch_start = start
+    busy = _compute_wait(loader)
     batch_idx = -1
     for batch_idx, batch in enumerate(loader):
-        data_wait += time.perf_counter() - fetch_start
+        busy, was_busy = _compute_wait(loader), busy
+        data_wait += time.perf_counter() - fetch_start - (busy - was_busy)
         if max_batches is not None and batch_idx >= max_batches:
             break
         reason = inputs.stop_check()
@@ -309,6 +311,12 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     cpu = process_tree_cpu_seconds() - cpu_start
     return EpochStats(ce, l1, samples, seconds, data_wait, cpu)
+
+
+def _compute_wait(loader) -> float:
+    """Seconds a loader has spent waiting for MXNet to finish with earlier batches (its
+    ``compute_wait``, when it has one): fetch time that is not waiting for data."""
+    return getattr(loader, "compute_wait", 0.0)
 
 
 class _RunningLosses:

@@ -288,5 +288,6 @@ def test_a_batch_buffer_is_written_again_only_after_mxnet_has_read_it():
     (second,) = buffers.take(2)  # the same memory, once the copy has read it
     second[:] = 2
     assert np.array_equal(copied.asnumpy(), np.ones((4, 8), np.float32))
+    assert buffers.compute_wait >= 0.2  # what the loop must not count as waiting for data
     (again,) = buffers.hand([second])
     assert again.shape == (2, 8) and np.array_equal(again.asnumpy(), np.full((2, 8), 2.0))

@@ -374,3 +374,47 @@ def test_an_epoch_ends_after_its_last_update_has_run():
     stats = engine.train_one_epoch(inputs, epoch=0)
     assert ran == ["update"]  # finished before the epoch's clock stopped
     assert stats.samples == 2
+
+
+def test_time_a_loader_waits_for_the_compute_is_not_counted_as_waiting_for_data():
+    """A loader that makes each batch only once MXNet has finished with an earlier one
+    (the cached loaders' reused buffers) says how long that took: the compute was busy."""
+    import time
+
+    import mxnet as mx
+
+    from pipeline_lib.training.model import anchors_for, build_ssd
+
+    mx.random.seed(0)
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
+    net.initialize()
+    n_anchors = anchors_for(net, 128).shape[1]
+    batch = (
+        mx.nd.random.uniform(shape=(2, 3, 128, 128)),
+        mx.nd.zeros((2, n_anchors)),
+        mx.nd.zeros((2, n_anchors, 4)),
+    )
+
+    class _BusyLoader:
+        compute_wait = 0.0
+
+        def __iter__(self):
+            for _ in range(3):
+                time.sleep(0.2)  # as if waiting for MXNet to finish with a buffer
+                self.compute_wait += 0.2
+                yield batch
+
+    inputs = FitInputs(
+        net=net,
+        trainer=mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01}),
+        train_data=_BusyLoader(),
+        val_data=[],
+        ctx=[mx.cpu()],
+        class_names=["a", "b"],
+        checkpointer=_Checkpointer(),
+        log=_Log(),
+        stopper=Stopper(),
+    )
+    stats = engine.train_one_epoch(inputs, epoch=0)
+    assert stats.samples == 6 and stats.seconds >= 0.6
+    assert stats.data_wait_seconds < 0.3  # 0.6 s of fetching, all of it the compute's
