@@ -175,11 +175,10 @@ class PrefixCache:
 
     The workers are forked here, when the cache is made, not when the first images are
     needed: a fork marks every page of this process copy-on-write, so the first write to
-    each page after it faults. Forked once the training graph's buffers exist (the
-    validation cache fills after the first epoch), the fork made the next epoch write-fault
-    through all of them (~200k faults, that epoch ~15% slower). They serve the first pass
-    that needs images and then exit; what a later pass still misses (a rollover's few
-    images) is filled in this process."""
+    each page after it faults, and the validation cache fills after the first epoch, when
+    the training graph's buffers (hundreds of MB) exist. They serve the first pass that
+    needs images and then exit; what a later pass still misses is filled in this process
+    (the training loader has its first pass fill the images it holds back for the next)."""
 
     def __init__(self, dataset, prefix: Callable, side: int, workers: int, chunk: int):
         self.images = np.empty((len(dataset), 3, side, side), np.uint8)  # pages come on fill
