@@ -177,14 +177,16 @@ class PrefixCache:
     needed: a fork marks every page of this process copy-on-write, so the first write to
     each page after it faults, and the validation cache fills after the first epoch, when
     the training graph's buffers (hundreds of MB) exist. They serve the first pass that
-    needs images and then exit; what a later pass still misses is filled in this process
-    (the training loader has its first pass fill the images it holds back for the next)."""
+    needs images and then exit; a later pass forks new ones only when more than a chunk is
+    still missing (a first pass cut short), and fills a few images in this process (the
+    training loader has its first pass fill the images it holds back for the next)."""
 
     def __init__(self, dataset, prefix: Callable, side: int, workers: int, chunk: int):
         self.images = np.empty((len(dataset), 3, side, side), np.uint8)  # pages come on fill
         self.payload: list = [None] * len(dataset)
         self._filled = np.zeros(len(dataset), bool)
-        self._dataset, self._prefix, self._chunk = dataset, prefix, chunk
+        self._dataset, self._prefix = dataset, prefix
+        self._workers, self._chunk = workers, chunk
         self._pool: _Loader | None = None
         if workers and len(dataset) > chunk:
             self._pool = _Loader(dataset, prefix, workers)
@@ -195,14 +197,17 @@ class PrefixCache:
         return length * side * side * 3
 
     def filler(self, order: Sequence[int]) -> _Filler:
-        """A filler for the images of ``order`` not cached yet, in that order (the forked
-        workers fill for the first filler with anything to fill, this process after it)."""
+        """A filler for the images of ``order`` not cached yet, in that order (the workers
+        forked with the cache fill for the first filler with anything to fill)."""
         missing = list(dict.fromkeys(i for i in order if not self._filled[i]))
         chunks = [missing[i : i + self._chunk] for i in range(0, len(missing), self._chunk)]
         if not chunks:
             return _Filler(self, chunks, None)
         loader, self._pool = self._pool, None
-        return _Filler(self, chunks, loader or _Loader(self._dataset, self._prefix, 0))
+        if loader is None:  # a pass after the first: workers only for more than a chunk
+            workers = self._workers if len(missing) > self._chunk else 0
+            loader = _Loader(self._dataset, self._prefix, workers)
+        return _Filler(self, chunks, loader)
 
     def store(self, idx: int, item: tuple) -> None:
         image, self.payload[idx] = item

@@ -155,6 +155,18 @@ def test_the_fill_workers_exist_before_training_and_fill_the_rollover_too(train,
     assert dataset.reads == 0 and len(second) == (2 * len(train) - 6 * (len(train) // 6)) // 6
 
 
+def test_a_first_pass_cut_short_leaves_the_rest_to_new_workers(train, anchors):
+    dataset = _Counting(train)
+    transform = train_transform("flip", SIDE, anchors, 0.5)
+    loader = CachedFlipLoader(dataset, transform, 4, 2, sampler=range(len(train)), seed=3)
+    first = iter(loader)
+    next(first)
+    first.close()  # stopped after one batch: its workers are gone
+    assert len(train) - 8 > 4  # more than a chunk is still missing
+    assert len(_epoch(loader)) == (len(train) + len(train) % 4) // 4
+    assert dataset.reads == 0  # workers again, not this process
+
+
 def test_the_flips_follow_the_seed(train, anchors):
     def flips(seed: int) -> list[np.ndarray]:
         transform = train_transform("flip", SIDE, anchors, 0.5)
