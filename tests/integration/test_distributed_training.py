@@ -68,8 +68,11 @@ class _Hosts:
         self._start()
 
     def _start(self) -> None:
+        self.scratch = self.roots[0].parent / "tmp"  # the hosts' TMPDIR: what they leave
+        self.scratch.mkdir(exist_ok=True)
         env = {
             **os.environ,
+            "TMPDIR": str(self.scratch),
             "ODP_DIST_HOST_ADDRESSES": "127.0.0.1",
             "DMLC_PS_ROOT_PORT": str(free_port()),
             "ODP_DIST_WATCH_PORT": str(free_port()),
@@ -192,6 +195,17 @@ def test_a_failed_host_fails_the_other_instead_of_hanging(tmp_path, dataset, hos
     assert code != 0 and time.monotonic() - start < 60
     failure = (roots[0] / "output" / "failure").read_text()
     assert "algo-2" in failure, failure
+
+
+def test_a_failed_chief_fails_the_other_which_leaves_no_scratch(tmp_path, dataset, hosts):
+    roots = _roots(tmp_path, dataset, epochs=100)
+    run = hosts(roots)
+    run.wait_for(1, r"#quality_metric: host=algo-2, epoch=0, batch=")
+    run.procs[0].send_signal(signal.SIGKILL)
+    assert run.procs[1].wait(60) != 0
+    failure = (roots[1] / "output" / "failure").read_text()
+    assert "algo-1" in failure, failure
+    assert list(run.scratch.glob("odp-dist-ckpt-*")) == []  # its copy of the checkpoint
 
 
 def test_sigterm_on_one_host_stops_both_and_a_rerun_resumes(tmp_path, dataset, hosts):

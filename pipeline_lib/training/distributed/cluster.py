@@ -272,4 +272,5 @@ class Cluster:
         print(f"training failed: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         self.processes.kill()
+        self.watch.discard_checkpoint()  # os._exit runs no cleanup
         os._exit(1)

@@ -104,6 +104,10 @@ class Watch:
                 peer.sock.close()
         if self._server is not None:
             self._server.close()
+        self.discard_checkpoint()
+
+    def discard_checkpoint(self) -> None:
+        """Remove the received checkpoint (also on the way out of a failed host)."""
         if self._received_dir is not None:
             shutil.rmtree(self._received_dir, ignore_errors=True)
 
@@ -187,7 +191,7 @@ class Watch:
         words = reader.readline().decode().split()
         if len(words) != 2 or words[0] != "checkpoint":
             raise ValueError(f"unexpected hand-over {words!r}")
-        folder = Path(tempfile.mkdtemp(prefix="odp-dist-ckpt-"))
+        self._received_dir = folder = Path(tempfile.mkdtemp(prefix="odp-dist-ckpt-"))
         for _ in range(int(words[1])):
             name, size = reader.readline().decode().split()
             if name not in CHECKPOINT_FILES:
@@ -196,7 +200,6 @@ class Watch:
             if len(data) != int(size):
                 raise ValueError("checkpoint hand-over cut short")
             (folder / name).write_bytes(data)
-        self._received_dir = folder
         self._checkpoint_received.set()
 
     def _read_peer(self, peer: Peer, reader) -> None:
