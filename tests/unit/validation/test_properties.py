@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from dataset_defects import DEFECTS, inject
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,15 @@ from pipeline_lib.validation import ValidationOptions, validate
 
 FAST = ValidationOptions(great_expectations=False, workers=1)
 _BASES: dict[int, Path] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_bases():
+    """The base datasets live across hypothesis examples; gone with the module's tests."""
+    yield
+    for path in _BASES.values():
+        shutil.rmtree(path, ignore_errors=True)
+    _BASES.clear()
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
