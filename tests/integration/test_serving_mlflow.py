@@ -27,10 +27,18 @@ MLFLOW = Path(sys.executable).parent / "mlflow"
 VERBOSE = "application/json;annotation=1"
 
 
-def _env(tracking_uri: str) -> dict[str, str]:
+def _env(tracking_uri: str, tmp: Path) -> dict[str, str]:
+    """The environment of a user's process; its TMPDIR the test's own (MLflow downloads a
+    models:/ URI into a temporary folder it never removes)."""
     path = os.pathsep.join([str(REPO), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")])
     bins = os.pathsep.join([str(MLFLOW.parent), os.environ.get("PATH", "")])  # uvicorn
-    return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": path, "PATH": bins}
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PYTHONPATH": path,
+        "PATH": bins,
+        "TMPDIR": str(tmp),
+    }
 
 
 def _iou(a, b) -> float:
@@ -81,7 +89,7 @@ def test_pyfunc_loads_in_a_fresh_process(mlflow_server, learned_model, champion,
     )
     out = subprocess.run(  # noqa: S603  test-built argv
         [sys.executable, "-c", code, str(image)],
-        env=_env(mlflow_server.url),
+        env=_env(mlflow_server.url, tmp_path),
         capture_output=True,
         text=True,
         timeout=600,
@@ -118,7 +126,7 @@ def test_mlflow_models_serve_answers_a_jpeg(
                 "-p",
                 str(port),
             ],
-            env=_env(mlflow_server.url),
+            env=_env(mlflow_server.url, tmp_path),
             stdout=fh,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
