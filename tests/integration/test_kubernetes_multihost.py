@@ -63,6 +63,7 @@ def pods(tmp_path, training_data):
         base_env = {
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),  # a pod's /tmp (a killed host cannot clean its own)
             "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "plugins")]),
             "OMP_NUM_THREADS": "1",
             "MXNET_CPU_WORKER_NTHREADS": "1",
