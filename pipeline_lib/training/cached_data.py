@@ -27,6 +27,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from mxnet.base import _LIB, check_call
 
 from ..workers import default_signals_for_forks
 from .errors import TrainingError
@@ -124,8 +125,6 @@ class PlaneNormaliser:
 def _wait_to_write(array: mx.nd.NDArray) -> None:
     """Block until no operation reads or writes ``array`` (MXNet's C API has it; its Python
     ``NDArray`` only has ``wait_to_read``, which does not wait for the readers)."""
-    from mxnet.base import _LIB, check_call
-
     check_call(_LIB.MXNDArrayWaitToWrite(array.handle))
 
 

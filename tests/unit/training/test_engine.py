@@ -312,14 +312,42 @@ def test_evaluation_over_cpu_replicas_equals_one_device_and_takes_a_batch_of_one
     assert both == one
 
 
+def _small_net():
+    """A mobilenet-0.25 SSD at 128 for two classes, initialised on the CPU; and its anchor
+    count."""
+    import mxnet as mx
+
+    from pipeline_lib.training.model import anchors_for, build_ssd
+
+    mx.random.seed(0)
+    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
+    net.initialize()
+    return net, anchors_for(net, 128).shape[1]
+
+
+def _epoch_inputs(net, trainer, train_data) -> FitInputs:
+    """What ``train_one_epoch`` needs, on the CPU, around ``trainer`` and ``train_data``."""
+    import mxnet as mx
+
+    return FitInputs(
+        net=net,
+        trainer=trainer,
+        train_data=train_data,
+        val_data=[],
+        ctx=[mx.cpu()],
+        class_names=["a", "b"],
+        checkpointer=_Checkpointer(),
+        log=_Log(),
+        stopper=Stopper(),
+    )
+
+
 def test_an_epoch_ends_after_its_last_update_has_run():
     """The epoch's time (its throughput and CPU use) includes the work MXNet still had
     queued when the losses were ready: the last batch's backward pass and update."""
     import time
 
     import mxnet as mx
-
-    from pipeline_lib.training.model import anchors_for, build_ssd
 
     ran = []
 
@@ -351,27 +379,13 @@ def test_an_epoch_ends_after_its_last_update_has_run():
             self.trainer.step(batch_size)
             mx.nd.Custom(self.param.data(), op_type="odp_test_slow_update")
 
-    mx.random.seed(0)
-    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
-    net.initialize()
-    n_anchors = anchors_for(net, 128).shape[1]
+    net, n_anchors = _small_net()
     batch = (
         mx.nd.random.uniform(shape=(2, 3, 128, 128)),
         mx.nd.zeros((2, n_anchors)),
         mx.nd.zeros((2, n_anchors, 4)),
     )
-    inputs = FitInputs(
-        net=net,
-        trainer=_SlowTrainer(net),
-        train_data=[batch],
-        val_data=[],
-        ctx=[mx.cpu()],
-        class_names=["a", "b"],
-        checkpointer=_Checkpointer(),
-        log=_Log(),
-        stopper=Stopper(),
-    )
-    stats = engine.train_one_epoch(inputs, epoch=0)
+    stats = engine.train_one_epoch(_epoch_inputs(net, _SlowTrainer(net), [batch]), epoch=0)
     assert ran == ["update"]  # finished before the epoch's clock stopped
     assert stats.samples == 2
 
@@ -383,12 +397,7 @@ def test_time_a_loader_waits_for_the_compute_is_not_counted_as_waiting_for_data(
 
     import mxnet as mx
 
-    from pipeline_lib.training.model import anchors_for, build_ssd
-
-    mx.random.seed(0)
-    net = build_ssd("mobilenet-0.25", ["a", "b"], 128)
-    net.initialize()
-    n_anchors = anchors_for(net, 128).shape[1]
+    net, n_anchors = _small_net()
     batch = (
         mx.nd.random.uniform(shape=(2, 3, 128, 128)),
         mx.nd.zeros((2, n_anchors)),
@@ -404,17 +413,7 @@ def test_time_a_loader_waits_for_the_compute_is_not_counted_as_waiting_for_data(
                 self.compute_wait += 0.2
                 yield batch
 
-    inputs = FitInputs(
-        net=net,
-        trainer=mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01}),
-        train_data=_BusyLoader(),
-        val_data=[],
-        ctx=[mx.cpu()],
-        class_names=["a", "b"],
-        checkpointer=_Checkpointer(),
-        log=_Log(),
-        stopper=Stopper(),
-    )
-    stats = engine.train_one_epoch(inputs, epoch=0)
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    stats = engine.train_one_epoch(_epoch_inputs(net, trainer, _BusyLoader()), epoch=0)
     assert stats.samples == 6 and stats.seconds >= 0.6
     assert stats.data_wait_seconds < 0.3  # 0.6 s of fetching, all of it the compute's
