@@ -52,7 +52,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         cue=args.cue,
     )
-    counts = generate(args.out, cfg)
+    counts = generate(args.out, cfg, overwrite=args.overwrite)
     print(f"wrote {counts['train']} train + {counts['validation']} validation images to {args.out}")
     return 0
 
@@ -69,6 +69,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             seed=args.seed,
             difficult=args.difficult,
             min_box_size=args.min_box_size,
+            overwrite=args.overwrite,
         )
     else:
         summary = import_coco(
@@ -77,13 +78,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             crowd=args.crowd,
             images_dir=args.images_dir,
             min_box_size=args.min_box_size,
+            overwrite=args.overwrite,
         )
     print(summary)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validation import ValidationOptions, validate
+    from .validation import ValidationOptions
 
     options = ValidationOptions(
         empty_policy=args.empty_images,
@@ -93,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         min_box_size=args.min_box_size,
         great_expectations=args.great_expectations,
     )
-    report = validate(args.data, options=options, report_dir=args.report)
+    report = _validate_into(args.data, options, args.report, args.overwrite)
     if args.json:
         _print_json(report.summary_dict())
     else:
@@ -108,10 +110,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     raise CliError(f"{where}: {first.rule} ({first.code}): {first.message}{more}")
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    if args.target == "recordio":
-        from .recordio.convert import convert_to_recordio
+def _validate_into(data: str, options, report: str | None, overwrite: bool):
+    """Validate ``data``; the report folder is written aside and published whole (never
+    over anything but an earlier report, and that only with ``--overwrite``)."""
+    from . import storage
+    from .validation import validate
 
+    if report is None:
+        return validate(data, options=options, report_dir=None)
+    with storage.atomic_dir(report, overwrite=overwrite, writer="odp validate") as tmp:
+        result = validate(data, options=options, report_dir=str(tmp))
+    result.relocate(str(tmp), report)
+    return result
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from . import storage
+
+    if args.target == "recordio":
+        from .recordio.convert import convert_to_recordio, output_files
+
+        for path in output_files(args.out_prefix, args.channel):
+            storage.check_output_file(path, overwrite=args.overwrite)
         result = convert_to_recordio(
             args.data,
             args.out_prefix,
@@ -128,12 +148,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     elif args.target == "manifest":
         from .manifest import dataset_to_manifest
 
+        storage.check_output_file(args.out, overwrite=args.overwrite)
         n = dataset_to_manifest(args.data, args.out, attribute=args.attribute, channel=args.channel)
         print(f"wrote {n} lines to {args.out}")
     else:  # json
         from .manifest import manifest_to_dataset
 
-        n = manifest_to_dataset(args.manifest, args.out, attribute=args.attribute)
+        storage.check_output(args.out, overwrite=args.overwrite, writer="odp convert json")
+        n = manifest_to_dataset(
+            args.manifest, args.out, attribute=args.attribute, overwrite=args.overwrite
+        )
         print(f"wrote {n} images to {args.out}")
     return 0
 
@@ -241,7 +265,9 @@ def _tuning_lines(summary: dict) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_model
 
-    result = evaluate_model(args.model, args.data, args.out, metric=args.metric, iou=args.iou)
+    result = evaluate_model(
+        args.model, args.data, args.out, metric=args.metric, iou=args.iou, overwrite=args.overwrite
+    )
     if args.json:
         _print_json(result)
     else:
@@ -282,6 +308,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "accept": args.accept,
         }
     )
+    if args.output is not None:  # before the model is loaded: refuse at once
+        from . import storage
+
+        storage.check_output(args.output, overwrite=args.overwrite, writer="odp predict")
     model = args.model
     if model.startswith(("models:/", "runs:/")):
         from .registry import resolve_model_uri
@@ -293,7 +323,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for _, file, data in source:
             _print_json({"file": file, **detector.predict([data], options, [file])[0]})
         return 0
-    summary = predict_batch(detector, args.input, args.output, options)
+    summary = predict_batch(detector, args.input, args.output, options, overwrite=args.overwrite)
     print(f"{summary['images']} images, {summary['detections']} detections -> {args.output}")
     return 0
 
@@ -312,6 +342,13 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ parser
+
+
+OVERWRITE_HELP = (
+    "replace an earlier output of this command at OUT (only what it wrote: a folder holding "
+    "anything else is still refused); without it an existing non-empty OUT is refused"
+)
+OVERWRITE_FILE_HELP = "replace existing output files (without it they are refused)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("synth", cmd_synth, "write a deterministic synthetic image+JSON dataset")
     p.add_argument("out")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--images", type=int, default=100, help="total images (train + validation)")
     p.add_argument("--classes", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -356,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--difficult", choices=["keep", "drop"], default="keep")
     p.add_argument("--crowd", choices=["drop", "keep"], default="drop")
     p.add_argument("--images-dir", help="COCO: folder holding the images (default: beside SRC)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument(
         "--min-box-size",
         type=float,
@@ -366,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "validate a dataset (image+JSON root, .rec, or manifest)")
     p.add_argument("data")
     p.add_argument("--report", help="folder for report.json, summary and GX Data Docs")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--empty-images", choices=["reject", "keep"], default="reject")
     p.add_argument("--box-tolerance", type=float, default=0.0, help="pixels a box may overhang")
@@ -392,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--channel", choices=["train", "validation"])
     r.add_argument("--resize", type=int, help="re-encode with this shorter side")
     r.add_argument("--quality", type=int, default=95)
+    r.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE_HELP)
     r.add_argument("--workers", type=int, default=0, help="0 = one per core")
     r.add_argument(
         "--no-fsync",
@@ -410,11 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("data")
     m.add_argument("out")
     m.add_argument("--attribute", default="bounding-box")
+    m.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE_HELP)
     m.add_argument("--channel", choices=["train", "validation"], default="train")
     j = csub.add_parser("json", help="augmented manifest -> image+JSON")
     j.add_argument("manifest")
     j.add_argument("out")
     j.add_argument("--attribute", default="bounding-box")
+    j.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     p = add("train", cmd_train, "train SSD following the SageMaker /opt/ml container contract")
     p.add_argument("--ml-root", default=None, help="default: $ML_ROOT or /opt/ml")
@@ -473,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("model")
             p.add_argument("data")
             p.add_argument("out")
+            p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         else:
             p.add_argument("gt")
             p.add_argument("detections")
@@ -488,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model.tar.gz (local, s3://), models:/NAME@ALIAS or /VERSION")
     p.add_argument("input", help="an image, a folder or s3:// prefix of images, a .rec, a manifest")
     p.add_argument("output", nargs="?", help="folder for one detection JSON per image (odp map)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument(
         "--accept",
         default="application/json",

@@ -291,6 +291,7 @@ def manifest_to_dataset(
     base_dir: str | None = None,
     source_attribute: str = SOURCE_REF,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> int:
     """Write a manifest as one image+JSON channel under ``out`` (images copied byte for byte,
     boxes exactly as in the manifest, ``categories`` from ``class-map``); returns images.
@@ -303,7 +304,7 @@ def manifest_to_dataset(
     n = 0
     bar = progress_bar(None, "manifest -> json") if progress else None
     try:
-        with storage.atomic_dir(out) as tmp:
+        with storage.atomic_dir(out, overwrite=overwrite, writer="odp convert json") as tmp:
             img_dir = Path(tmp) / channel
             ann_dir = Path(tmp) / annotation_channel(channel)
             img_dir.mkdir(parents=True)

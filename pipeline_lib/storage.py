@@ -12,9 +12,11 @@ stores); the client has connect/read timeouts and a bounded retry with backoff
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -181,26 +183,250 @@ def atomic_write(uri: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-#: The completion manifest of a folder published to S3 (:func:`atomic_dir`).
-COMPLETE_MARKER = ".odp-complete.json"
+#: The marker of a folder an ``odp`` command published (:func:`atomic_dir`): the files it
+#: wrote and who wrote them. It is what lets ``--overwrite`` replace the folder (only an
+#: earlier output of the same writer, holding nothing else), and on S3 it is also the
+#: completion manifest that readers trust.
+COMPLETE_MARKER = ".odp-complete"
+#: S3: a publication under way lists every key it may leave behind here first, so that an
+#: interrupted one can be replaced by a retry without touching keys it did not write.
+PENDING_MARKER = ".odp-pending"
+_MARKERS = (COMPLETE_MARKER, PENDING_MARKER)
+_MAX_MARKER_BYTES = 64 << 20
+OVERWRITE_HINT = "pass --overwrite to replace an earlier output of this command"
+
+
+class OutputExistsError(FileExistsError):
+    """An output location that is refused: something is there that this command did not
+    write (or, without ``overwrite``, anything at all). Nothing was written or removed."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+def check_output(
+    uri: str | os.PathLike, *, overwrite: bool = False, writer: str | None = None
+) -> None:
+    """Refuse an output folder that would destroy anything (before any work is done).
+
+    A missing or empty folder is fine. A file (or a symlink) at ``uri`` is never replaced by
+    a folder. A non-empty folder is replaced only with ``overwrite``, and then only when it
+    is an earlier output of ``writer``: it carries :data:`COMPLETE_MARKER` and holds no
+    file or folder the marker does not list. Raises :class:`OutputExistsError`.
+    """
+    if is_s3(uri):
+        _check_s3_output(str(uri), overwrite, writer)
+    else:
+        _check_local_output(Path(uri), overwrite, writer)
+
+
+def check_output_file(uri: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse an existing output file unless ``overwrite``; never replace a folder."""
+    if is_s3(uri):
+        if not overwrite and _s3_object_exists(str(uri)):
+            raise OutputExistsError(f"{uri}: exists; expected a new file ({OVERWRITE_HINT})")
+        return
+    try:
+        mode = os.lstat(uri).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        raise OutputExistsError(f"{uri}: a folder exists there; expected a file path")
+    if not stat.S_ISREG(mode):
+        raise OutputExistsError(f"{uri}: a symlink or special file exists there; expected a file")
+    if not overwrite:
+        raise OutputExistsError(f"{uri}: exists; expected a new file ({OVERWRITE_HINT})")
+
+
+@dataclass(frozen=True)
+class _Owned:
+    files: frozenset[str]
+    writer: str | None
+
+
+def _parse_marker(raw: bytes | None) -> _Owned | None:
+    import json
+
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        files = data["files"]
+        writer = data.get("writer")
+        if not isinstance(files, dict) or not isinstance(writer, str | None):
+            return None
+        return _Owned(frozenset(str(k) for k in files), writer)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+
+
+def _read_local_marker(folder: Path) -> bytes | None:
+    try:
+        fd = os.open(folder / COMPLETE_MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _MAX_MARKER_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _refuse_existing(where: str, owned: _Owned | None, writer: str | None) -> None:
+    """The checks shared by local folders and S3 prefixes once something exists there."""
+    if owned is None:
+        raise OutputExistsError(
+            f"{where}: exists and was not written by odp (no {COMPLETE_MARKER}); --overwrite "
+            "replaces only an earlier output of the same command: move it away first"
+        )
+    if writer and owned.writer and owned.writer != writer:
+        raise OutputExistsError(
+            f"{where}: an output of {owned.writer}, not of {writer}; --overwrite replaces only "
+            "an earlier output of the same command"
+        )
+
+
+def _stray_local(folder: Path, files: frozenset[str]) -> str | None:
+    """The first entry below ``folder`` that ``files`` does not account for (no symlink is
+    followed), or None."""
+    parents = {p for f in files for p in _parents(f)}
+    for here, dirs, names in os.walk(folder):
+        rel_dir = os.path.relpath(here, folder)
+        for name in sorted(dirs):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in parents:  # a folder holding none of our files (or a symlink)
+                return rel
+        for name in sorted(names):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in files and rel not in _MARKERS:
+                return rel
+    return None
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _check_local_output(dest: Path, overwrite: bool, writer: str | None) -> None:
+    try:
+        mode = os.lstat(dest).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a parent that is a file fails later with its own clear error
+    if not stat.S_ISDIR(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "a file"
+        raise OutputExistsError(
+            f"{dest}: {kind} exists there and is never replaced by an output folder; "
+            "expected a new or empty folder"
+        )
+    if not os.listdir(dest):
+        return
+    if not overwrite:
+        raise OutputExistsError(
+            f"{dest}: exists and is not empty; expected a new or empty folder ({OVERWRITE_HINT})"
+        )
+    owned = _parse_marker(_read_local_marker(dest))
+    _refuse_existing(str(dest), owned, writer)
+    assert owned is not None  # noqa: S101  narrows the type: _refuse_existing raised otherwise
+    stray = _stray_local(dest, owned.files)
+    if stray is not None:
+        raise OutputExistsError(
+            f"{dest / stray}: not written by {owned.writer or 'odp'}; --overwrite replaces only "
+            "the files of an earlier output: move it away first"
+        )
+
+
+def _s3_object_exists(uri: str) -> bool:
+    bucket, key = split_s3(uri)
+    if not key:
+        return False
+    resp = _s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(o["Key"] == key for o in resp.get("Contents", []))
+
+
+def _s3_marker(bucket: str, key: str) -> bytes | None:
+    try:
+        body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+    except Exception as exc:  # botocore's NoSuchKey: not imported here (start-up cost)
+        if _http_status(exc) == 404:
+            return None
+        raise
+    return body.read(_MAX_MARKER_BYTES)
+
+
+def _s3_owned(uri: str) -> tuple[_Owned | None, set[str]]:
+    """What the markers of an S3 folder account for: the complete marker's owner and
+    files (None without one), and every file either marker lists."""
+    bucket, key = split_s3(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    complete = _parse_marker(_s3_marker(bucket, prefix + COMPLETE_MARKER))
+    pending = _parse_marker(_s3_marker(bucket, prefix + PENDING_MARKER))
+    known = set(complete.files if complete else ()) | set(pending.files if pending else ())
+    owner = complete or pending
+    return owner, known
+
+
+def _check_s3_output(uri: str, overwrite: bool, writer: str | None) -> None:
+    if _s3_object_exists(uri.rstrip("/")):
+        raise OutputExistsError(
+            f"{uri}: an object exists there and is never replaced by an output folder; "
+            "expected a new or empty prefix"
+        )
+    bucket, key = split_s3(uri)
+    existing = list_files(uri)
+    if not existing:
+        return
+    if not overwrite:
+        raise OutputExistsError(
+            f"{uri}: exists and is not empty; expected a new or empty prefix ({OVERWRITE_HINT})"
+        )
+    prefix = key.rstrip("/") + "/" if key else ""
+    owner, known = _s3_owned(uri)
+    _refuse_existing(uri, owner, writer)
+    for file_uri in existing:
+        rel = _relative(file_uri, bucket, prefix)
+        if rel not in known and rel not in _MARKERS:
+            raise OutputExistsError(
+                f"{file_uri}: not written by {owner.writer if owner else 'odp'}; --overwrite "
+                "replaces only the files of an earlier output: move it away first"
+            )
+
+
+def _marker_bytes(files: dict[str, int], writer: str | None) -> bytes:
+    import json
+
+    body: dict = {"files": files}
+    if writer:
+        body["writer"] = writer
+    return json.dumps(body, sort_keys=True).encode()
 
 
 @contextlib.contextmanager
-def atomic_dir(uri: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(
+    uri: str | os.PathLike, *, overwrite: bool = False, writer: str | None = None
+) -> Iterator[Path]:
     """Yield a temporary local folder; on success it replaces ``uri`` as a whole.
 
-    Locally that is one rename. On S3, where a prefix cannot be renamed: the old completion
-    manifest is removed first (the folder reads as incomplete from then on), the files are
-    uploaded, keys left by an earlier attempt are deleted, and a new manifest listing every
-    file (path and size) is written last. Readers (:func:`download_dir`, :func:`local_dir`)
-    take exactly the files the manifest lists; a folder without one (uploaded by another
-    tool) is read as listed.
+    Never destructive: :func:`check_output` runs first (a missing or empty ``uri`` is fine;
+    with ``overwrite``, an earlier output of ``writer`` too) and again when publishing.
+    The published folder carries :data:`COMPLETE_MARKER` (its files, its writer).
+
+    Locally the temporary folder is a sibling, renamed into place. On S3, where a prefix
+    cannot be renamed: a pending marker lists every key the publication may leave, the old
+    completion marker is removed (the folder reads as incomplete from then on), the files
+    are uploaded, keys of the earlier publication that are not rewritten are deleted, and
+    the new completion marker is written last. Readers (:func:`download_dir`,
+    :func:`local_dir`) take exactly the files the marker lists; a folder without one
+    (uploaded by another tool) is read as listed.
     """
     uri = str(uri)
+    check_output(uri, overwrite=overwrite, writer=writer)
     if is_s3(uri):
         with tempfile.TemporaryDirectory(prefix="odp-") as tmpdir:
             yield Path(tmpdir)
-            _publish_s3_dir(Path(tmpdir), uri)
+            check_output(uri, overwrite=overwrite, writer=writer)
+            _publish_s3_dir(Path(tmpdir), uri, writer)
         return
     dest = Path(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -208,33 +434,56 @@ def atomic_dir(uri: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.{_token()}.old")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _files_below(tmp)}
+        (tmp / COMPLETE_MARKER).write_bytes(_marker_bytes(files, writer))
+        _publish_local_dir(tmp, dest, overwrite, writer)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _publish_s3_dir(src: Path, uri: str) -> None:
-    import json
+def _publish_local_dir(tmp: Path, dest: Path, overwrite: bool, writer: str | None) -> None:
+    """Rename ``tmp`` onto ``dest``: over nothing or an empty folder directly; over an
+    earlier output, which is moved aside, checked again (nothing of anyone else's may have
+    appeared meanwhile) and only then removed."""
+    check_output(dest, overwrite=overwrite, writer=writer)
+    try:
+        os.rename(tmp, dest)  # onto nothing, or an empty folder
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    old = dest.with_name(f".{dest.name}.{_token()}.old")
+    os.rename(dest, old)
+    try:
+        check_output(old, overwrite=overwrite, writer=writer)
+    except OutputExistsError:
+        os.rename(old, dest)  # something appeared while we worked: give it all back
+        raise
+    os.rename(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
 
+
+def _publish_s3_dir(src: Path, uri: str, writer: str | None = None) -> None:
     bucket, key = split_s3(uri)
     prefix = key.rstrip("/") + "/" if key else ""
     client = _s3_client()
-    client.delete_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER)
     files = {p.relative_to(src).as_posix(): p.stat().st_size for p in _files_below(src)}
+    _, earlier = _s3_owned(uri)
+    pending = {**dict.fromkeys(earlier, 0), **files}
+    client.put_object(
+        Bucket=bucket, Key=prefix + PENDING_MARKER, Body=_marker_bytes(pending, writer)
+    )
+    client.delete_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER)
     for rel in sorted(files):
         upload(src / rel, join(uri, rel))
-    stale = [u for u in list_files(uri) if _relative(u, bucket, prefix) not in files]
+    stale = sorted(earlier - set(files))  # only keys an earlier publication wrote
     for i in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
-        objects = [{"Key": split_s3(u)[1]} for u in stale[i : i + 1000]]
+        objects = [{"Key": prefix + rel} for rel in stale[i : i + 1000]]
         client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-    manifest = json.dumps({"files": files}, sort_keys=True).encode()
-    client.put_object(Bucket=bucket, Key=prefix + COMPLETE_MARKER, Body=manifest)
+    client.put_object(
+        Bucket=bucket, Key=prefix + COMPLETE_MARKER, Body=_marker_bytes(files, writer)
+    )
+    client.delete_object(Bucket=bucket, Key=prefix + PENDING_MARKER)
 
 
 def _relative(file_uri: str, bucket: str, prefix: str) -> str:
@@ -292,7 +541,8 @@ def download_dir(uri: str, dest: str | os.PathLike) -> Path:
     prefix = key.rstrip("/") + "/" if key else ""
     for file_uri in list_files(uri):
         rel = split_s3(file_uri)[1][len(prefix) :]
-        download(file_uri, dest / rel)
+        if rel not in _MARKERS:
+            download(file_uri, dest / rel)
     return dest
 
 

@@ -175,11 +175,12 @@ def make_image(
     return img, boxes
 
 
-def generate(out: str | Path, cfg: SynthConfig) -> dict[str, int]:
-    """Write the dataset to ``out`` (replacing it as a whole, atomically); image counts."""
+def generate(out: str | Path, cfg: SynthConfig, *, overwrite: bool = False) -> dict[str, int]:
+    """Write the dataset to ``out`` (published whole, atomically); image counts. An existing
+    ``out`` is refused unless it is an earlier ``odp synth`` output and ``overwrite``."""
     from .storage import atomic_dir
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=overwrite, writer="odp synth") as tmp:
         return _generate(tmp, cfg)
 
 

@@ -260,17 +260,20 @@ def evaluate_model(
     num_samples: int = 16,
     sample_score_threshold: float = 0.3,
     channel: str = "validation",
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate ``model`` (``model.tar.gz`` or artifact folder, local or s3) on ``data``.
 
     Writes ``metrics.json``, ``detections/``, ``pr_curves.png`` and ``samples.png`` under
     ``out`` and returns the ``metrics.json`` content (``metrics`` holds ``mAP`` and, for
     ``coco``, the 12 COCO numbers). ``predictor`` replaces loading ``model`` (tests, or a
-    model already in memory).
+    model already in memory). An existing ``out`` is refused unless it is an earlier
+    evaluation and ``overwrite`` (:func:`storage.check_output`).
     """
     from .plots import Sample, plot_pr_curves, plot_samples
 
     started = time.monotonic()
+    storage.check_output(out, overwrite=overwrite, writer="odp evaluate")
     if predictor is None:
         if model is None:
             raise ValueError("evaluate_model needs a model path or a predictor")
@@ -288,7 +291,7 @@ def evaluate_model(
         sample_idx = set(np.unique(np.linspace(0, n - 1, min(num_samples, n)).astype(int)).tolist())
         store = DetectionStore()
         samples: list[Sample] = []
-        with storage.atomic_dir(out) as tmp:
+        with storage.atomic_dir(out, overwrite=overwrite, writer="odp evaluate") as tmp:
             det_dir = tmp / DETECTIONS_DIR
             det_dir.mkdir(parents=True, exist_ok=True)
             done = 0

@@ -117,10 +117,15 @@ def read_ground_truth_folder(folder: Path) -> list[GroundTruthFile]:
 
 
 def json_names(folder: Path) -> list[str]:
-    """Names of the ``*.json`` entries of ``folder`` that are not folders, sorted (a FIFO or
-    an escaping symlink is listed, and refused when read)."""
+    """Names of the ``*.json`` entries of ``folder`` that are not folders or hidden (an odp
+    output's ``.odp-complete``), sorted (a FIFO or an escaping symlink is listed, and
+    refused when read)."""
     with os.scandir(folder) as it:
-        return sorted(e.name for e in it if e.name.endswith(".json") and not e.is_dir())
+        return sorted(
+            e.name
+            for e in it
+            if e.name.endswith(".json") and not e.name.startswith(".") and not e.is_dir()
+        )
 
 
 def load_ground_truth(root: Path) -> list[GroundTruthFile]:
@@ -233,7 +238,7 @@ def evaluate_detection_files(
         det_dir = Path(det_root)
         if not det_dir.is_dir():
             raise FileNotFoundError(f"detections folder not found: {detections}")
-        det_files = {p.stem: p for p in sorted(det_dir.glob("*.json"))}
+        det_files = {n[: -len(".json")]: det_dir / n for n in json_names(det_dir)}
         known = {t.stem for t in truths}
         orphans = sorted(set(det_files) - known)
         if orphans:

@@ -33,9 +33,11 @@ from .. import storage
 from ..annotations import MAX_CLASS_ID, Box, DuplicateKeyError, is_finite_coord, loads_strict
 from ..gate.paths import Confined
 from .common import (
+    CHANNELS,
     BoxFilter,
     ImportedImage,
     ImportReport,
+    check_output,
     content_key,
     describe,
     named_file,
@@ -144,8 +146,12 @@ def import_coco(
     val_fraction: float = 0.2,
     seed: int = 0,
     min_box_size: float = 1.0,
+    overwrite: bool = False,
 ) -> str:
-    """Import a COCO instances file into the image+JSON layout; returns a summary line."""
+    """Import a COCO instances file into the image+JSON layout; returns a summary line.
+    An existing ``out`` is refused unless it is an earlier import and ``overwrite``."""
+    fixed = channel or _channel_from_name(Path(str(src_json)).name)
+    check_output(out, overwrite, (fixed,) if fixed else CHANNELS)
     if crowd not in ("drop", "keep"):
         raise ValueError(f"crowd must be 'drop' or 'keep': {crowd!r}")
     if channel not in (None, "train", "validation"):
@@ -166,12 +172,15 @@ def import_coco(
         boxes = BoxFilter(min_box_size)
         with storage.local_dir(images_dir) if images_dir else contextlib.nullcontext() as img_root:
             summary = _import(
-                coco, src, src_json, out, crowd, img_root, channel, val_fraction, seed, boxes
-            )
+                coco, src, src_json, out, crowd, img_root, channel, val_fraction, seed, boxes,
+                overwrite,
+            )  # fmt: skip
     return summary
 
 
-def _import(coco, src, src_json, out, crowd, img_root, channel, val_fraction, seed, boxes):
+def _import(  # noqa: PLR0913  the import's options, passed through
+    coco, src, src_json, out, crowd, img_root, channel, val_fraction, seed, boxes, overwrite
+):
     cats = sorted(coco["categories"], key=lambda c: c["id"])
     remap = {c["id"]: i for i, c in enumerate(cats)}
     categories = {i: c["name"] for i, c in enumerate(cats)}
@@ -223,8 +232,8 @@ def _import(coco, src, src_json, out, crowd, img_root, channel, val_fraction, se
                 item.boxes.append((box, extra))
         images.append(item)
 
-    with output_dir(out) as dest:
-        write_dataset(dest, images, categories)
+    with output_dir(out, {i.channel for i in images}, overwrite) as folders:
+        write_dataset(folders, images, categories)
 
     split_how = (
         f"channel {channel}"

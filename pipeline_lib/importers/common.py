@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import stat
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ from ..annotations import Box, annotation_channel
 from ..gate.images import header_problems, read_header
 from ..gate.paths import Confined, read_resolved
 from ..gate.rules import GateError
+
+IMPORT_WRITER = "odp import"
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -165,21 +166,46 @@ def content_key(path: Path) -> str:
     return h.hexdigest()
 
 
+CHANNELS = ("train", "validation")
+
+
+def check_output(out: str, overwrite: bool = False, channels: tuple[str, ...] = CHANNELS) -> None:
+    """Refuse, before any work, an ``out`` whose ``channels``' folders hold anything but an
+    earlier import (``overwrite``), or a file at ``out``. Each channel folder is its own
+    output: a COCO train file and a val file may be imported into one ``out`` in turn."""
+    if not storage.is_s3(out) and os.path.lexists(out) and not os.path.isdir(out):
+        raise storage.OutputExistsError(
+            f"{out}: a file exists there and is never replaced by a dataset folder; expected "
+            "a new folder"
+        )
+    for channel in channels:
+        for name in (channel, annotation_channel(channel)):
+            storage.check_output(storage.join(out, name), overwrite=overwrite, writer=IMPORT_WRITER)
+
+
 @contextlib.contextmanager
-def output_dir(out: str) -> Iterator[Path]:
-    """A local folder to write into; for s3:// it is uploaded when the import completes."""
-    if not storage.is_s3(out):
-        path = Path(out)
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="odp-import-") as tmp:
-        yield Path(tmp)
-        storage.upload_dir(tmp, out)
+def output_dir(out: str, channels: set[str], overwrite: bool = False) -> Iterator[dict[str, Path]]:
+    """Temporary folders for the channel folders of ``out`` (local or s3://), keyed by name
+    (``train``, ``train_annotation``, ...); each is published whole when the import
+    completes (:func:`storage.atomic_dir`), none when it fails."""
+    with contextlib.ExitStack() as stack:
+        folders = {
+            name: stack.enter_context(
+                storage.atomic_dir(
+                    storage.join(out, name), overwrite=overwrite, writer=IMPORT_WRITER
+                )
+            )
+            for channel in sorted(channels)
+            for name in (channel, annotation_channel(channel))
+        }
+        yield folders
 
 
-def write_dataset(out: Path, images: list[ImportedImage], categories: dict[int, str]) -> None:
-    """Copy the images and write one annotation JSON per image."""
+def write_dataset(
+    folders: dict[str, Path], images: list[ImportedImage], categories: dict[int, str]
+) -> None:
+    """Copy the images and write one annotation JSON per image into ``folders`` (channel
+    folder name -> where it is being written, as :func:`output_dir` yields them)."""
     seen: dict[tuple[str, str], Path] = {}
     for img in images:
         key = (img.channel, img.src.stem)
@@ -191,7 +217,7 @@ def write_dataset(out: Path, images: list[ImportedImage], categories: dict[int, 
         seen[key] = img.src
     cats = [{"class_id": k, "name": v} for k, v in sorted(categories.items())]
     for img in images:
-        dest = out / img.channel / img.file
+        dest = folders[img.channel] / img.file
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(img.src, dest)
         ann = {
@@ -200,7 +226,7 @@ def write_dataset(out: Path, images: list[ImportedImage], categories: dict[int, 
             "annotations": [{**box.to_json(), **extra} for box, extra in img.boxes],
             "categories": cats,
         }
-        json_path = out / annotation_channel(img.channel) / f"{img.src.stem}.json"
+        json_path = folders[annotation_channel(img.channel)] / f"{img.src.stem}.json"
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(ann, indent=1) + "\n", encoding="utf-8")
 

@@ -35,6 +35,7 @@ from .common import (
     BoxFilter,
     ImportedImage,
     ImportReport,
+    check_output,
     content_key,
     describe,
     output_dir,
@@ -160,8 +161,11 @@ def import_voc(
     seed: int = 0,
     difficult: str = "keep",
     min_box_size: float = 1.0,
+    overwrite: bool = False,
 ) -> str:
-    """Import a Pascal VOC folder into the image+JSON layout; returns a summary line."""
+    """Import a Pascal VOC folder into the image+JSON layout; returns a summary line.
+    An existing ``out`` is refused unless it is an earlier import and ``overwrite``."""
+    check_output(out, overwrite)
     if difficult not in ("keep", "drop"):
         raise ValueError(f"difficult must be 'keep' or 'drop': {difficult!r}")
     with storage.local_dir(src) as root:
@@ -229,8 +233,8 @@ def import_voc(
                 item.boxes.append((box, extra))
             images.append(item)
         categories = {i: c for c, i in class_ids.items()}
-        with output_dir(out) as dest:
-            write_dataset(dest, images, categories)
+        with output_dir(out, {i.channel for i in images}, overwrite) as folders:
+            write_dataset(folders, images, categories)
 
     split_how = (
         "ImageSets/Main train/val"

@@ -470,6 +470,20 @@ def _convert_local(
     return stats
 
 
+def output_prefixes(out_prefix: str, channel: str | None) -> dict[str, str]:
+    """Channel -> the prefix of its ``.rec``/``.idx``/``.lst`` (see :func:`convert_to_recordio`)."""
+    channels = [channel] if channel else list(CHANNELS)
+    return {ch: out_prefix if channel else f"{out_prefix}_{ch}" for ch in channels}
+
+
+def output_files(out_prefix: str, channel: str | None) -> list[str]:
+    """Every file :func:`convert_to_recordio` writes for these arguments."""
+    return [f"{p}.{ext}" for p in output_prefixes(out_prefix, channel).values() for ext in EXTS]
+
+
+EXTS = ("rec", "idx", "lst")
+
+
 def convert_to_recordio(
     data: str | os.PathLike,
     out_prefix: str | os.PathLike,
@@ -517,7 +531,7 @@ def convert_to_recordio(
     if not storage.is_s3(data) and not Path(data).is_dir():
         raise FileNotFoundError(f"dataset folder not found: {data}")
     channels = [channel] if channel else list(CHANNELS)
-    prefixes = {ch: out_prefix if channel else f"{out_prefix}_{ch}" for ch in channels}
+    prefixes = output_prefixes(out_prefix, channel)
     listing = {ch: list_annotation_files(data, ch) for ch in channels}
     for ch, uris in listing.items():
         if not uris:

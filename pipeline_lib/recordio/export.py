@@ -35,6 +35,7 @@ def recordio_to_dataset(
     channel: str = "train",
     class_names: dict[int, str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> int:
     """Write a ``.rec`` (ours or foreign) as an image+JSON channel under ``out``.
 
@@ -52,7 +53,7 @@ def recordio_to_dataset(
         bar = progress_bar(len(ds), "recordio -> json")
     used: set[str] = set()
     try:
-        with storage.atomic_dir(out) as tmp:
+        with storage.atomic_dir(out, overwrite=overwrite, writer="odp convert json") as tmp:
             img_dir = Path(tmp) / channel
             ann_dir = Path(tmp) / annotation_channel(channel)
             img_dir.mkdir(parents=True)

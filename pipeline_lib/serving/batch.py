@@ -108,18 +108,20 @@ def predict_batch(
     *,
     batch_size: int = BATCH,
     on_result: Callable[[str, dict], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Predict every image of ``input_uri`` into ``output_uri`` (see the module docstring).
 
     Returns ``{"images", "detections", "output"}``.
     """
     options = options or PredictOptions()
+    storage.check_output(output_uri, overwrite=overwrite, writer="odp predict")
     source, total = open_source(str(input_uri))
     seen: dict[str, int] = {}
     images = boxes = 0
     progress = LazyProgress(total, "predict")  # type: ignore[arg-type]  # None: open-ended
     try:
-        with storage.atomic_dir(output_uri) as out:
+        with storage.atomic_dir(output_uri, overwrite=overwrite, writer="odp predict") as out:
             for batch in _batches(source, batch_size):
                 results = detector.predict(
                     [b for _, _, b in batch], options, [f for _, f, _ in batch]

@@ -114,6 +114,19 @@ class ValidationReport:
         """RecordIO label width: header (2) + 5 values per object for the fullest image."""
         return 2 + 5 * self.max_objects_per_image
 
+    def relocate(self, old: str, new: str) -> None:
+        """Point the report at ``new`` after its folder, written at ``old``, was moved."""
+        import json
+
+        def moved(value):
+            return json.loads(
+                json.dumps(value).replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+            )
+
+        self.report_dir = moved(self.report_dir)
+        self.great_expectations = moved(self.great_expectations)
+        self.converted = moved(self.converted)
+
     def findings_by_rule(self) -> dict[str, int]:
         return dict(sorted(Counter(f.rule for f in self.findings).items()))
 

@@ -165,7 +165,7 @@ def validate_channels(inputs: dict[str, Any], report_uri: str, empty_policy: str
     texts = []
     for channel, uri in inputs["channels"].items():
         out = storage.join(report_uri, channel)
-        with storage.atomic_dir(out) as tmp:
+        with storage.atomic_dir(out, overwrite=True, writer="odp validate") as tmp:
             report = validate(uri, options=options, report_dir=str(tmp))
         summary = json.loads(json.dumps(report.summary_dict()).replace(str(tmp), out))
         texts.append(f"[{channel}] {uri}\n{report.human_summary().replace(str(tmp), out)}")
@@ -190,7 +190,7 @@ def stage_recordio(inputs: dict[str, Any], validation: dict[str, Any]) -> dict[s
     channels = {}
     for channel, rec in inputs["channels"].items():
         folder = storage.join(inputs["run_root"], "convert", channel)
-        with storage.atomic_dir(folder) as tmp:
+        with storage.atomic_dir(folder, overwrite=True, writer="odp_airflow stage") as tmp:
             for src in (rec, rec[: -len(".rec")] + ".idx"):
                 if src != rec and not storage.exists(src):
                     continue  # the reader rebuilds a missing index
@@ -244,6 +244,7 @@ def manifests_as_image_json(inputs: dict[str, Any], key: str) -> dict[str, str]:
             channel=channel,
             source_attribute=source,
             progress=False,
+            overwrite=True,  # a retry replaces what an interrupted try wrote
         )
         log.info("manifest %s: %d images written as image+JSON", manifest, n)
     with storage.atomic_write(marker) as tmp:

@@ -160,7 +160,7 @@ def validate_dataset(inputs: dict[str, Any]) -> dict[str, Any]:
         if not ok:
             raise StageFailed(f"dataset {inputs['dataset_uri']} is invalid:\n{text}")
         return summary
-    with storage.atomic_dir(report_uri) as report_dir:
+    with storage.atomic_dir(report_uri, overwrite=True, writer="odp validate") as report_dir:
         report = validate(
             inputs["dataset_uri"],
             options=ValidationOptions(empty_policy=inputs["empty_images"]),
@@ -367,12 +367,13 @@ def evaluate_trained(
     out = storage.join(inputs["run_root"], "evaluate")
     data = (converted or {}).get("eval_uri") or inputs["dataset_uri"]
     inputs = {**inputs, "dataset_uri": data}
-    result = evaluate_model(trained["model_uri"], data, out, metric="voc07")
+    result = evaluate_model(trained["model_uri"], data, out, metric="voc07", overwrite=True)
     log.info("validation mAP (VOC07, IoU 0.5): %.4f", result["metrics"]["mAP"])
     return {
         "metrics": result["metrics"],
         "output_uri": out,
-        "champion": _evaluate_champion(inputs, trained, storage.join(out, "champion")),
+        # beside the candidate's folder, not in it: each is one output, replaced by a retry
+        "champion": _evaluate_champion(inputs, trained, f"{out}_champion"),
         # the MLflow run the metrics are logged into at registration (the train task's)
         **({"mlflow_url": trained["mlflow_url"]} if trained.get("mlflow_url") else {}),
     }
@@ -394,7 +395,9 @@ def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str
     if not same_classes:
         log.info("champion v%s has another class map: not compared", champion["version"])
         return {"version": champion["version"], "comparable": False}
-    result = evaluate_model(str(champion_tar), inputs["dataset_uri"], out, metric="voc07")
+    result = evaluate_model(
+        str(champion_tar), inputs["dataset_uri"], out, metric="voc07", overwrite=True
+    )
     log.info(
         "champion v%s on the same validation data: mAP %.4f",
         champion["version"],

@@ -269,7 +269,7 @@ def select_best(info: dict[str, Any]) -> dict[str, Any]:
             fail_trial(study, trial.number)
     summary = summarize(study)
     plots_uri = storage.join(info["run_root"], "select_best")
-    with storage.atomic_dir(plots_uri) as folder:
+    with storage.atomic_dir(plots_uri, overwrite=True, writer="odp_airflow select_best") as folder:
         plots = write_plots(study, Path(folder))
         tracking.finish_parent(info["parent_run_id"], summary, plots)
     best = best_trial(study)  # NoCompletedTrial (a ValueError) fails the run: nothing to register

@@ -138,7 +138,7 @@ def test_content_hash_on_s3_needs_no_download_and_tracks_changes(s3, dataset):
 
 
 def _publish(uri: str, files: dict[str, bytes]) -> None:
-    with storage.atomic_dir(uri) as tmp:
+    with storage.atomic_dir(uri, overwrite=True) as tmp:
         for rel, data in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
@@ -150,7 +150,7 @@ def test_atomic_dir_on_s3_replaces_the_folder_as_a_whole(s3, tmp_path):
     _publish(uri, {"report.json": b"{}", "docs/index.html": b"<html>", "old.txt": b"x"})
     _publish(uri, {"report.json": b'{"ok": true}', "summary.txt": b"fine"})
     assert s3.keys("runs/r1/validate/report/") == [
-        "runs/r1/validate/report/.odp-complete.json",
+        "runs/r1/validate/report/.odp-complete",
         "runs/r1/validate/report/report.json",
         "runs/r1/validate/report/summary.txt",
     ]
@@ -163,11 +163,11 @@ def test_atomic_dir_on_s3_replaces_the_folder_as_a_whole(s3, tmp_path):
 def test_failed_attempt_leaves_the_published_folder_alone(s3):
     uri = s3.uri("runs/r2/out")
     _publish(uri, {"a.txt": b"first"})
-    with pytest.raises(RuntimeError), storage.atomic_dir(uri) as tmp:
+    with pytest.raises(RuntimeError), storage.atomic_dir(uri, overwrite=True) as tmp:
         (tmp / "b.txt").write_bytes(b"half")
         raise RuntimeError("task killed")
     assert storage.published_files(uri) == {"a.txt": 5}
-    assert s3.keys("runs/r2/out/") == ["runs/r2/out/.odp-complete.json", "runs/r2/out/a.txt"]
+    assert s3.keys("runs/r2/out/") == ["runs/r2/out/.odp-complete", "runs/r2/out/a.txt"]
 
 
 def test_reader_takes_only_what_the_manifest_lists(s3, tmp_path):

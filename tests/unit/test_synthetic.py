@@ -59,7 +59,7 @@ def test_bad_config_is_rejected():
 
 def test_regenerating_replaces_stale_files(tmp_path):
     generate(tmp_path / "d", SynthConfig(images=12, classes=2, seed=1))
-    generate(tmp_path / "d", SynthConfig(images=4, classes=2, seed=1))
+    generate(tmp_path / "d", SynthConfig(images=4, classes=2, seed=1), overwrite=True)
     assert len(list((tmp_path / "d" / "train_annotation").glob("*.json"))) == 3
     assert not list(tmp_path.glob(".d.*"))
 

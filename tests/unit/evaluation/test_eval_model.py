@@ -63,7 +63,7 @@ def test_evaluate_model_writes_everything(dataset: Path, tmp_path: Path) -> None
     again = evaluate_detection_files(dataset, out / "detections")
     assert again["metrics"]["mAP"] == pytest.approx(r["metrics"]["mAP"], abs=1e-12)
     # a rerun replaces the folder (idempotent)
-    r2 = evaluate_model(None, dataset, out, metric="coco", predictor=predictor)
+    r2 = evaluate_model(None, dataset, out, metric="coco", predictor=predictor, overwrite=True)
     assert r2["metric"] == "coco" and "AP50" in r2["metrics"]
     assert json.loads((out / "metrics.json").read_text())["metric"] == "coco"
 

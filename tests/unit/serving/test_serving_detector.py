@@ -112,19 +112,19 @@ def test_batch_over_folder_rec_and_manifest_writes_map_layout(
         detector, training_data / "validation", tmp_path / "f", PredictOptions(verbose=True)
     )
     assert folder["images"] == len(names)
-    assert sorted(p.stem for p in (tmp_path / "f").iterdir()) == names
+    assert sorted(p.stem for p in (tmp_path / "f").glob("[!.]*")) == names  # no marker
     doc = json.loads((tmp_path / "f" / f"{names[0]}.json").read_text())
     assert doc["file"] == f"{names[0]}.jpg" and "annotations" in doc
 
     copy = Path(shutil.copytree(training_data, tmp_path / "ds"))  # the manifest goes inside it
     dataset_to_manifest(copy, copy / "val.jsonl", channel="validation")
     predict_batch(detector, copy / "val.jsonl", tmp_path / "m", PredictOptions(verbose=True))
-    assert sorted(p.stem for p in (tmp_path / "m").iterdir()) == names
+    assert sorted(p.stem for p in (tmp_path / "m").glob("[!.]*")) == names
     assert json.loads((tmp_path / "m" / f"{names[0]}.json").read_text()) == doc
 
     convert_to_recordio(training_data, tmp_path / "val", channel="validation", progress=False)
     predict_batch(detector, tmp_path / "val.rec", tmp_path / "r")
-    assert len(list((tmp_path / "r").iterdir())) == len(names)
+    assert len(list((tmp_path / "r").glob("[!.]*"))) == len(names)
 
     # odp map reads the folder, and equals odp evaluate's figure for the same model
     assert main(["map", str(training_data), str(tmp_path / "f"), "--json"]) == 0
