@@ -178,9 +178,27 @@ def check_output(out: str, overwrite: bool = False, channels: tuple[str, ...] = 
             f"{out}: a file exists there and is never replaced by a dataset folder; expected "
             "a new folder"
         )
+    folders = {name for ch in CHANNELS for name in (ch, annotation_channel(ch))}
+    for uri in _entries(out):
+        if uri.rstrip("/").rsplit("/", 1)[-1] not in folders:
+            raise storage.OutputExistsError(
+                f"{uri}: not written by {IMPORT_WRITER}; a dataset folder holds only its "
+                "channel folders: expected a new folder, or an earlier import"
+            )
     for channel in channels:
         for name in (channel, annotation_channel(channel)):
             storage.check_output(storage.join(out, name), overwrite=overwrite, writer=IMPORT_WRITER)
+
+
+def _entries(out: str) -> list[str]:
+    """The top-level entries of a local folder, or the first level of an S3 prefix."""
+    if not storage.is_s3(out):
+        try:
+            return [os.path.join(out, name) for name in sorted(os.listdir(out))]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    prefix = out.rstrip("/") + "/"
+    return sorted({prefix + f[len(prefix) :].split("/", 1)[0] for f in storage.list_files(out)})
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ if those bytes never show up in any output.
 
 Issue classes: ``outside`` (reading outside the dataset), ``exhaust`` (exhausting a worker),
 ``wrong`` (wrong results with exit 0), ``leftover`` (scratch, ``.part``, workers left behind),
-``traceback`` (tracebacks and mislabelled errors). What must happen, for every case: exit
+``traceback`` (tracebacks and mislabelled errors), ``dataloss`` (an output that would replace
+what the user already has; every case also checks that nothing that existed is deleted). What must happen, for every case: exit
 1 or 2, one last stderr line naming the input (one of ``Case.names``' strings), no traceback,
 no marker in any output, nothing left behind, within the memory and time bounds;
 ``refuse_or_warn`` cases may also exit 0 when the output warns about the named input.
@@ -48,18 +49,24 @@ PREDICT = "predict"
 REGISTER = "register"
 
 # Issue classes.
-OUTSIDE, EXHAUST, WRONG, LEFTOVER, TRACEBACK = (
+OUTSIDE, EXHAUST, WRONG, LEFTOVER, TRACEBACK, DATALOSS = (
     "outside",
     "exhaust",
     "wrong",
     "leftover",
     "traceback",
+    "dataloss",
 )
 
 DATASET_READERS = (VALIDATE, CONVERT_RECORDIO, CONVERT_MANIFEST, TRAIN, EVALUATE)
 IMAGE_READERS = (VALIDATE, CONVERT_RECORDIO, TRAIN, EVALUATE)  # what decodes pixels
 JSON_READERS = (VALIDATE, CONVERT_RECORDIO, CONVERT_MANIFEST, TRAIN, EVALUATE, MAP)
 MODEL_READERS = (EVALUATE, PREDICT, REGISTER)
+# Entry points with an OUTPUT (predict: its optional OUTPUT folder).
+WRITERS = (
+    VALIDATE, CONVERT_RECORDIO, CONVERT_MANIFEST, CONVERT_JSON, IMPORT_VOC, IMPORT_COCO,
+    EVALUATE, PREDICT,
+)  # fmt: skip
 
 SECRET_SIZE = (32, 24)  # width, height of outside/secret.jpg
 
@@ -81,6 +88,8 @@ class Workspace:
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the command
     must_not_exist: list[Path] = field(default_factory=list)  # paths nothing may create
     out_dir: Path | None = None  # where outputs go (default: root/out)
+    extra_args: list[str] = field(default_factory=list)  # appended to every command's argv
+    predict_output: Path | None = None  # odp predict's OUTPUT folder (default: stdout)
 
     @property
     def dataset(self) -> Path:
@@ -595,6 +604,64 @@ def _unwritable_output(ws: Workspace) -> tuple[str, ...]:
     return ("locked",)
 
 
+# ------------------------------------------------------------------ what the user already has
+
+
+def _output_paths(ws: Workspace) -> dict[str, Path]:
+    """Every path the writers write to (as the test builds their argv): name -> path."""
+    ws.predict_output = ws.out / "pred"
+    return {
+        "report": ws.out / "report",  # validate --report
+        "ds": ws.out / "ds",  # convert json, import voc/coco
+        "eval": ws.out / "eval",
+        "pred": ws.predict_output,
+        "data_train.rec": ws.out / "data_train.rec",  # convert recordio (its first file)
+        "train.jsonl": ws.out.parent / "train.jsonl",  # convert manifest
+    }
+
+
+def _user_files_at_outputs(ws: Workspace) -> tuple[str, ...]:
+    """Each output path already holds the user's data: a folder with a file in it, or the
+    file itself (`mkdir d; touch d/keep; odp predict MODEL IMAGES d` must not remove keep)."""
+    paths = _output_paths(ws)
+    for name, path in paths.items():
+        if "." in name:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("the user's own file\n")
+        else:
+            path.mkdir(parents=True)
+            (path / "keep").write_text("the user's own file\n")
+    return tuple(paths)
+
+
+def _user_files_with_overwrite(ws: Workspace) -> tuple[str, ...]:
+    """``--overwrite`` replaces only an earlier output of the command: a folder without the
+    marker, or one whose marker does not list ``keep``, is still refused (files are the
+    exception: ``--overwrite`` on a file output is the user's explicit request)."""
+    paths = _output_paths(ws)
+    for name, path in paths.items():
+        if "." in name:
+            continue
+        path.mkdir(parents=True)
+        (path / "keep").write_text("the user's own file\n")
+        if name in ("ds", "pred"):  # an earlier output of odp, with the user's file added
+            (path / "a.json").write_text("{}")
+            (path / ".odp-complete").write_text(json.dumps({"files": {"a.json": 2}}))
+    ws.extra_args.append("--overwrite")
+    return ("report", "ds", "eval", "pred", "keep")
+
+
+def _file_at_output_folder(ws: Workspace) -> tuple[str, ...]:
+    """A file where an output folder goes is never turned into a folder, --overwrite or not."""
+    paths = _output_paths(ws)
+    for name, path in paths.items():
+        if "." not in name:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("a file, not a folder\n")
+    ws.extra_args.append("--overwrite")
+    return ("report", "ds", "eval", "pred")
+
+
 # ------------------------------------------------------------------ importers
 
 
@@ -779,6 +846,20 @@ CASES: list[Case] = [
     Case("non_finite_json", WRONG, JSON_READERS, _non_finite, doc="NaN and Infinity"),
     Case("huge_numbers_json", WRONG, JSON_READERS, _huge_numbers, doc="10^400 and 1e400"),
     Case("manifest_huge_class_id", WRONG, (CONVERT_JSON,), _manifest_huge_class_id),
+    # what the user already has at an output
+    Case("user_files_at_outputs", DATALOSS, WRITERS, _user_files_at_outputs),
+    Case(
+        "user_files_with_overwrite",
+        DATALOSS,
+        (VALIDATE, CONVERT_JSON, IMPORT_VOC, IMPORT_COCO, EVALUATE, PREDICT),
+        _user_files_with_overwrite,
+    ),
+    Case(
+        "file_at_output_folder",
+        DATALOSS,
+        (VALIDATE, CONVERT_JSON, IMPORT_VOC, IMPORT_COCO, EVALUATE, PREDICT),
+        _file_at_output_folder,
+    ),
     # tracebacks and mislabelled errors
     Case(
         "unwritable_output",

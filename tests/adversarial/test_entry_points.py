@@ -4,6 +4,8 @@ Each run is bounded: address space (``RLIMIT_AS``, :data:`MEMORY_LIMIT`), file s
 (``RLIMIT_FSIZE``) and wall-clock time. What must hold for every (case, entry point):
 
 * exit code 1 or 2 (``refuse_or_warn`` cases: or 0 with a warning naming the input);
+* nothing deleted or changed: every file that existed before the run (the marker outside
+  included) is still there with the same size and modification time;
 * stderr's last line is ``odp <command>: error: ...`` naming the input, and no traceback;
 * the marker outside the dataset appears in no output file, stdout or stderr;
 * nothing left behind: no ``.part`` file, nothing new in ``TMPDIR``, no live process in
@@ -272,7 +274,8 @@ def _argv(target: str, ws: Workspace) -> list[str]:
         return ["map", str(ws.dataset), str(ws.root / "dets")]
     if target == PREDICT:
         image = ws.image or ws.dataset / "validation" / first_json(ws, "validation")[1]["file"]
-        return ["predict", str(ws.model), str(image)]
+        output = [str(ws.predict_output)] if ws.predict_output else []
+        return ["predict", str(ws.model), str(image), *output]
     if target == REGISTER:
         return ["register", str(ws.model), "--name", "adversarial"]
     raise AssertionError(target)
@@ -307,6 +310,38 @@ def _output_files(ws: Workspace) -> list[Path]:
     return found
 
 
+# State a command may change (scratch, caches, the tracking store): not the user's files.
+_MUTABLE = ("tmp", "mpl", "home", "mlflow.db")
+
+
+def _snapshot(ws: Workspace) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of every file and symlink under the workspace but its mutable state."""
+    found = {}
+    for folder, dirs, files in os.walk(ws.root):
+        if Path(folder) == ws.root:
+            dirs[:] = [d for d in dirs if d not in _MUTABLE]
+        for name in files:
+            path = Path(folder, name)
+            if Path(folder) == ws.root and name.startswith(_MUTABLE):
+                continue
+            st = path.lstat()
+            found[path] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _assert_nothing_lost(run: Run) -> None:
+    lost = []
+    for path, before in run.snapshot.items():
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            lost.append(f"{path} (deleted)")
+            continue
+        if (st.st_size, st.st_mtime_ns) != before:
+            lost.append(f"{path} (changed)")
+    assert not lost, f"the command deleted or changed files it did not own: {lost[:5]}"
+
+
 def _assert_contained(ws: Workspace, texts: list[str], before: set[Path]) -> None:
     for text in texts:
         assert ws.marker.decode() not in text, "the marker outside the dataset was printed"
@@ -328,6 +363,7 @@ class Run:
     names: tuple[str, ...] = ()
     argv: list[str] = field(default_factory=list)
     before: set[Path] = field(default_factory=set)
+    snapshot: dict[Path, tuple[int, int]] = field(default_factory=dict)
     limit: float = DEFAULT_TIME_LIMIT
     rc: int | None = None
     out: str = ""
@@ -349,8 +385,9 @@ def _execute(case: Case, target: str, base: Path, dest: Path) -> Run:
     except CaseUnavailable as exc:
         run.skip = str(exc)
         return run
-    run.argv = _argv(target, ws)
+    run.argv = [*_argv(target, ws), *ws.extra_args]
     run.before = set(_output_files(ws))
+    run.snapshot = _snapshot(ws)
     run.rc, run.out, run.err, run.seconds, run.alive = _odp(
         run.argv, _env(ws.root, ws.env), run.limit, ws.root
     )
@@ -371,6 +408,7 @@ def _check(run: Run) -> None:
         assert last.startswith(f"odp {run.target}: error: "), context
         assert any(n in last for n in run.names), f"the line names none of {run.names}: {context}"
     _assert_contained(ws, [out, err], run.before)
+    _assert_nothing_lost(run)
     leftovers = [p for p in _output_files(ws) if ".part" in p.name]
     assert not leftovers, f"left behind: {leftovers}"
     assert not list((ws.root / "tmp").iterdir()), f"scratch left in TMPDIR: {context}"
@@ -424,7 +462,7 @@ def test_entry_point_refuses_hostile_input(case: Case, target: str, runs: dict[s
 
 def test_the_corpus_covers_every_issue_class_and_entry_point() -> None:
     classes = {c.issue for c in CASES}
-    assert classes >= {"outside", "exhaust", "wrong", "traceback"}  # leftovers: every run
+    assert classes >= {"outside", "exhaust", "wrong", "traceback", "dataloss"}  # leftovers: all
     assert set(XFAIL) <= {(c.name, t) for c in CASES for t in c.targets}, "stale xfail"
     targets = {t for c in CASES for t in c.targets}
     assert targets == {

@@ -179,3 +179,30 @@ def test_reader_takes_only_what_the_manifest_lists(s3, tmp_path):
     got = storage.download_dir(uri, tmp_path / "got")
     assert [p.name for p in got.iterdir()] == ["a.txt"]
     assert storage.published_files(s3.uri("runs/r3/nothing")) is None
+
+
+def test_s3_outputs_are_never_destructive(s3):
+    """A prefix holding keys odp did not write is refused, --overwrite or not; an earlier
+    output is replaced only with overwrite, and an interrupted publication (pending marker)
+    too."""
+    uri = s3.uri("runs/r4/out")
+    s3.client().put_object(Bucket=s3.bucket, Key="runs/r4/out/mine.txt", Body=b"mine")
+    for overwrite in (False, True):
+        with pytest.raises(storage.OutputExistsError, match="mine.txt|--overwrite"):
+            _publish_plain(uri, {"a.txt": b"x"}, overwrite)
+    s3.client().delete_object(Bucket=s3.bucket, Key="runs/r4/out/mine.txt")
+    _publish_plain(uri, {"a.txt": b"x"}, False)
+    with pytest.raises(storage.OutputExistsError, match="--overwrite"):
+        _publish_plain(uri, {"b.txt": b"y"}, False)
+    s3.client().put_object(
+        Bucket=s3.bucket, Key="runs/r4/out/.odp-pending", Body=b'{"files": {"c.txt": 1}}'
+    )
+    s3.client().put_object(Bucket=s3.bucket, Key="runs/r4/out/c.txt", Body=b"z")
+    _publish_plain(uri, {"b.txt": b"y"}, True)
+    assert s3.keys("runs/r4/out/") == ["runs/r4/out/.odp-complete", "runs/r4/out/b.txt"]
+
+
+def _publish_plain(uri: str, files: dict[str, bytes], overwrite: bool) -> None:
+    with storage.atomic_dir(uri, overwrite=overwrite) as tmp:
+        for rel, data in files.items():
+            (tmp / rel).write_bytes(data)

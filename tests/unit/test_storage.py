@@ -87,3 +87,69 @@ def test_existing_api_is_unchanged(tmp_path):
     assert (tmp_path / "x.txt").read_text() == "ok"
     assert storage.join("s3://b/p/", "a", "/b") == "s3://b/p/a/b"
     assert storage.split_s3("s3://bucket/a/b") == ("bucket", "a/b")
+
+
+# ------------------------------------------------------------------ outputs are never destructive
+
+
+def _publish_local(dest: Path, files: dict[str, str], **kwargs) -> None:
+    with storage.atomic_dir(dest, **kwargs) as tmp:
+        for rel, text in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(text)
+
+
+def test_atomic_dir_refuses_a_non_empty_folder_and_keeps_it(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("mine")
+    with pytest.raises(storage.OutputExistsError, match="--overwrite"):
+        _publish_local(out, {"a.json": "{}"}, writer="odp predict")
+    with pytest.raises(storage.OutputExistsError, match="no .odp-complete"):
+        _publish_local(out, {"a.json": "{}"}, overwrite=True, writer="odp predict")
+    assert _names(out) == ["keep"] and _names(tmp_path) == ["out"]
+
+
+def test_atomic_dir_into_an_empty_folder_and_overwrite_of_its_own_output(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _publish_local(out, {"a.json": "1", "sub/b.json": "2"}, writer="odp evaluate")
+    assert _names(out) == [".odp-complete", "a.json", "sub"]
+    _publish_local(out, {"c.json": "3"}, overwrite=True, writer="odp evaluate")
+    assert _names(out) == [".odp-complete", "c.json"]
+    assert _names(tmp_path) == ["out"]  # no temporary sibling left
+    with pytest.raises(storage.OutputExistsError, match="an output of odp evaluate"):
+        _publish_local(out, {"d.json": "4"}, overwrite=True, writer="odp predict")
+
+
+@pytest.mark.parametrize("stray", ["keep", "sub/keep", "emptydir/"])
+def test_overwrite_refuses_a_folder_with_anything_its_marker_does_not_list(tmp_path, stray):
+    out = tmp_path / "out"
+    _publish_local(out, {"a.json": "1", "sub/b.json": "2"}, writer="odp predict")
+    if stray.endswith("/"):
+        (out / stray).mkdir()
+    else:
+        (out / stray).write_text("mine")
+    with pytest.raises(storage.OutputExistsError, match=stray.rstrip("/")):
+        _publish_local(out, {"c.json": "3"}, overwrite=True, writer="odp predict")
+    assert (out / stray.rstrip("/")).exists() and (out / "a.json").exists()
+
+
+def test_a_file_or_symlink_at_an_output_folder_is_never_replaced(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for name in ("f", "link"):
+        with pytest.raises(storage.OutputExistsError, match="never replaced"):
+            _publish_local(tmp_path / name, {"a": "1"}, overwrite=True)
+    assert (tmp_path / "f").read_text() == "a file" and (tmp_path / "link").is_symlink()
+
+
+def test_output_files_are_refused_unless_overwrite_and_never_replace_a_folder(tmp_path):
+    (tmp_path / "m.jsonl").write_text("mine")
+    (tmp_path / "dir.rec").mkdir()
+    storage.check_output_file(tmp_path / "new.jsonl")
+    with pytest.raises(storage.OutputExistsError, match="--overwrite"):
+        storage.check_output_file(tmp_path / "m.jsonl")
+    storage.check_output_file(tmp_path / "m.jsonl", overwrite=True)
+    with pytest.raises(storage.OutputExistsError, match="a folder"):
+        storage.check_output_file(tmp_path / "dir.rec", overwrite=True)
