@@ -78,7 +78,12 @@ def load_json(raw: str | bytes, source: str) -> object:
             source, exc.key, "each key once in an object", f"{exc.key!r} twice",
             rule="json.duplicate_key",
         ) from None  # fmt: skip
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise AnnotationError(
+            source, "<file>", "JSON nested at most a few hundred levels deep",
+            "nested too deeply", rule="json.malformed",
+        ) from None  # fmt: skip
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of 4300+ digits
         raise AnnotationError(
             source, "<file>", "valid UTF-8 JSON", str(exc) or type(exc).__name__,
             rule="json.malformed",

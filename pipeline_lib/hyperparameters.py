@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import localfs
+
 BASE_NETWORKS = ("vgg-16", "resnet-50", "mobilenet-1.0", "mobilenet-0.25")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
 KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
@@ -274,16 +276,20 @@ def load(path: str) -> Hyperparameters:
     """Parse ``hyperparameters.json``. Anything wrong with it (not UTF-8 JSON, not an object,
     a duplicated, unknown or missing key, a bad value) is a :class:`HyperparameterError`
     whose message starts with the file."""
-    with open(path, "rb") as fh:
-        raw = fh.read(MAX_FILE_BYTES + 1)
-    if len(raw) > MAX_FILE_BYTES:
-        raise HyperparameterFileError(path, f"larger than {MAX_FILE_BYTES} bytes")
+    try:  # a regular file only: a FIFO is refused, never waited on
+        raw = localfs.read_regular(path, max_bytes=MAX_FILE_BYTES)
+    except localfs.FileTooLargeError:
+        raise HyperparameterFileError(path, f"larger than {MAX_FILE_BYTES} bytes") from None
+    except localfs.NotRegularFileError as exc:
+        raise HyperparameterFileError(path, str(exc).removeprefix(f"{path}: ")) from None
     try:
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as exc:
         raise HyperparameterFileError(path, f"not UTF-8 text ({exc.reason})") from None
     except ValueError as exc:  # JSONDecodeError, or a duplicated key
         raise HyperparameterFileError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise HyperparameterFileError(path, "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise HyperparameterFileError(path, f"a JSON {type(data).__name__}, not an object")
     try:

@@ -46,6 +46,25 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
         os._exit(1)
 
 
+#: Set by odp's own supervisors (the DAG's task, ``odp tune``) for the ``odp`` command they
+#: start: that command dies with them (:func:`follow_parent`).
+PARENT_PID_ENV = "ODP_PARENT_PID"
+
+
+def follow_parent(sig: int = signal.SIGTERM) -> None:
+    """In a command started with :data:`PARENT_PID_ENV`: have the kernel send ``sig`` (a
+    graceful stop, handled by the command) when that parent dies, and send it now if the
+    parent is gone already. Asked by the child itself, after ``exec``: no code runs between
+    ``fork`` and ``exec`` in the (threaded) parent."""
+    raw = os.environ.get(PARENT_PID_ENV, "")
+    if not raw.isdigit():
+        return
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if os.getppid() != int(raw):  # the parent died before the request took effect
+        os.kill(os.getpid(), sig)
+
+
 def init_worker(parent_pid: int) -> None:
     """Everything a forked worker does first: default signals, die with ``parent_pid``."""
     reset_child_signals()

@@ -15,7 +15,6 @@ keep that order, so results are reproducible.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import storage
-from ..annotations import AnnotationError, ImageAnnotation, class_map, load_json
+from .. import localfs, storage
+from ..annotations import AnnotationError, ImageAnnotation, check_class_id, class_map, load_json
 from ..gate.paths import Confined
 from ..gate.rules import GateError
 from .dispatch import evaluate_store
@@ -64,7 +63,7 @@ def _flag(item: object, key: str, source: str, where: str) -> bool:
 def read_ground_truth_file(path: Path) -> GroundTruthFile:
     """Parse one SageMaker annotation JSON strictly (errors name the file and field): a file
     the caller named. Files of a dataset are read through the gate (:func:`load_ground_truth`)."""
-    return parse_ground_truth(Path(path).read_bytes(), Path(path))
+    return parse_ground_truth(localfs.read_regular(path), Path(path))
 
 
 def parse_ground_truth(raw: bytes, path: Path) -> GroundTruthFile:
@@ -146,15 +145,20 @@ def _number(value: object, source: str, field: str) -> float:
 def read_detection_file(
     path: Path, image_size: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detections of one image: ``(boxes (N, 4) pixel xmin..ymax, classes (N,), scores (N,))``.
+    """Detections of one image: ``(boxes (N, 4) pixel xmin..ymax, classes (N,), scores (N,))``,
+    from a file the caller named (a regular file; a FIFO is refused, never waited on).
 
     ``image_size`` ``(width, height)`` converts SageMaker's normalized ``prediction`` rows.
     """
-    source = str(path)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(source, "<file>", "valid UTF-8 JSON", str(exc)) from exc
+    return parse_detections(localfs.read_regular(path), str(path), image_size)
+
+
+def parse_detections(
+    raw: bytes, source: str, image_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_detection_file` from the file's bytes (``source`` names it in errors).
+    Parsed strictly (duplicate keys, NaN refused); class ids at most ``MAX_CLASS_ID``."""
+    data = load_json(raw, source)
     if not isinstance(data, Mapping):
         raise AnnotationError(source, "<root>", "a JSON object", type(data).__name__)
     rows: list[list[float]] = []
@@ -171,6 +175,7 @@ def read_detection_file(
                 raise AnnotationError(source, f"{where}.class_id", "an integer >= 0", cid)
             if cid < 0:
                 raise AnnotationError(source, f"{where}.class_id", "an integer >= 0", cid)
+            check_class_id(int(cid), source, f"{where}.class_id")
             if "score" not in item:
                 raise AnnotationError(source, f"{where}.score", "a score (number)", None)
             score = _number(item["score"], source, f"{where}.score")
@@ -200,6 +205,7 @@ def read_detection_file(
             vals = [_number(v, source, f"{where}[{j}]") for j, v in enumerate(row)]
             if vals[0] < 0 or vals[0] != int(vals[0]):
                 raise AnnotationError(source, f"{where}[0]", "a class id (integer >= 0)", row[0])
+            check_class_id(int(vals[0]), source, f"{where}[0]")
             if vals[4] < vals[2] or vals[5] < vals[3]:
                 raise AnnotationError(source, where, "xmin <= xmax and ymin <= ymax", row)
             rows.append(
@@ -238,6 +244,7 @@ def evaluate_detection_files(
         det_dir = Path(det_root)
         if not det_dir.is_dir():
             raise FileNotFoundError(f"detections folder not found: {detections}")
+        det_folder = Confined(det_dir, f"{det_dir.name}/")  # through the gate, like the truth
         det_files = {n[: -len(".json")]: det_dir / n for n in json_names(det_dir)}
         known = {t.stem for t in truths}
         orphans = sorted(set(det_files) - known)
@@ -253,7 +260,9 @@ def evaluate_detection_files(
             gboxes, gclasses = t.boxes()
             if t.stem in det_files:
                 size = (t.annotation.width, t.annotation.height)
-                pboxes, pclasses, pscores = read_detection_file(det_files[t.stem], size)
+                name = det_files[t.stem].name
+                raw = det_folder.read(name, f"{det_folder.label}{name}", "detections")
+                pboxes, pclasses, pscores = parse_detections(raw, str(det_files[t.stem]), size)
             else:
                 missing += 1
                 pboxes, pclasses, pscores = np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0)

@@ -13,9 +13,14 @@ import errno
 import os
 import stat
 
+from .. import localfs
 from .rules import GateError
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: Fields naming metadata files (small JSON a reader parses and may quote in an error): such a
+#: file is refused when it has several hard links (another name may lie outside the folder).
+#: Images may be hard links: ``validate --convert-to-rgb`` and the RecordIO staging link them.
+METADATA_FIELDS = frozenset({"annotation", "detections", "class map", "hyperparameters"})
 
 
 class Confined:
@@ -101,11 +106,34 @@ class Confined:
                 raise _missing(name, exc2) from None
         return fd
 
-    def read(self, name: str, source: str, field: str = "file") -> bytes:
-        """The bytes of the regular file ``name`` inside the folder (see :meth:`open`)."""
+    def read(
+        self,
+        name: str,
+        source: str,
+        field: str = "file",
+        *,
+        single_link: bool | None = None,
+        max_bytes: int | None = None,
+    ) -> bytes:
+        """The bytes of the regular file ``name`` inside the folder (see :meth:`open`).
+
+        ``single_link`` (default: for :data:`METADATA_FIELDS`) refuses a file with several
+        hard links (``pairing.path_escape``: another name for it may lie outside the
+        folder); ``max_bytes`` bounds the read (``path.too_large``)."""
+        if single_link is None:
+            single_link = field in METADATA_FIELDS
         fd = self._open_path(name, source, field)
         try:
-            return read_regular_fd(fd, name, source, field)
+            st = check_regular(fd, name, source, field)
+            if single_link and st.st_nlink > 1:
+                raise self._escape(name, source, field, f"a file with {st.st_nlink} hard links")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise GateError(
+                    "path.too_large",
+                    f"{source}: {field} {name!r} has {st.st_size} bytes, above the {max_bytes} "
+                    "this file may have",
+                )
+            return read_fd(fd, st.st_size)
         finally:
             os.close(fd)
 
@@ -163,17 +191,11 @@ def check_image_file(path: str, name: str, source: str, field: str = "file") -> 
 def check_regular(fd: int, name: str, source: str, field: str = "file") -> os.stat_result:
     """Refuse anything but a regular file (``path.not_regular_file``); its ``fstat``."""
     st = os.fstat(fd)
-    mode = st.st_mode
-    if not stat.S_ISREG(mode):
-        kind = (
-            "a folder"
-            if stat.S_ISDIR(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a device or socket"
-        )
+    if not stat.S_ISREG(st.st_mode):
         raise GateError(
-            "path.not_regular_file", f"{source}: {field} {name!r} is {kind}, not a regular file"
+            "path.not_regular_file",
+            f"{source}: {field} {name!r} is {localfs.describe_mode(st.st_mode)}, not a regular "
+            "file (never read)",
         )
     return st
 
@@ -183,18 +205,7 @@ def read_regular_fd(fd: int, name: str, source: str, field: str = "file") -> byt
     return read_fd(fd, check_regular(fd, name, source, field).st_size)
 
 
-def read_fd(fd: int, size: int | None = None) -> bytes:
-    """All bytes of an open regular file (``size`` its ``st_size`` when already known), in
-    as few system calls as possible."""
-    if size is None:
-        size = os.fstat(fd).st_size
-    data = os.read(fd, size + 1)  # +1 notices growth
-    if len(data) <= size:
-        return data
-    chunks = [data]
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
+read_fd = localfs.read_fd
 
 
 def read_resolved(path: str, name: str, source: str, field: str = "file") -> bytes:
@@ -211,11 +222,12 @@ def read_resolved(path: str, name: str, source: str, field: str = "file") -> byt
 
 
 def read_regular(path: str | os.PathLike, source: str | None = None) -> bytes:
-    """A file named by the user (not by a dataset): refused when it is not a regular file,
-    so a FIFO never blocks. Symlinks are followed (the user chose the path)."""
+    """A file named by the user (not by a dataset): refused when it is not a regular file
+    (``path.not_regular_file``), so a FIFO never blocks. Symlinks are followed (the user
+    chose the path)."""
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, localfs.OPEN_FLAGS)
     except OSError as exc:
         raise _missing(path, exc) from None
     try:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import localfs
 from ..hyperparameters import Hyperparameters
 from ..hyperparameters import load as load_hyperparameters
 from .errors import TrainingError
@@ -116,10 +117,13 @@ class JobConfig:
         return self.resource.get("current_host", self.hosts[0])
 
 
+MAX_CONFIG_BYTES = 1 << 20  # inputdataconfig.json / resourceconfig.json: a few hundred bytes
+
+
 def read_config(paths: MLPaths) -> JobConfig:
     """Read ``input/config``: hyperparameters.json is required, the others are optional."""
     hp_path = paths.config / "hyperparameters.json"
-    if not hp_path.exists():
+    if not os.path.lexists(hp_path):
         raise FileNotFoundError(f"{hp_path} not found")
     hp = load_hyperparameters(str(hp_path))
     data_cfg = _read_json(paths.config / "inputdataconfig.json")
@@ -133,12 +137,16 @@ def read_config(paths: MLPaths) -> JobConfig:
 def _read_json(path: Path) -> dict:
     """An optional config file: ``{}`` when absent; one that is not a JSON object is the
     job's configuration error, naming the file."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a regular file only (a FIFO is refused, never waited on), bounded
+        data = json.loads(localfs.read_regular(path, max_bytes=MAX_CONFIG_BYTES).decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise TrainingError(f"{path} is not valid JSON: nested too deeply") from None
+    except (localfs.NotRegularFileError, localfs.FileTooLargeError) as exc:
+        raise TrainingError(str(exc)) from None
     if not isinstance(data, dict):
         raise TrainingError(f"{path} holds a JSON {type(data).__name__}; expected an object")
     return data

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -26,6 +27,7 @@ from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
 from ..artifact import ArtifactError
 from ..cpus import STREAMS_VARIABLE, CpuPlan, apply_cpu_plan, available_cpus, plan_cpu_training
 from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
+from ..workers import follow_parent
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
     EXIT_FAILURE,
@@ -35,7 +37,7 @@ from .errors import (
     failure_reason,
     is_client_error,
 )
-from .stopping import Stopper
+from .stopping import Stopper, StopRequested
 
 if TYPE_CHECKING:
     from .distributed.cluster import Cluster
@@ -52,9 +54,15 @@ def run_training(ml_root: str | None = None, allow_class_change: bool = False) -
     stopper.install()
     training, ok = _Training(paths, stopper, allow_class_change), False
     try:
+        follow_parent(signal.SIGHUP)  # started by odp's own supervisor: stop when it dies
         code = training.run()
         ok = True
         return code
+    except StopRequested as stop:  # a signal before training started: nothing to save
+        (paths.output / "failure").write_text(
+            f"Training was stopped ({stop.reason}) before it started; nothing was saved.\n"
+        )
+        return EXIT_SIGTERM
     except Exception as exc:  # every failure leaves a reason SageMaker-style
         reason = failure_reason(exc)
         (paths.output / "failure").write_text(reason + "\n")
@@ -116,6 +124,7 @@ class _Training:
         net, seeded = self._model(setup, data)
         inputs, state = self._fit_inputs(setup, data, net)
         log_interval = max(1, min(20, len(data.train) // setup.hp.mini_batch_size // 2))
+        self.stopper.start_saving()
         result = fit(inputs, FitConfig.from_hyperparameters(setup.hp, log_interval), state, seeded)
         self._write_model(setup, data.classes, inputs, result)
         return self._report(result, setup.log)

@@ -14,6 +14,7 @@ from ..artifact import ArtifactError
 from ..gate.rules import GateError
 from ..hyperparameters import HyperparameterError
 from ..images import ImageDecodeError
+from ..localfs import FileTooLargeError, LinkedFileError, NotRegularFileError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -36,6 +37,9 @@ _CLIENT_ERRORS: dict[type[Exception], str] = {
     GateError: "ClientError: invalid input data",  # the input gate's refusals (rule code)
     AnnotationError: "ClientError: invalid annotation",
     FileNotFoundError: "ClientError: missing input",
+    NotRegularFileError: "ClientError: not a regular file",
+    LinkedFileError: "ClientError: a linked file",
+    FileTooLargeError: "ClientError: a file above its bound",
     TrainingError: "ClientError",
 }
 

@@ -20,6 +20,7 @@ from typing import IO
 
 from ..hyperparameters import load as load_hyperparameters
 from ..tuning.trials import JobOutcome
+from ..workers import PARENT_PID_ENV
 from .contract import MLPaths
 
 CONFIG_FILES = ("inputdataconfig.json", "resourceconfig.json")
@@ -61,7 +62,7 @@ def run_job(paths: MLPaths, env: Mapping[str, str], output: IO | None = None) ->
     cmd = [sys.executable, "-m", "pipeline_lib.cli", "train", "--ml-root", str(paths.root)]
     proc = subprocess.run(  # noqa: S603  our own argv, no shell
         cmd,
-        env={**os.environ, **env},
+        env={**os.environ, **env, PARENT_PID_ENV: str(os.getpid())},  # dies with us
         check=False,
         stdout=output,
         stderr=output and subprocess.STDOUT,

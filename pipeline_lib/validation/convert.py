@@ -69,12 +69,15 @@ def write_json_copy(ann: dict, dest: Path) -> None:
     dest.write_text(json.dumps(ann, indent=1) + "\n", encoding="utf-8")
 
 
-def link_or_copy(src: Path, dest: Path) -> None:
-    """Hard-link ``src`` to ``dest`` (copy across file systems); replaces ``dest``."""
+def link_or_copy(src: Path, dest: Path, *, link: bool = True) -> None:
+    """Hard-link ``src`` to ``dest`` (copy across file systems, or when not ``link``);
+    replaces ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() or dest.is_symlink():
         dest.unlink()
     try:
+        if not link:
+            raise OSError("copy asked for")
         os.link(src, dest)
     except OSError:
         shutil.copyfile(src, dest)

@@ -181,8 +181,10 @@ def check_json_item(item: tuple[str, str]) -> ItemResult:
         dest = Path(convert_dir)
         if not result.converted:
             link_or_copy(Path(gated.images.resolve(file, source)), dest / channel / image_rel)
-            link_or_copy(
-                Path(gated.annotations.resolve(rel_json, source)), dest / ann_dir / rel_json
+            link_or_copy(  # copied: readers refuse an annotation JSON with several links
+                Path(gated.annotations.resolve(rel_json, source)),
+                dest / ann_dir / rel_json,
+                link=False,
             )
     return result
 

@@ -8,13 +8,14 @@ workers and parameter-server processes too. However the task ends, the group goe
   :data:`STOP_GRACE_S`), then SIGKILL for whatever is left;
 * Airflow sends the task SIGTERM (marked failed in the UI, a cleared run): forwarded to
   the group at once, then Airflow's own handling goes on;
-* the task process is SIGKILLed: the kernel sends the child SIGTERM (``PR_SET_PDEATHSIG``).
+* the task process is SIGKILLed: the kernel sends the child SIGTERM (``PR_SET_PDEATHSIG``,
+  which the child asks for itself: ``ODP_PARENT_PID``, :func:`pipeline_lib.workers.follow_parent`),
+  and the child stops within its grace period whatever it was doing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -23,17 +24,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 
+from pipeline_lib.workers import PARENT_PID_ENV
+
 log = logging.getLogger(__name__)
 
 #: SIGTERM -> SIGKILL: the training container contract gives 120 s to save the model.
 STOP_GRACE_S = 130.0
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -88,9 +84,8 @@ def run_logged(cmd: list[str], env: Mapping[str, str], grace: float = STOP_GRACE
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**env, "PYTHONUNBUFFERED": "1"},
+        env={**env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())},
         start_new_session=True,
-        preexec_fn=_die_with_parent,  # prctl only: safe between fork and exec
     )
     try:
         with _forward_sigterm(proc.pid):

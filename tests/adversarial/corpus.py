@@ -84,6 +84,7 @@ class Workspace:
     model: Path  # model.tar.gz for evaluate/predict/register
     hp_over: dict = field(default_factory=dict)  # hyperparameters over the tiny job's
     hp_text: str | None = None  # a raw hyperparameters.json instead
+    hp_fifo: bool = False  # hyperparameters.json is a FIFO
     image: Path | None = None  # predict's input (default: a dataset image)
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the command
     must_not_exist: list[Path] = field(default_factory=list)  # paths nothing may create
@@ -342,6 +343,18 @@ def _device_image(ws: Workspace) -> tuple[str, ...]:
             raise CaseUnavailable(f"cannot create a device file here: {exc}") from exc
 
     return _each(ws, go)
+
+
+def _fifo_hyperparameters(ws: Workspace) -> tuple[str, ...]:
+    ws.hp_fifo = True
+    return ("hyperparameters.json",)
+
+
+def _fifo_detection_file(ws: Workspace) -> tuple[str, ...]:
+    first = sorted(ws.detections.glob("*.json"))[0]
+    first.unlink()
+    os.mkfifo(first)
+    return (first.name,)
 
 
 def _huge_class_id(ws: Workspace) -> tuple[str, ...]:
@@ -808,6 +821,8 @@ CASES: list[Case] = [
         _device_image,
         doc="a character device (like /dev/zero) named .jpg",
     ),
+    Case("fifo_hyperparameters", EXHAUST, (TRAIN,), _fifo_hyperparameters),
+    Case("fifo_detection_file", EXHAUST, (MAP,), _fifo_detection_file),
     Case("huge_class_id", EXHAUST, JSON_READERS, _huge_class_id, doc="class_id 1e9"),
     Case("pixel_bomb_dataset", EXHAUST, IMAGE_READERS, _bomb_image),
     Case("pixel_bomb_predict", EXHAUST, (PREDICT,), _png_20000, doc="PNG claiming 20000x20000"),

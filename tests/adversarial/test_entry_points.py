@@ -292,6 +292,9 @@ def _ml_root(ws: Workspace) -> Path:
     paths = prepare_ml_root(ml, channels, hp)
     if ws.hp_text is not None:
         (paths.config / "hyperparameters.json").write_text(ws.hp_text)
+    if ws.hp_fifo:
+        (paths.config / "hyperparameters.json").unlink()
+        os.mkfifo(paths.config / "hyperparameters.json")
     return ml
 
 
