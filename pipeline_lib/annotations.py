@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import storage
+from . import localfs, storage
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `odp convert` starts without it
     import numpy as np
@@ -366,9 +366,40 @@ def class_map(annotations: Iterator[ImageAnnotation] | list[ImageAnnotation]) ->
     return dict(sorted(names.items()))
 
 
+MAX_CLASS_MAP_BYTES = 4 << 20  # 10,000 names of a few hundred characters
+MAX_CLASS_NAME = 1000  # characters of one class name
+
+
 def read_class_map(path: Path) -> dict[int, str]:
-    """Load ``class_map.json`` (``{"0": "name", ...}``)."""
-    return {int(k): v for k, v in json.loads(Path(path).read_text()).items()}
+    """Load ``class_map.json`` (``{"0": "name", ...}``): a regular file of its own (a FIFO or
+    a file with several hard links is refused), at most ``MAX_CLASS_MAP_BYTES``."""
+    raw = localfs.read_regular(path, single_link=True, max_bytes=MAX_CLASS_MAP_BYTES)
+    return parse_class_map(raw, str(path))
+
+
+def parse_class_map(raw: bytes, source: str) -> dict[int, str]:
+    """A ``class_map.json`` from its bytes, strictly: a JSON object of at most
+    ``MAX_CLASS_ID + 1`` entries, each key a class id ``0..MAX_CLASS_ID`` in decimal, each
+    value a name of at most ``MAX_CLASS_NAME`` characters. Errors (:class:`AnnotationError`)
+    name ``source`` and the first bad entry, never the whole file."""
+    data = load_json(raw, source)
+    if not isinstance(data, dict):
+        raise AnnotationError(source, "<root>", "a JSON object of class id -> name",
+                              type(data).__name__)  # fmt: skip
+    if len(data) > MAX_CLASS_ID + 1:
+        raise AnnotationError(source, "<root>", f"at most {MAX_CLASS_ID + 1} classes",
+                              f"{len(data)} entries", rule="class.id_too_large")  # fmt: skip
+    out: dict[int, str] = {}
+    for key, name in data.items():
+        if not (key.isascii() and key.isdigit() and len(key) <= len(str(MAX_CLASS_ID))):
+            raise AnnotationError(source, key[:40], f"a class id 0..{MAX_CLASS_ID} as the key",
+                                  key[:40], rule="class.id_too_large")  # fmt: skip
+        if not isinstance(name, str) or len(name) > MAX_CLASS_NAME:
+            shown = name[:40] + "..." if isinstance(name, str) else type(name).__name__
+            raise AnnotationError(source, key, f"a class name of at most {MAX_CLASS_NAME} "
+                                  "characters", shown)  # fmt: skip
+        out[int(key)] = name
+    return out
 
 
 def write_class_map(path: Path, classes: Mapping[int, str]) -> None:

@@ -18,7 +18,9 @@ import gzip
 import json
 import lzma
 import os
+import posixpath
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -26,8 +28,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import storage
-from .annotations import read_class_map
+from . import localfs, storage
+from .annotations import AnnotationError, load_json, parse_class_map
+from .gate.paths import Confined
+from .gate.rules import GateError
 from .images import limit_from_env
 
 MODEL_FILE = "model.tar.gz"
@@ -121,9 +125,14 @@ def as_tarball(model_dir_or_tar: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def _open(tar_path: str | Path) -> Iterator[tarfile.TarFile]:
-    """The archive, open; a damaged one is an :class:`ArtifactError` naming it."""
+    """The archive, open; a damaged one is an :class:`ArtifactError` naming it (a FIFO or
+    other special file is refused, never waited on)."""
     try:
-        with tarfile.open(tar_path, "r:*") as tar:
+        fd, _ = localfs.open_regular(tar_path)
+    except localfs.NotRegularFileError as exc:
+        raise ArtifactError(str(exc)) from None
+    try:
+        with os.fdopen(fd, "rb") as fh, tarfile.open(fileobj=fh, mode="r:*") as tar:
             yield tar
     except _CORRUPT as exc:
         raise ArtifactError(f"{tar_path} is not a readable model.tar.gz: {_why(exc)}") from None
@@ -149,10 +158,17 @@ def _members(tar: tarfile.TarFile, tar_path: str | Path) -> Iterator[tarfile.Tar
         yield member
 
 
+def member_name(member: tarfile.TarInfo) -> str:
+    """A member's name as a relative path: ``./a`` (``tar -C model -czf m.tar.gz .``) is
+    ``a``. Every reader compares names through this."""
+    name = posixpath.normpath(member.name)
+    return "" if name == "." else name
+
+
 def member_names(tar_path: str | Path) -> list[str]:
-    """Names of the tarball's members, in archive order."""
+    """Names of the tarball's members (relative, :func:`member_name`), in archive order."""
     with _open(tar_path) as tar:
-        return [m.name for m in _members(tar, tar_path)]
+        return [member_name(m) for m in _members(tar, tar_path)]
 
 
 def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo, tar_path: str | Path) -> bytes:
@@ -172,7 +188,7 @@ def read_member(tar_path: str | Path, name: str) -> bytes:
     ``KeyError`` when there is none."""
     with _open(tar_path) as tar:
         for member in _members(tar, tar_path):
-            if member.name == name:
+            if member_name(member) == name:
                 return _read_small(tar, member, tar_path)
     raise KeyError(f"no member {name} in {tar_path}")
 
@@ -211,8 +227,15 @@ def copy_side_files(tar_path: str | Path, dest: Path) -> list[Path]:
 
 
 def _checked(member: tarfile.TarInfo, dest: str, tar_path: str | Path) -> tarfile.TarInfo | None:
-    """tarfile's ``data`` filter (no absolute paths, nothing outside ``dest``, no devices),
-    then only regular files and folders: links inside the archive are skipped."""
+    """Relative member names only (an absolute name or a ``..`` segment is refused, not
+    stripped), tarfile's ``data`` filter (nothing outside ``dest``, no devices), then only
+    regular files and folders: links inside the archive are skipped."""
+    raw = member.name
+    if raw.startswith(("/", "\\")) or ".." in raw.replace("\\", "/").split("/"):
+        raise ArtifactError(
+            f"{tar_path}: member {raw[:200]!r} is not a relative path inside the archive "
+            "(absolute or with '..'); a model.tar.gz holds relative names only"
+        )
     try:
         member = tarfile.data_filter(member, dest)
     except tarfile.FilterError as exc:
@@ -260,7 +283,7 @@ def check(tar_path: str | Path) -> list[str]:
                     f"{tar_path} expands to more than {limit} bytes (at member "
                     f"{member.name}); raise {MAX_BYTES_ENV} if this archive is expected"
                 )
-            names.append(checked.name)
+            names.append(member_name(checked))
     return names
 
 
@@ -313,6 +336,7 @@ def model_folder(path: str | Path) -> Iterator[Path]:
     (whatever the exit)."""
     path = Path(path)
     if path.is_dir():
+        check_folder(path)
         tars = list(path.glob("*.tar.gz"))
         if (path / SYMBOL).exists() or len(tars) != 1:
             yield path
@@ -324,6 +348,29 @@ def model_folder(path: str | Path) -> Iterator[Path]:
         yield extract(path, tmp)
 
 
+def check_folder(folder: Path) -> None:
+    """A model folder's files are its own: every entry is a regular file or a folder, and a
+    symlink stays inside it (a model channel's ``hyperparams.json`` linked to a file
+    elsewhere is refused, never read; so is a FIFO, which would block the loader)."""
+    gated = Confined(folder, f"{folder.name}/")
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        mode = entry.stat(follow_symlinks=False).st_mode
+        if stat.S_ISLNK(mode):
+            if not gated.contains(entry.path):
+                raise ArtifactError(
+                    f"model folder {folder}: {entry.name} is a symlink that leaves the folder; "
+                    "the model's files must be inside it"
+                )
+            mode = os.stat(entry.path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ArtifactError(
+                f"model folder {folder}: {entry.name} is {localfs.describe_mode(mode)}, not a "
+                "regular file"
+            )
+
+
 def read_artifact_config(
     model_dir: Path, source: str | os.PathLike | None = None
 ) -> tuple[dict[str, str], dict[int, str]]:
@@ -331,13 +378,23 @@ def read_artifact_config(
     incomplete (``FileNotFoundError``) or unreadable (:class:`ArtifactError`); messages name
     ``source`` (what the user gave) when the folder is a scratch extraction."""
     where = source or model_dir
-    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not (model_dir / n).exists()]
+    missing = [
+        n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not os.path.lexists(model_dir / n)
+    ]
     if missing:
         raise FileNotFoundError(f"model artifact {where} is missing {missing}")
+    gated = Confined(model_dir, f"{model_dir.name}/")  # inside the folder, no link out
     try:
-        hp = json.loads((model_dir / HYPERPARAMS).read_text(encoding="utf-8"))
-        if not isinstance(hp, dict):
-            raise ValueError(f"{HYPERPARAMS} is not a JSON object")
-        return hp, read_class_map(model_dir / CLASS_MAP)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ArtifactError(f"model artifact {where}: {exc}") from None
+        hp_raw = gated.read(HYPERPARAMS, f"model artifact {where}", "hyperparameters",
+                            max_bytes=MAX_SIDE_FILE_BYTES)  # fmt: skip
+        map_raw = gated.read(CLASS_MAP, f"model artifact {where}", "class map",
+                             max_bytes=MAX_SIDE_FILE_BYTES)  # fmt: skip
+        hp = load_json(hp_raw, f"model artifact {where}: {HYPERPARAMS}")
+        if not isinstance(hp, dict) or any(isinstance(v, dict | list) for v in hp.values()):
+            raise ArtifactError(
+                f"model artifact {where}: {HYPERPARAMS} is not a flat JSON object (string "
+                "values, as SageMaker writes them)"
+            )
+        return hp, parse_class_map(map_raw, f"model artifact {where}: {CLASS_MAP}")
+    except (GateError, AnnotationError) as exc:
+        raise ArtifactError(str(exc)) from None

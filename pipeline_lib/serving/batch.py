@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .. import storage
+from ..gate.paths import Confined
+from ..localfs import open_regular, read_regular
 from ..progress import LazyProgress
 from .detector import Detector
 from .request import PredictOptions, RequestError
@@ -40,12 +42,39 @@ def _name(uri: str) -> str:
 
 def _images(uris: list[str]) -> Source:
     for uri in uris:
-        yield Path(_name(uri)).stem, _name(uri), storage.read_bytes(uri)
+        data = storage.read_bytes(uri) if storage.is_s3(uri) else read_regular(uri)
+        yield Path(_name(uri)).stem, _name(uri), data
+
+
+def _check_regular(path: str) -> None:
+    """A local input file is a regular file (a FIFO is refused, never waited on)."""
+    fd, _ = open_regular(path)
+    os.close(fd)
+
+
+def _folder_images(folder: str) -> tuple[Source, int]:
+    """The images below a local folder, read through the gate: a symlink that leaves the
+    folder or a FIFO is refused (a file named ``.jpg`` is not trusted to be one)."""
+    gated = Confined(folder, f"{Path(folder).name}/")
+    rels = []
+    for here, dirs, files in os.walk(folder):  # symlinked folders are not followed
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                rels.append(os.path.relpath(os.path.join(here, name), folder))
+
+    def read() -> Source:
+        for rel in rels:
+            yield Path(rel).stem, Path(rel).name, gated.read(rel, f"{gated.label}{rel}", "image")
+
+    return read(), len(rels)
 
 
 def _records(rec: str) -> Source:
     from ..recordio.reader import iter_records
 
+    if not storage.is_s3(rec):
+        _check_regular(rec)
     stem = Path(_name(rec)).stem
     for record in iter_records(rec, check=False):
         yield f"{stem}_{record.ordinal:06d}", f"{_name(rec)}#{record.ordinal}", record.image
@@ -78,11 +107,18 @@ def open_source(uri: str) -> tuple[Source, int | None]:
     if suffix == ".rec":
         return _records(uri), None
     if suffix in MANIFEST_SUFFIXES:
+        if not storage.is_s3(uri):
+            _check_regular(uri)
         return _manifest(uri), None
-    if suffix in IMAGE_SUFFIXES and (storage.is_s3(uri) or Path(uri).is_file()):
+    if suffix in IMAGE_SUFFIXES and (storage.is_s3(uri) or not Path(uri).is_dir()):
         return _images([uri]), 1
-    if not storage.is_s3(uri) and not Path(uri).is_dir():
-        raise FileNotFoundError(f"no images at {uri}")
+    if not storage.is_s3(uri):
+        if not Path(uri).is_dir():
+            raise FileNotFoundError(f"no images at {uri}")
+        source, n = _folder_images(uri)
+        if not n:
+            raise RequestError(f"{uri}: no {', '.join(IMAGE_SUFFIXES)} images below it")
+        return source, n
     files = [f for f in storage.list_files(uri) if _suffix(f) in IMAGE_SUFFIXES]
     if not files:
         raise RequestError(f"{uri}: no {', '.join(IMAGE_SUFFIXES)} images below it")

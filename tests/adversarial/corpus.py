@@ -85,6 +85,7 @@ class Workspace:
     hp_over: dict = field(default_factory=dict)  # hyperparameters over the tiny job's
     hp_text: str | None = None  # a raw hyperparameters.json instead
     hp_fifo: bool = False  # hyperparameters.json is a FIFO
+    model_channel: Path | None = None  # train's `model` channel (incremental training)
     image: Path | None = None  # predict's input (default: a dataset image)
     env: dict[str, str] = field(default_factory=dict)  # extra environment of the command
     must_not_exist: list[Path] = field(default_factory=list)  # paths nothing may create
@@ -309,6 +310,72 @@ def _symlinked_channel(ws: Workspace) -> tuple[str, ...]:
         shutil.move(ws.dataset / ch, ws.outside / ch)
         (ws.dataset / ch).symlink_to(ws.outside / ch, target_is_directory=True)
     return ("train", "validation")
+
+
+def _extracted_model(ws: Workspace) -> Path:
+    """The base model.tar.gz extracted into ``model-dir/`` (a model folder, as a model
+    channel or as MODEL)."""
+    folder = ws.root / "model-dir"
+    with tarfile.open(ws.root / "model.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def _model_files_symlinked_out(ws: Workspace) -> tuple[str, ...]:
+    """A model folder's hyperparams.json and class_map.json link to files outside it that
+    carry the marker: train (model channel), evaluate and predict (MODEL folder)."""
+    folder = _extracted_model(ws)
+    secret = {"image_shape": ws.marker.decode(), ws.marker.decode(): "x"}
+    for name, body in (("hyperparams.json", secret), ("class_map.json", {"0": ws.marker.decode()})):
+        (ws.outside / name).write_text(json.dumps(body))
+        (folder / name).unlink()
+        (folder / name).symlink_to(ws.outside / name)
+    ws.model = ws.model_channel = folder
+    return ("hyperparams.json", "class_map.json")
+
+
+def _predict_image_symlinked_out(ws: Workspace) -> tuple[str, ...]:
+    folder = ws.root / "images"
+    folder.mkdir()
+    shutil.copy(_image_of(ws, "validation", first_json(ws, "validation")[1]), folder / "a.jpg")
+    (folder / "b.jpg").symlink_to(ws.secret)
+    ws.image = folder
+    return ("b.jpg",)
+
+
+def _detection_symlinked_out(ws: Workspace) -> tuple[str, ...]:
+    first = sorted(ws.detections.glob("*.json"))[0]
+    body = json.loads(first.read_text())
+    body["annotations"] = [{**a, "class_id": ws.marker.decode()} for a in body["annotations"]]
+    (ws.outside / "det.json").write_text(json.dumps(body))
+    first.unlink()
+    first.symlink_to(ws.outside / "det.json")
+    return (first.name,)
+
+
+def _hardlinked_annotation(ws: Workspace) -> tuple[str, ...]:
+    """An annotation JSON hard-linked to a file outside the dataset (carrying the marker)."""
+
+    def go(p: Path, ann: dict, ch: str) -> None:
+        ann["categories"] = [
+            {"class_id": 0, "name": ws.marker.decode()},
+            {"class_id": 1, "name": "b"},
+        ]
+        outside = ws.outside / f"{ch}.json"
+        outside.write_text(json.dumps(ann))
+        p.unlink()
+        os.link(outside, p)
+
+    return _each(ws, go)
+
+
+def _tar_absolute_member(ws: Workspace) -> tuple[str, ...]:
+    """Good members plus one with an absolute name: refused, not stripped and extracted."""
+    ws.model = ws.root / "absolute" / "model.tar.gz"
+    ws.model.parent.mkdir()
+    tar_of(ws.model, [*_members_of(ws), _file_member("/odp-planted.txt", b"x")])
+    ws.model_channel = ws.model.parent
+    return ("model.tar.gz", "odp-planted")
 
 
 def _coco_file_name_outside(ws: Workspace) -> tuple[str, ...]:
@@ -805,6 +872,23 @@ CASES: list[Case] = [
     Case("symlinked_annotation", OUTSIDE, JSON_READERS, _symlinked_annotation),
     Case("symlinked_channel", OUTSIDE, DATASET_READERS, _symlinked_channel),
     Case("coco_file_name_outside", OUTSIDE, (IMPORT_COCO,), _coco_file_name_outside),
+    Case(
+        "model_files_symlinked_out",
+        OUTSIDE,
+        (TRAIN, EVALUATE, PREDICT),
+        _model_files_symlinked_out,
+        doc="a model folder's hyperparams.json / class_map.json link outside it",
+    ),
+    Case("predict_image_symlinked_out", OUTSIDE, (PREDICT,), _predict_image_symlinked_out),
+    Case("detection_symlinked_out", OUTSIDE, (MAP,), _detection_symlinked_out),
+    Case("hardlinked_annotation", OUTSIDE, JSON_READERS, _hardlinked_annotation),
+    Case(
+        "tar_absolute_member",
+        OUTSIDE,
+        (TRAIN, *MODEL_READERS),
+        _tar_absolute_member,
+        doc="a member named /odp-planted.txt beside the good ones",
+    ),
     Case(
         "tar_traversal",
         OUTSIDE,

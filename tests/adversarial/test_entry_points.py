@@ -288,6 +288,8 @@ def _ml_root(ws: Workspace) -> Path:
         c: ws.dataset / c
         for c in ("train", "validation", "train_annotation", "validation_annotation")
     }
+    if ws.model_channel is not None:
+        channels["model"] = ws.model_channel
     hp = hyperparameters(epochs=1, num_training_samples=n, **ws.hp_over)
     paths = prepare_ml_root(ml, channels, hp)
     if ws.hp_text is not None:

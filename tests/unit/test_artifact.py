@@ -113,16 +113,27 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
 
 
 def test_extract_confines_members_to_the_target(tmp_path: Path) -> None:
-    escaping = (_file("../escape.txt"), _link("out-link", "../../etc/passwd"))
-    for i, member in enumerate(escaping):
+    escaping = (
+        (_file("../escape.txt"), "not a relative path"),
+        (_file("/abs.txt"), "not a relative path"),  # refused, not stripped (issue 27)
+        (_link("out-link", "../../etc/passwd"), "member refused"),
+    )
+    for i, (member, why) in enumerate(escaping):
         bad = _tar_with(tmp_path / f"bad{i}.tar.gz", member)
-        with pytest.raises(artifact.ArtifactError, match=f"bad{i}.tar.gz: member refused"):
+        with pytest.raises(artifact.ArtifactError, match=f"bad{i}.tar.gz: .*{why}"):
             artifact.extract(bad, tmp_path / f"out{i}")
         assert not (tmp_path / f"out{i}").exists()  # the folder it created is gone again
+        with pytest.raises(artifact.ArtifactError, match=why):
+            artifact.check(bad)  # registration checks the same way
     assert not (tmp_path / "escape.txt").exists()
-    absolute = _tar_with(tmp_path / "abs.tar.gz", _file("/abs.txt"))
-    out = artifact.extract(absolute, tmp_path / "abs")  # the leading slash is stripped
-    assert (out / "abs.txt").is_file()
+
+
+def test_dot_slash_members_read_the_same_everywhere(tmp_path: Path) -> None:
+    """``tar -C model -czf m.tar.gz .`` names members ``./x``: every reader takes them."""
+    tar = _tar_with(tmp_path / "m.tar.gz", _file("./class_map.json", b'{"0": "a"}'))
+    assert artifact.member_names(tar) == ["class_map.json"]
+    assert artifact.check(tar) == ["class_map.json"]
+    assert artifact.class_map_json(tar) == {"0": "a"}
 
 
 def test_extract_keeps_regular_files_only(tmp_path: Path) -> None:
