@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import localfs, storage
+from . import bounds, localfs, storage
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `odp convert` starts without it
     import numpy as np
@@ -27,7 +27,7 @@ CHANNELS = ("train", "validation")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # At most 10,000 classes: ids are bounded where they are parsed, before anything (a class
 # table, a per-class array, a contiguity check over 0..max) is sized by them.
-MAX_CLASS_ID = 9_999
+MAX_CLASS_ID = bounds.MAX_CLASSES - 1  # 9,999
 
 
 class AnnotationError(ValueError):

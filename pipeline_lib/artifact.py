@@ -47,6 +47,8 @@ MAX_BYTES_ENV = "ODP_MAX_ARCHIVE_BYTES"
 MAX_MEMBERS_ENV = "ODP_MAX_ARCHIVE_MEMBERS"
 DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB: an SSD-512 VGG-16 artifact (both weight files) is < 0.5 GiB
 DEFAULT_MAX_MEMBERS = 10_000
+MAX_BYTES_BOUND = 1 << 40  # the most ODP_MAX_ARCHIVE_BYTES may allow (1 TiB)
+MAX_MEMBERS_BOUND = 1_000_000
 MAX_SIDE_FILE_BYTES = 16 << 20  # class_map.json / hyperparams.json are read into memory
 _COPY_BLOCK = 1 << 20
 
@@ -61,12 +63,12 @@ class ArtifactError(ValueError):
 
 def max_archive_bytes() -> int:
     """Largest total of member sizes an archive may extract to (``ODP_MAX_ARCHIVE_BYTES``)."""
-    return limit_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+    return limit_from_env(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, MAX_BYTES_BOUND)
 
 
 def max_archive_members() -> int:
     """Most members an archive may hold (``ODP_MAX_ARCHIVE_MEMBERS``)."""
-    return limit_from_env(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS)
+    return limit_from_env(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS, MAX_MEMBERS_BOUND)
 
 
 # ------------------------------------------------------------------ writing

@@ -94,6 +94,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         workers=args.workers,
         min_box_size=args.min_box_size,
         great_expectations=args.great_expectations,
+        full_decode=args.decode,
     )
     report = _validate_into(args.data, options, args.report, args.overwrite)
     if args.json:
@@ -352,6 +353,10 @@ OVERWRITE_FILE_HELP = "replace existing output files (without it they are refuse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bounds import MAX_CLASSES, arg_float, arg_int
+    from .hyperparameters import MAX_EPOCHS, MAX_SEED
+    from .images import MAX_RESIZE
+
     parser = argparse.ArgumentParser(
         prog="odp", description="SageMaker-compatible SSD object-detection pipeline"
     )
@@ -371,11 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("synth", cmd_synth, "write a deterministic synthetic image+JSON dataset")
     p.add_argument("out")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.add_argument("--images", type=int, default=100, help="total images (train + validation)")
-    p.add_argument("--classes", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-objects", type=int, default=3)
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--images",
+        type=arg_int(1, 1_000_000),
+        default=100,
+        help="total images (train + validation)",
+    )
+    p.add_argument("--classes", type=arg_int(1, MAX_CLASSES), default=3)
+    p.add_argument("--seed", type=arg_int(0, MAX_SEED), default=0)
+    p.add_argument("--max-objects", type=arg_int(1, 1000), default=3)
+    p.add_argument("--val-fraction", type=arg_float(0, 1, open_max=True), default=0.2)
     p.add_argument(
         "--cue",
         choices=["colour", "shape"],
@@ -389,15 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("out")
     p.add_argument("--classes", help="VOC: comma-separated class names fixing the id order")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=arg_float(0, 1, open_max=True), default=0.2)
+    p.add_argument("--seed", type=arg_int(0, MAX_SEED), default=0)
     p.add_argument("--difficult", choices=["keep", "drop"], default="keep")
     p.add_argument("--crowd", choices=["drop", "keep"], default="drop")
     p.add_argument("--images-dir", help="COCO: folder holding the images (default: beside SRC)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument(
         "--min-box-size",
-        type=float,
+        type=arg_float(0, 100_000),
         default=1.0,
         help="boxes narrower or lower than this many pixels are dropped with a warning",
     )
@@ -408,15 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--empty-images", choices=["reject", "keep"], default="reject")
-    p.add_argument("--box-tolerance", type=float, default=0.0, help="pixels a box may overhang")
+    p.add_argument(
+        "--box-tolerance", type=arg_float(0, 100_000), default=0.0, help="pixels a box may overhang"
+    )
     p.add_argument("--convert-to-rgb", action="store_true")
     p.add_argument(
         "--min-box-size",
-        type=float,
+        type=arg_float(0, 100_000),
         default=1.0,
         help="warn about boxes narrower or lower than this many pixels (B005 box.tiny)",
     )
-    p.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    p.add_argument("--workers", type=arg_int(0, 1024), default=0, help="0 = one per core")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every image as training does (slow; finds corrupt pixel data the "
+        "headers cannot show, e.g. a JPEG cut short with an end marker appended: I002)",
+    )
     p.add_argument(
         "--no-great-expectations",
         dest="great_expectations",
@@ -430,10 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("data")
     r.add_argument("out_prefix")
     r.add_argument("--channel", choices=["train", "validation"])
-    r.add_argument("--resize", type=int, help="re-encode with this shorter side")
-    r.add_argument("--quality", type=int, default=95)
+    r.add_argument("--resize", type=arg_int(1, MAX_RESIZE), help="re-encode with this shorter side")
+    r.add_argument("--quality", type=arg_int(1, 100), default=95)
     r.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE_HELP)
-    r.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    r.add_argument("--workers", type=arg_int(0, 1024), default=0, help="0 = one per core")
     r.add_argument(
         "--no-fsync",
         dest="durable",
@@ -477,33 +495,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="ParameterRanges JSON, or a SageMaker HyperParameterTuningJobConfig / "
         "CreateHyperParameterTuningJob request",
     )
-    p.add_argument("--trials", type=int, help="trials in the study in all (resuming counts them)")
+    p.add_argument(
+        "--trials",
+        type=arg_int(1, 10_000),
+        help="trials in the study in all (resuming counts them)",
+    )
     p.add_argument("--study", help="study name (default: from the ML root); same name resumes")
     p.add_argument("--storage", help="SQLAlchemy URL of the study DB (default: SQLite in ODP_HOME)")
     p.add_argument("--sampler", choices=["tpe", "random"], help="default: tpe (Bayesian)")
     p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="default: median")
     p.add_argument(
-        "--prune-startup-trials", type=int, help="median: trials completed before pruning (2)"
+        "--prune-startup-trials",
+        type=arg_int(0, 10_000),
+        help="median: trials completed before pruning (2)",
     )
     p.add_argument(
         "--prune-warmup-epochs",
-        type=int,
+        type=arg_int(0, MAX_EPOCHS),
         help="median: epochs never pruned (default: a quarter of a trial's epochs, 1 to 5)",
     )
     p.add_argument(
         "--epoch-budget",
-        type=int,
+        type=arg_int(1, 100 * MAX_EPOCHS),
         help="total training epochs of all trials (or ResourceLimits.MaxTotalTrainingEpochs): "
         "a trial's epochs are its share, pruned trials' unspent epochs fund longer trials, "
         "the total is never exceeded; kept by the study when resumed",
     )
     p.add_argument(
         "--max-trial-epochs",
-        type=int,
+        type=arg_int(1, MAX_EPOCHS),
         help="with --epoch-budget: the most epochs one trial trains (or "
         "ResourceLimits.MaxTrainingEpochsPerJob; default: the job's epochs)",
     )
-    p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument("--seed", type=arg_int(0, MAX_SEED), help="sampler seed")
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="no MLflow runs")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -521,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("gt")
             p.add_argument("detections")
         p.add_argument("--metric", choices=["voc07", "voc", "coco"], default="voc07")
-        p.add_argument("--iou", type=float, default=0.5)
+        p.add_argument("--iou", type=arg_float(0, 1, open_min=True), default=0.5)
         p.add_argument("--json", action="store_true")
 
     p = add(
@@ -539,9 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="application/json (normalized corners) or application/json;annotation=1 (pixels)",
     )
     p.add_argument("--threshold", type=float, default=0.0, help="drop boxes scoring below it")
-    p.add_argument("--max-detections", type=int, default=100, help="boxes per image, best first")
+    p.add_argument("--max-detections", type=str, default=100, help="boxes per image, best first")
     p.add_argument(
-        "--nms-threshold", type=float, default=None, help="NMS IoU threshold (default: the model's)"
+        "--nms-threshold",
+        type=float,
+        default=None,
+        help="NMS IoU threshold (default: the model's)",
     )
 
     p = add("register", cmd_register, "log a model to MLflow and register a version")

@@ -15,6 +15,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import bounds
+
 _CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -128,12 +130,13 @@ def plan_cpu_training(
     user_threads = _positive(env.get("OMP_NUM_THREADS"))
     raw = env.get(STREAMS_VARIABLE, "").strip()
     if raw:
-        streams = _positive(raw)
-        if streams is None or batch % streams:
-            raise ValueError(
-                f"{STREAMS_VARIABLE}={raw!r}: expected a positive divisor of "
-                f"mini_batch_size={batch}"
-            )
+        expected = f"a positive divisor of mini_batch_size={batch}"
+        try:
+            streams = bounds.parse_int(raw, STREAMS_VARIABLE, minimum=1, maximum=batch)
+        except bounds.NumberError:
+            raise bounds.NumberError(STREAMS_VARIABLE, raw, expected) from None
+        if batch % streams:
+            raise bounds.NumberError(STREAMS_VARIABLE, raw, expected)
     else:
         budget = max(1, cpus // user_threads) if user_threads else cpus
         streams = max(

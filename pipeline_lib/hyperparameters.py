@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from . import localfs
+from . import bounds, localfs
 
 BASE_NETWORKS = ("vgg-16", "resnet-50", "mobilenet-1.0", "mobilenet-0.25")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adadelta")
@@ -29,6 +28,14 @@ LR_SCHEDULES = ("step", "cosine")
 
 MAX_FILE_BYTES = 1 << 20  # hyperparameters.json is a few hundred bytes
 IMAGE_SHAPE_RANGE = (300, 1024)  # SageMaker's documented range; the SSD anchors need >= 300
+# Upper bounds (documented in the README's limits table): checked before anything is sized.
+MAX_EPOCHS = 10_000
+MAX_SAMPLES = 1_000_000_000
+MAX_BATCH = 1024
+MAX_LABEL_WIDTH = 2 + 5 * 10_000  # 10,000 objects in one image
+MAX_RUNTIME_SECONDS = 28 * 86_400  # SageMaker's own MaxRuntimeInSeconds bound
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_STEPS = 100  # lr_scheduler_step entries
 
 
 class HyperparameterError(ValueError):
@@ -37,7 +44,7 @@ class HyperparameterError(ValueError):
 
     def __init__(self, key: str, value: object, allowed: str, where: str | None = None):
         self.key, self.value, self.allowed, self.where = key, value, allowed, where
-        message = f"hyperparameter '{key}'={value!r} is invalid: expected {allowed}"
+        message = f"hyperparameter '{key}'={bounds.show(value)} is invalid: expected {allowed}"
         super().__init__(f"{where}: {message}" if where else message)
 
     def __reduce__(self):  # picklable with its arguments (worker processes, tests)
@@ -108,43 +115,28 @@ def _to_string(value: Any) -> str:
     return str(value)
 
 
-def _int(key: str, minimum: int | None = None, maximum: int | None = None) -> Callable:
+def _int(key: str, minimum: int, maximum: int) -> Callable:
+    """An integer hyperparameter, through the one bounded parser (``"12"``, not ``"12.0"``
+    or ``"1e3"``)."""
+
     def conv(raw: str) -> int:
         try:
-            f = float(raw)
-            if not f.is_integer():
-                raise ValueError
-            v = int(f)
-        except (TypeError, ValueError):
-            raise HyperparameterError(key, raw, _range("an integer", minimum, maximum)) from None
-        if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-            raise HyperparameterError(key, raw, _range("an integer", minimum, maximum))
-        return v
+            return bounds.parse_int(raw, key, minimum=minimum, maximum=maximum)
+        except bounds.NumberError as exc:
+            raise HyperparameterError(key, raw, exc.expected) from None
 
     return conv
 
 
-def _float(key: str, minimum: float | None = None, maximum: float | None = None, open_min=False):
+def _float(key: str, minimum: float, maximum: float, open_min: bool = False) -> Callable:
     def conv(raw: str) -> float:
         try:
-            v = float(raw)
-        except (TypeError, ValueError):
-            raise HyperparameterError(key, raw, _range("a number", minimum, maximum)) from None
-        bad_min = minimum is not None and (v <= minimum if open_min else v < minimum)
-        if not math.isfinite(v) or bad_min or (maximum is not None and v > maximum):
-            lo = f"> {minimum}" if open_min else None
-            raise HyperparameterError(key, raw, lo or _range("a number", minimum, maximum))
-        return v
+            return bounds.parse_float(raw, key, minimum=minimum, maximum=maximum,
+                                      open_min=open_min)  # fmt: skip
+        except bounds.NumberError as exc:
+            raise HyperparameterError(key, raw, exc.expected) from None
 
     return conv
-
-
-def _range(kind: str, lo: object, hi: object) -> str:
-    if lo is not None and hi is not None:
-        return f"{kind} in [{lo}, {hi}]"
-    if lo is not None:
-        return f"{kind} >= {lo}"
-    return kind
 
 
 def _choice(key: str, choices: tuple[str, ...]) -> Callable:
@@ -173,11 +165,14 @@ def _steps(raw: str) -> tuple[int, ...]:
     text = str(raw).strip()
     if text.lower() in ("", "none"):
         return ()
+    parts = text.split(",")
+    if len(parts) > MAX_STEPS:
+        raise HyperparameterError("lr_scheduler_step", raw, f"at most {MAX_STEPS} epoch numbers")
     try:
-        steps = tuple(int(s) for s in text.split(","))
-    except ValueError:
+        steps = tuple(bounds.parse_int(s, "lr_scheduler_step", maximum=MAX_EPOCHS) for s in parts)
+    except bounds.NumberError:
         raise HyperparameterError(
-            "lr_scheduler_step", raw, "comma-separated epoch numbers, e.g. '10,20'"
+            "lr_scheduler_step", raw, f"comma-separated epoch numbers <= {MAX_EPOCHS}, e.g. '10,20'"
         ) from None
     if any(s <= 0 for s in steps) or list(steps) != sorted(set(steps)):
         raise HyperparameterError(
@@ -198,34 +193,34 @@ def _pattern(raw: str) -> str:
 
 
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
-    "num_classes": _int("num_classes", 1),
-    "num_training_samples": _int("num_training_samples", 1),
+    "num_classes": _int("num_classes", 1, bounds.MAX_CLASSES),
+    "num_training_samples": _int("num_training_samples", 1, MAX_SAMPLES),
     "base_network": _choice("base_network", BASE_NETWORKS),
     "use_pretrained_model": _int("use_pretrained_model", 0, 1),
-    "epochs": _int("epochs", 1),
+    "epochs": _int("epochs", 1, MAX_EPOCHS),
     "learning_rate": _float("learning_rate", 0, 1, open_min=True),
     "lr_scheduler_step": _steps,
     "lr_scheduler_factor": _float("lr_scheduler_factor", 0, 1, open_min=True),
-    "mini_batch_size": _int("mini_batch_size", 1),
+    "mini_batch_size": _int("mini_batch_size", 1, MAX_BATCH),
     "momentum": _float("momentum", 0, 0.999),
     "weight_decay": _float("weight_decay", 0, 0.999),
     "optimizer": _choice("optimizer", OPTIMIZERS),
     "image_shape": _int("image_shape", *IMAGE_SHAPE_RANGE),
-    "label_width": _int("label_width", 7),
+    "label_width": _int("label_width", 7, MAX_LABEL_WIDTH),
     "nms_threshold": _float("nms_threshold", 0, 0.999, open_min=True),
     "overlap_threshold": _float("overlap_threshold", 0, 0.999, open_min=True),
     "freeze_layer_pattern": _pattern,
     "kv_store": _choice("kv_store", KV_STORES),
     "early_stopping": _bool("early_stopping"),
-    "early_stopping_min_epochs": _int("early_stopping_min_epochs", 1),
-    "early_stopping_patience": _int("early_stopping_patience", 1),
+    "early_stopping_min_epochs": _int("early_stopping_min_epochs", 1, MAX_EPOCHS),
+    "early_stopping_patience": _int("early_stopping_patience", 1, MAX_EPOCHS),
     "early_stopping_tolerance": _float("early_stopping_tolerance", 0, 1),
-    "seed": _int("seed", 0),
+    "seed": _int("seed", 0, MAX_SEED),
     "num_workers": _int("num_workers", -1, 64),
-    "max_runtime_seconds": _int("max_runtime_seconds", 0),
+    "max_runtime_seconds": _int("max_runtime_seconds", 0, MAX_RUNTIME_SECONDS),
     "augmentation": _choice("augmentation", AUGMENTATIONS),
     "lr_schedule": _choice("lr_schedule", LR_SCHEDULES),
-    "lr_warmup_epochs": _int("lr_warmup_epochs", 0),
+    "lr_warmup_epochs": _int("lr_warmup_epochs", 0, MAX_EPOCHS),
 }
 REQUIRED = ("num_classes", "num_training_samples")
 #: Every hyperparameter name training accepts.
@@ -242,7 +237,7 @@ def parse(raw: Mapping[str, object]) -> Hyperparameters:
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise HyperparameterError(missing[0], None, "a value: it is required")
-    values = {k: _CONVERTERS[k](v if isinstance(v, str) else _to_string(v)) for k, v in raw.items()}
+    values = {k: _CONVERTERS[k](_scalar(k, v)) for k, v in raw.items()}
     return Hyperparameters(**values)
 
 
@@ -250,7 +245,18 @@ def parse_value(key: str, raw: object) -> Any:
     """One hyperparameter's typed value (the same rules as :func:`parse`)."""
     if key not in _CONVERTERS:
         raise HyperparameterError(key, raw, "a known hyperparameter")
-    return _CONVERTERS[key](raw if isinstance(raw, str) else _to_string(raw))
+    return _CONVERTERS[key](_scalar(key, raw))
+
+
+def _scalar(key: str, value: object) -> str:
+    """A value as SageMaker's string; a JSON object or list is refused (never ``str()``-ed:
+    a deeply nested one would not even print)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float) or value is None:
+        return _to_string(value)
+    kind = "a JSON object" if isinstance(value, dict) else f"a {type(value).__name__}"
+    raise HyperparameterError(key, kind, "a string value (SageMaker passes strings)")
 
 
 def check_user_values(raw: Mapping[str, object]) -> None:

@@ -22,8 +22,14 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from . import bounds
+from .rules import GateError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +42,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 MAX_PIXELS_ENV = "ODP_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own limit (about 0.25 GB of RGB pixels)
+MAX_PIXELS_BOUND = 1_000_000_000  # the most ODP_MAX_IMAGE_PIXELS may allow (3 GB of RGB)
+MAX_RESIZE = 4096  # the longest shorter side a re-encode may ask for (convert --resize)
 
 
 class ImageDecodeError(ValueError):
@@ -43,28 +51,49 @@ class ImageDecodeError(ValueError):
 
 
 class ImageTooLargeError(ImageDecodeError):
-    """An image whose header claims more pixels than the limit: refused before decoding."""
+    """An image whose header claims more pixels than the limit: refused before decoding
+    (validation's rule ``image.too_large``, I007)."""
+
+    rule = "image.too_large"
 
 
-def limit_from_env(name: str, default: int) -> int:
-    """A resource limit: the positive integer in environment variable ``name``, else
-    ``default``. A value that is not a positive integer is a ``ValueError`` naming it."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} is invalid: expected a positive integer")
-    return value
+class ImageTruncatedError(ImageDecodeError):
+    """Image data that ends early: no end marker, or a JPEG scan cut short (libjpeg would
+    fill the rest with grey). Validation's rule ``image.truncated``, I002."""
+
+    rule = "image.truncated"
+
+
+def _refusal(cls: type[ImageDecodeError], message: str) -> ImageDecodeError:
+    """``cls`` with the message the gate would give (ending in the rule's code)."""
+    return cls(str(GateError(cls.rule, message)))  # type: ignore[attr-defined]
+
+
+_TAIL = 1024
+
+
+def has_end_marker(fmt: str, data: bytes | memoryview) -> bool:
+    """Whether a JPEG ends with EOI / a PNG with IEND (other formats: True), in its last
+    KB (trailing bytes after the marker are common)."""
+    tail = bytes(data[-_TAIL:])
+    if fmt == "JPEG":
+        return b"\xff\xd9" in tail
+    if fmt == "PNG":
+        return b"IEND" in tail
+    return True
+
+
+def limit_from_env(name: str, default: int, maximum: int) -> int:
+    """A resource limit: the integer in environment variable ``name`` (``1..maximum``),
+    else ``default``; a bad value is a :class:`bounds.NumberError` (a ``ValueError``)
+    naming the variable."""
+    return bounds.env_int(name, default, minimum=1, maximum=maximum)
 
 
 def max_image_pixels() -> int:
     """Most pixels (width x height) an image may claim before it is refused undecoded
     (``ODP_MAX_IMAGE_PIXELS``; default Pillow's decompression-bomb limit)."""
-    return limit_from_env(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+    return limit_from_env(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, MAX_PIXELS_BOUND)
 
 
 @dataclass(frozen=True)
@@ -187,9 +216,10 @@ def check_pixels(data: bytes | memoryview, where: str = "image") -> tuple[int, i
         raise ImageDecodeError(f"{where}: {exc}") from None
     limit = max_image_pixels()
     if width * height > limit:
-        raise ImageTooLargeError(
+        raise _refusal(
+            ImageTooLargeError,
             f"{where} claims {width}x{height} = {width * height} pixels, above the limit of "
-            f"{limit} (possible decompression bomb; {MAX_PIXELS_ENV} sets it); not decoded"
+            f"{limit} (possible decompression bomb; {MAX_PIXELS_ENV} sets it); not decoded",
         )
     return width, height
 
@@ -197,10 +227,21 @@ def check_pixels(data: bytes | memoryview, where: str = "image") -> tuple[int, i
 # ---------------------------------------------------------------- decoding
 
 
-def decode_bgr(data: bytes | memoryview, where: str = "image") -> np.ndarray | None:
+REDUCED_FACTORS = (1, 2, 4, 8)  # JPEG DCT scaling factors OpenCV decodes at
+
+
+def decode_bgr(
+    data: bytes | memoryview, where: str = "image", reduce: int = 1
+) -> np.ndarray | None:
     """HWC uint8 BGR on the stored pixel grid (EXIF orientation ignored), or ``None`` when
-    OpenCV cannot decode the bytes. :class:`ImageTooLargeError` (nothing decoded) when the
-    header claims more than :func:`max_image_pixels`."""
+    OpenCV cannot decode the bytes; ``reduce`` (2, 4, 8) decodes a JPEG at that fraction of
+    its size (the decoder's own DCT scaling).
+
+    Within budget, with validation's rule codes: :class:`ImageTooLargeError` (I007, nothing
+    decoded) when the header claims more than :func:`max_image_pixels`;
+    :class:`ImageTruncatedError` (I002) when a JPEG or PNG has no end marker, or a JPEG's
+    scan ends early (libjpeg fills the missing part with grey and only warns: a grey tail
+    is checked against libjpeg's own warning, :func:`_scan_ends_early`)."""
     import cv2
     import numpy as np
 
@@ -210,8 +251,63 @@ def decode_bgr(data: bytes | memoryview, where: str = "image") -> np.ndarray | N
         raise
     except ImageDecodeError:
         return None
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    fmt = "JPEG" if data[:2] == b"\xff\xd8" else "PNG" if data[:8] == PNG_MAGIC else None
+    if fmt and not has_end_marker(fmt, data):
+        marker = "FFD9 (EOI)" if fmt == "JPEG" else "IEND"
+        raise _refusal(
+            ImageTruncatedError, f"{where} has no {marker} end marker: the file is truncated"
+        )
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[reduce] | cv2.IMREAD_IGNORE_ORIENTATION  # fmt: skip
+    buf = np.frombuffer(data, np.uint8)
+    img = cv2.imdecode(buf, flags)
+    if img is not None and fmt == "JPEG" and _grey_tail(img) and _scan_ends_early(buf, flags):
+        raise _refusal(
+            ImageTruncatedError,
+            f"{where}: its JPEG scan data ends early (the rest would decode as grey): the "
+            "file is truncated",
+        )
+    return img
+
+
+_GREY = 128  # what libjpeg decodes missing entropy-coded data to (zero DCT coefficients)
+
+
+def _grey_tail(img: np.ndarray) -> bool:
+    """Whether the last pixel row and the bottom-right 8x8 block are exactly mid-grey: how
+    a JPEG whose scan ended early decodes (cheap: a few hundred pixels of every image)."""
+    return bool((img[-1] == _GREY).all() and (img[-8:, -8:] == _GREY).all())
+
+
+_SCAN_LOCK = threading.Lock()
+_LIBJPEG_TRUNCATION = (b"premature end of data segment", b"premature end of jpeg file")
+
+
+def _scan_ends_early(buf: np.ndarray, flags: int) -> bool:
+    """Decode again with this process's stderr captured: libjpeg's warning for a scan cut
+    short is the only exact signal (OpenCV returns the grey-filled image). Rare (only for
+    images ending in exact mid-grey), serialised, and anything else written meanwhile is
+    passed on."""
+    import cv2
+
+    with _SCAN_LOCK, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            cv2.imdecode(buf, flags)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read(1 << 16)
+    lines = text.splitlines(keepends=True)
+    found = any(any(m in line.lower() for m in _LIBJPEG_TRUNCATION) for line in lines)
+    other = b"".join(line for line in lines if b"corrupt jpeg" not in line.lower()
+                     and b"premature end" not in line.lower())  # fmt: skip
+    if other:
+        os.write(2, other)
+    return found
 
 
 def decode_rgb(data: bytes, where: str = "image") -> np.ndarray:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import bounds
+
 S3_PREFIX = "s3://"
 
 
@@ -86,8 +88,9 @@ def _s3_client():
             if client is None:
                 from botocore.config import Config
 
+                attempts = bounds.env_int("AWS_MAX_ATTEMPTS", 4, minimum=1, maximum=20)
                 retries = {
-                    "total_max_attempts": int(env.get("AWS_MAX_ATTEMPTS") or 4),
+                    "total_max_attempts": attempts,
                     "mode": env.get("AWS_RETRY_MODE") or "standard",
                 }
                 config = Config(connect_timeout=10, read_timeout=120, retries=retries)

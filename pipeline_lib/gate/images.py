@@ -16,14 +16,13 @@ import struct
 import warnings
 from dataclasses import dataclass
 
-from ..images import PNG_MAGIC, read_jpeg_header
+from ..images import PNG_MAGIC, has_end_marker, read_jpeg_header
 from .rules import GateError
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG"}
 MAX_PIXELS = 89_478_485  # Pillow's own limit (about 0.25 GB of RGB pixels)
 ORIENTATION_TAG = 0x0112
 _PNG_COLOR = {0: ("L", 1), 2: ("RGB", 3), 3: ("P", 1), 4: ("LA", 2), 6: ("RGBA", 4)}
-_TAIL = 1024
 
 
 @dataclass(frozen=True)
@@ -156,16 +155,6 @@ def read_header(data: bytes | memoryview, name: str, *, fast_png: bool = False) 
         header = Header("PNG", header.width, header.height, mode, ihdr[2], channels,
                         header.orientation)  # fmt: skip
     return header
-
-
-def has_end_marker(fmt: str, data: bytes | memoryview) -> bool:
-    """Whether a JPEG ends with EOI / a PNG with IEND (other formats: True)."""
-    tail = bytes(data[-_TAIL:])
-    if fmt == "JPEG":
-        return b"\xff\xd9" in tail
-    if fmt == "PNG":
-        return b"IEND" in tail
-    return True
 
 
 def header_problems(

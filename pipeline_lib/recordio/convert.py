@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import storage
+from .. import bounds, storage
 from ..annotations import (
     CHANNELS,
     AnnotationError,
@@ -35,7 +35,7 @@ from ..gate.channel import parse_annotation, refusal
 from ..gate.images import MAX_PIXELS, check_image
 from ..gate.paths import Confined, check_relative
 from ..gate.rules import GateError
-from ..images import decode_bgr
+from ..images import MAX_RESIZE, decode_bgr, max_image_pixels
 from ..progress import LazyProgress
 from . import write_engine
 from .errors import ConversionError
@@ -183,6 +183,12 @@ def _reencode(img_bytes: bytes, resize: int | None, quality: int, where: str) ->
     if resize:
         h, w = img.shape[:2]
         size = (resize, h * resize // w) if h > w else (w * resize // h, resize)
+        if size[0] * size[1] > max_image_pixels():  # sized only within the pixel budget
+            raise ConversionError(str(GateError(
+                "image.too_large",
+                f"{where}: resized to a shorter side of {resize} it would be "
+                f"{size[0]}x{size[1]} pixels, above the limit of {max_image_pixels()}",
+            )))  # fmt: skip
         img = cv2.resize(img, size)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
@@ -524,8 +530,8 @@ def convert_to_recordio(
     data, out_prefix = str(data), str(out_prefix)
     if channel is not None and channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS} or None, got {channel!r}")
-    if resize is not None and resize <= 0:
-        raise ValueError(f"resize must be a positive shorter side, got {resize}")
+    if resize is not None:  # bounded before anything is sized by it
+        resize = bounds.parse_int(resize, "resize", minimum=1, maximum=MAX_RESIZE)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     if not storage.is_s3(data) and not Path(data).is_dir():

@@ -1,13 +1,14 @@
 """What a prediction request holds: image bytes and the options that shape the answer.
 
-Images are JPEG or PNG (anything OpenCV decodes), 3-channel only, as for training. An image
-above the pixel limit (``ODP_MAX_IMAGE_PIXELS``) is not refused when it is a JPEG: it is
-decoded at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own DCT scaling, so the full image is
-never in memory) and boxes are reported in the original image's pixels. A JPEG at least
-twice the network's input size on both sides is decoded that way too, at the smallest scale
-that keeps both sides at least the input size (the network sees a resized image anyway). A request that
-cannot be answered is a :class:`RequestError` naming the image and the problem; the pyfunc
-turns it into an HTTP 400.
+Images are JPEG or PNG (anything OpenCV decodes), 3-channel only, as for training, and
+decoded within the same budget as everywhere (:func:`pipeline_lib.images.decode_bgr`): an
+image whose header claims more than the pixel limit (``ODP_MAX_IMAGE_PIXELS``) is refused
+undecoded (I007, as ``odp validate`` refuses it), a truncated one is refused (I002), not
+answered from grey pixels. A JPEG at least twice the network's input size on both sides is
+decoded at 1/2, 1/4 or 1/8 scale (the JPEG decoder's own DCT scaling), the smallest that
+keeps both sides at least the input size (the network sees a resized image anyway); boxes
+are reported in the original image's pixels. A request that cannot be answered is a
+:class:`RequestError` naming the image and the problem; the pyfunc turns it into an HTTP 400.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..images import image_info, max_image_pixels
+from .. import bounds
+from ..images import ImageDecodeError, check_pixels, decode_bgr, image_info
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,31 +57,34 @@ class PredictOptions:
                 "nms_threshold, accept"
             )
         nms = params.get("nms_threshold")
+        if nms is not None and _number(params, "nms_threshold", -1.0, 1.0) < 0:
+            nms = None  # a negative value: the model's own (MLflow params need a default)
         return cls(
-            threshold=_number(params, "threshold", 0.0, 0.0, 1.0),
-            max_detections=int(
-                _number(params, "max_detections", MAX_DETECTIONS, 1, MAX_DETECTIONS)
-            ),
-            nms_threshold=None
-            if nms is None or float(nms) < 0
-            else _number(params, "nms_threshold", 0.45, 0.0, 1.0),
+            threshold=_number(params, "threshold", 0.0, 1.0),
+            max_detections=_integer(params, "max_detections", 1, MAX_DETECTIONS),
+            nms_threshold=None if nms is None else _number(params, "nms_threshold", 0.0, 1.0),
             verbose=parse_accept(params.get("accept") or ACCEPT_DEFAULT),
         )
 
 
-def _number(params: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    value = params.get(name, default)
-    if isinstance(value, bool):
-        raise RequestError(f"parameter {name}={value!r}: expected a number in [{lo}, {hi}]")
+_DEFAULTS = {"threshold": 0.0, "max_detections": MAX_DETECTIONS}
+
+
+def _number(params: Mapping[str, Any], name: str, lo: float, hi: float) -> float:
+    """A bounded, finite option (:mod:`pipeline_lib.bounds`); :class:`RequestError`."""
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RequestError(
-            f"parameter {name}={value!r}: expected a number in [{lo}, {hi}]"
-        ) from None
-    if not lo <= number <= hi:
-        raise RequestError(f"parameter {name}={value!r}: expected a number in [{lo}, {hi}]")
-    return number
+        return bounds.parse_float(params.get(name, _DEFAULTS.get(name)), f"parameter {name}",
+                                  minimum=lo, maximum=hi)  # fmt: skip
+    except bounds.NumberError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _integer(params: Mapping[str, Any], name: str, lo: int, hi: int) -> int:
+    try:
+        return bounds.parse_int(params.get(name, _DEFAULTS.get(name)), f"parameter {name}",
+                                minimum=lo, maximum=hi)  # fmt: skip
+    except bounds.NumberError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def parse_accept(accept: str) -> bool:
@@ -119,10 +124,10 @@ def decode_request_image(
     data: bytes, where: str = "image", input_size: int | None = None
 ) -> RequestImage:
     """Decode one request image to RGB; :class:`RequestError` when it is empty, cannot be
-    decoded, or is not 3-channel. JPEGs above the pixel limit, or (``input_size``: the
-    square the network resizes to) at least twice it on both sides, are decoded reduced."""
+    decoded, is truncated, claims more pixels than the limit, or is not 3-channel. JPEGs at
+    least twice ``input_size`` (the square the network resizes to) on both sides are
+    decoded reduced."""
     import cv2
-    import numpy as np
 
     if not data:
         raise RequestError(f"{where}: empty: expected JPEG or PNG bytes")
@@ -136,26 +141,14 @@ def decode_request_image(
         )
         raise RequestError(f"{where}: a {kind} image: expected a 3-channel (RGB) image")
     factor = 1
-    limit = max_image_pixels()
-    if width * height > limit:
-        factor = next((f for f in _REDUCED if width * height / (f * f) <= limit), 0)
-        if ext != ".jpg" or not factor:
-            raise RequestError(
-                f"{where}: {width}x{height} pixels, above the limit of {limit} "
-                f"(ODP_MAX_IMAGE_PIXELS); only JPEGs within {_REDUCED[-1] ** 2}x of it are "
-                "decoded reduced"
-            )
     if ext == ".jpg" and input_size:
         fits = [f for f in _REDUCED if min(width, height) >= f * input_size]
         factor = max([factor, *fits])
-    flags = {
-        1: cv2.IMREAD_COLOR,
-        2: cv2.IMREAD_REDUCED_COLOR_2,
-        4: cv2.IMREAD_REDUCED_COLOR_4,
-        8: cv2.IMREAD_REDUCED_COLOR_8,
-    }[factor] | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        check_pixels(data, where)  # the header's claim, before anything is decoded (I007)
+        bgr = decode_bgr(data, where, reduce=factor)  # truncated data refused (I002)
+    except ImageDecodeError as exc:
+        raise RequestError(str(exc)) from None
     except cv2.error:
         bgr = None
     if bgr is None or bgr.size == 0:

@@ -29,10 +29,12 @@ import numpy as np
 from mxnet import gluon
 from mxnet.base import _LIB, check_call
 
+from .. import bounds
 from ..workers import default_signals_for_forks
 from .errors import TrainingError
 
 CACHE_ENV = "ODP_TRAIN_CACHE_MB"
+MAX_CACHE_MB = 16 << 20  # 16 TiB
 _MiB = 1 << 20
 
 
@@ -54,14 +56,9 @@ def cache_budget_bytes() -> int:
     if not raw:
         return memory_bytes() // 4
     try:
-        value = int(raw.replace("_", ""))
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise TrainingError(
-            f"{CACHE_ENV}={raw!r} is invalid: expected a number of MB (0: no cache)"
-        )
-    return value * _MiB
+        return bounds.parse_int(raw, CACHE_ENV, minimum=0, maximum=MAX_CACHE_MB) * _MiB
+    except bounds.NumberError as exc:
+        raise TrainingError(f"{exc} MB (0: no cache)") from None
 
 
 class CacheBudget:

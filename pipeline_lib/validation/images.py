@@ -32,6 +32,7 @@ from ..gate.images import (
     read_header,
 )
 from ..gate.rules import GateError
+from ..images import ImageTruncatedError, decode_bgr
 from .report import Finding, finding
 
 __all__ = [
@@ -100,10 +101,22 @@ def inspect_image(
         for p in problems
     ]
     if full_decode and not any(p.rule in ("image.too_large", "image.truncated") for p in problems):
-        try:
+        try:  # the decoders' own decode: a JPEG scan cut short is image.truncated (I002)
+            if decode_bgr(data, name) is None:
+                raise ValueError("OpenCV cannot decode it")
             with warnings.catch_warnings(), _strict_pillow():
                 warnings.simplefilter("ignore")
                 Image.open(io.BytesIO(data)).load()
+        except ImageTruncatedError as exc:
+            out.append(
+                finding(
+                    "image.truncated",
+                    name,
+                    str(exc).rsplit(" [", 1)[0],
+                    expected="complete scan data",
+                    actual="the scan ends early",
+                )
+            )
         except Exception as exc:
             out.append(
                 finding(

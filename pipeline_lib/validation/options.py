@@ -27,8 +27,9 @@ class ValidationOptions:
     * ``workers``: processes for image inspection; 0 = one per core.
     * ``max_pixels``: larger images are refused as decompression bombs (default: the one
       limit every decoder applies, ``ODP_MAX_IMAGE_PIXELS``).
-    * ``full_decode``: also decode every image fully (slow; catches corrupt pixel data that
-      header and end-marker checks cannot see).
+    * ``full_decode``: also decode every image fully, as the decoders do (slow; catches
+      corrupt pixel data that header and end-marker checks cannot see, e.g. a JPEG cut short
+      with an end marker appended: ``image.truncated``).
     * ``great_expectations``: run the GX suites over the flattened tables and write Data
       Docs into the report folder.
     * ``min_box_size``: boxes narrower or lower than this many pixels get a warning

@@ -181,10 +181,11 @@ def check_record_span(span: RecordSpan) -> ItemResult:
     if len(payload) < _IR_SIZE:
         out.append(_label(name, rec, "an IRHeader (24 bytes)", f"{len(payload)} bytes", "header"))
         return result
-    flag, labels, _rid, img = unpack(payload)
+    flag = struct.unpack_from("<I", payload, 0)[0]  # before the label is unpacked by it
     if flag > 0 and len(payload) < _IR_SIZE + 4 * flag:
         out.append(_label(name, rec, f"{flag} label floats", "record too short", "label"))
         return result
+    flag, labels, _rid, img = unpack(payload)
     info, img_findings = inspect_image(
         img, f"{name} {rec}", max_pixels=opts.max_pixels, full_decode=opts.full_decode
     )

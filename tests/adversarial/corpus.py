@@ -549,6 +549,39 @@ def _truncated(ws: Workspace) -> tuple[str, ...]:
     return names
 
 
+def _jpeg_cut_with_end_marker(ws: Workspace) -> tuple[str, ...]:
+    """A JPEG cut in half with an end marker appended: the header and the end marker are
+    fine, libjpeg decodes the lower half grey and only warns."""
+
+    def go(p: Path, ann: dict, ch: str) -> None:
+        img = _image_of(ws, ch, ann)
+        pixels = Image.open(img).convert("RGB").resize((320, 240))
+        buf = io.BytesIO()
+        pixels.save(buf, format="JPEG", quality=95)
+        data = buf.getvalue()
+        _set_image(ws, ch, p, ann, data)
+        img.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+
+    return _each(ws, go)
+
+
+def _decode_too(ws: Workspace) -> tuple[str, ...]:
+    ws.extra_args.append("--decode")  # validate reads headers unless asked to decode
+    return _jpeg_cut_with_end_marker(ws)
+
+
+def _jpeg_header_bomb(ws: Workspace) -> tuple[str, ...]:
+    """A small JPEG whose frame header claims 65500x65500 pixels (4.3 G)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (65500).to_bytes(2, "big") * 2
+    ws.image = ws.root / "claims.jpg"
+    ws.image.write_bytes(bytes(data))
+    return ("claims.jpg",)
+
+
 def _grayscale(ws: Workspace) -> tuple[str, ...]:
     names = _stems(ws)
     for ch in ("train", "validation"):
@@ -910,6 +943,7 @@ CASES: list[Case] = [
     Case("huge_class_id", EXHAUST, JSON_READERS, _huge_class_id, doc="class_id 1e9"),
     Case("pixel_bomb_dataset", EXHAUST, IMAGE_READERS, _bomb_image),
     Case("pixel_bomb_predict", EXHAUST, (PREDICT,), _png_20000, doc="PNG claiming 20000x20000"),
+    Case("jpeg_header_bomb_predict", EXHAUST, (PREDICT,), _jpeg_header_bomb),
     Case(
         "tar_bomb_expanding",
         EXHAUST,
@@ -936,6 +970,14 @@ CASES: list[Case] = [
     Case("voc_missing_coordinate", WRONG, (IMPORT_VOC,), _voc_missing_coordinate),
     Case("voc_xmin_equals_xmax", WRONG, (IMPORT_VOC,), _voc_zero_width, "refuse_or_warn"),
     Case("truncated_image", WRONG, IMAGE_READERS, _truncated),
+    Case(
+        "jpeg_cut_with_end_marker",
+        WRONG,
+        (TRAIN, EVALUATE, PREDICT),
+        _jpeg_cut_with_end_marker,
+        doc="decoders refuse it (I002): a scan cut short, not grey pixels",
+    ),
+    Case("jpeg_cut_validate_decode", WRONG, (VALIDATE,), _decode_too),
     Case("cmyk_image", WRONG, IMAGE_READERS, _cmyk),
     Case("sixteen_bit_png", WRONG, IMAGE_READERS, _sixteen_bit),
     Case("grayscale_image", WRONG, IMAGE_READERS, _grayscale),

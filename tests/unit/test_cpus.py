@@ -100,7 +100,7 @@ def test_cpu_plan_follows_the_users_thread_count_and_stream_override():
 def test_a_stream_count_that_does_not_divide_the_batch_is_refused(raw):
     with pytest.raises(
         ValueError,
-        match=rf"ODP_CPU_STREAMS='{raw}': expected a positive divisor of mini_batch_size=8",
+        match=rf"ODP_CPU_STREAMS='{raw}' is invalid: expected a positive divisor of mini_batch_size=8",
     ):
         cpus_plan(8, 2, ODP_CPU_STREAMS=raw)
 

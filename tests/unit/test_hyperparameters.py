@@ -50,7 +50,7 @@ def test_string_values_are_parsed():
 @pytest.mark.parametrize(
     "key,value,fragment",
     [
-        ("epochs", "0", "integer >= 1"),
+        ("epochs", "0", "an integer in [1, 10000]"),
         ("epochs", "two", "integer"),
         ("learning_rate", "0", "> 0"),
         ("learning_rate", "nan", "> 0"),
@@ -69,6 +69,55 @@ def test_invalid_values_name_key_value_and_range(key, value, fragment):
         parse({**REQUIRED, key: value})
     message = str(err.value)
     assert key in message and repr(value) in message and fragment in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [  # issue 27: integers are integers, every number has an upper bound
+        ("epochs", "1e308", "an integer in [1, 10000]"),
+        ("epochs", "2.0", "an integer in [1, 10000]"),
+        ("epochs", "1" + "0" * 5000, "an integer in [1, 10000]"),
+        ("num_classes", "1000000000", "an integer in [1, 10000]"),
+        ("seed", "1e29", "an integer in [0, 4294967295]"),
+        ("seed", str(10**29), "an integer in [0, 4294967295]"),
+        ("max_runtime_seconds", "1e30", "an integer in [0, 2419200]"),
+        ("mini_batch_size", "100000", "an integer in [1, 1024]"),
+        ("label_width", "10000000", "an integer in [7, 50002]"),
+        ("overlap_threshold", "2", "a number > 0 and <= 0.999"),
+        ("lr_scheduler_step", "10,1e9", "epoch numbers <= 10000"),
+    ],
+)
+def test_numbers_are_bounded_and_integers_are_integers(key, value, fragment):
+    with pytest.raises(HyperparameterError) as err:
+        parse({**REQUIRED, key: value})
+    message = str(err.value)
+    assert key in message and fragment in message and len(message) < 300, message
+
+
+def _deep(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [{"a": "1"}, ["1"], _deep(5000)])
+def test_nested_values_are_refused_not_printed(value):
+    with pytest.raises(HyperparameterError, match="a string value"):
+        parse({**REQUIRED, "epochs": value})
+
+
+def test_a_fifo_and_deep_nesting_are_file_errors(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(HyperparameterError, match="a FIFO, not a regular file"):
+        load(str(fifo))
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"num_classes": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(HyperparameterError, match="nested too deeply"):
+        load(str(deep))
 
 
 def test_unknown_key_is_an_error():
