@@ -15,7 +15,6 @@ file. It imports neither MXNet nor MLflow.
 from __future__ import annotations
 
 import gzip
-import json
 import lzma
 import os
 import posixpath
@@ -59,6 +58,18 @@ _CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAE
 class ArtifactError(ValueError):
     """A model archive that cannot be used (corrupt, truncated, not a tarball, over a limit,
     a member escaping the target): the message names the file and what is wrong."""
+
+
+_NOISE = ("Traceback", "File ", "[bt]", "Stack trace", "During handling", "^")
+
+
+def error_summary(exc: BaseException, limit: int = 300) -> str:
+    """One line of a native library's error (a model that does not load): MXNet's messages
+    may start with a C++ or Python traceback and carry the error itself further down."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(_NOISE)]
+    line = (useful or [type(exc).__name__])[-1 if useful and "Error" in useful[-1] else 0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def max_archive_bytes() -> int:
@@ -196,7 +207,10 @@ def read_member(tar_path: str | Path, name: str) -> bytes:
 
 
 def _json_member(tar_path: str | Path, name: str) -> dict[str, str]:
-    data = json.loads(read_member(tar_path, name))
+    try:
+        data = load_json(read_member(tar_path, name), f"{tar_path}: {name}")
+    except AnnotationError as exc:
+        raise ArtifactError(str(exc)) from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{tar_path}: {name} is not a JSON object")
     return data
@@ -398,5 +412,5 @@ def read_artifact_config(
                 "values, as SageMaker writes them)"
             )
         return hp, parse_class_map(map_raw, f"model artifact {where}: {CLASS_MAP}")
-    except (GateError, AnnotationError) as exc:
+    except (GateError, AnnotationError, localfs.FileTooLargeError) as exc:
         raise ArtifactError(str(exc)) from None

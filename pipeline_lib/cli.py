@@ -624,6 +624,9 @@ def bad_input_line(exc: BaseException) -> str | None:
 
     if isinstance(exc, CliError):
         return str(exc)
+    service = _service_line(exc)
+    if service is not None:
+        return service
     if isinstance(exc, UnicodeDecodeError):
         return f"byte {exc.start}: not {exc.encoding} text ({exc.reason}): expected UTF-8"
     if isinstance(exc, json.JSONDecodeError):
@@ -645,6 +648,27 @@ def bad_input_line(exc: BaseException) -> str | None:
         return "nested too deeply: expected a flat JSON record"
     if isinstance(exc, ValueError):
         return str(exc) or type(exc).__name__
+    return None
+
+
+def _service_line(exc: BaseException) -> str | None:
+    """S3 and database errors a user's configuration causes (missing credentials, a refused
+    request, an unreachable database), told apart by class name: botocore and SQLAlchemy are
+    not imported for this."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}:
+        return (
+            f"S3: {exc}: expected credentials (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE, "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a workload identity)"
+        )
+    if "EndpointConnectionError" in names or "ConnectTimeoutError" in names:
+        return f"S3: {exc}: expected a reachable endpoint (AWS_ENDPOINT_URL)"
+    if "ClientError" in names and isinstance(getattr(exc, "response", None), dict):
+        error = exc.response.get("Error", {})  # type: ignore[attr-defined]
+        return f"S3 refused the request: {error.get('Code')}: {error.get('Message')}"
+    if "OperationalError" in names and "sqlalchemy" in type(exc).__module__:
+        cause = str(getattr(exc, "orig", "") or exc).splitlines()[0]
+        return f"database: {cause}: expected a reachable database at the storage URL"
     return None
 
 

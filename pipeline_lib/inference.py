@@ -19,6 +19,7 @@ from .artifact import (
     PARAMS,
     SYMBOL,
     ArtifactError,
+    error_summary,
     model_folder,
     read_artifact_config,
 )
@@ -57,7 +58,7 @@ class Predictor:
                     )
                 pixels_in = takes_pixels(json.loads((model_dir / SYMBOL).read_text("utf-8")))
             except (mx.base.MXNetError, AssertionError, ValueError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = error_summary(exc)
                 raise ArtifactError(
                     f"{path}: the inference graph cannot be loaded: {first}"
                 ) from None

@@ -88,8 +88,14 @@ def parse_line(
         raise _coded(
             "json.duplicate_key", f"{where}: key {exc.key!r} appears twice in one object"
         ) from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = f"({exc.msg} at column {exc.colno})" if hasattr(exc, "msg") else "(nested too deep)"
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError, 4300+ digits
+        msg = (
+            f"({exc.msg} at column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else "(nested too deep)"
+            if isinstance(exc, RecursionError)
+            else f"({exc})"
+        )
         raise _coded("manifest.malformed_line", f"{where}: not valid JSON {msg}") from None
     if not isinstance(obj, Mapping):
         raise _coded(

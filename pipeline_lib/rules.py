@@ -35,7 +35,7 @@ _RULES = [
     Rule("pairing.name_mismatch", "L006", ERROR, "JSON and image base names differ"),
     Rule("pairing.duplicate_reference", "L007", ERROR, "two JSONs name the same image"),
     Rule("path.not_regular_file", "L008", ERROR, "a FIFO, device, socket or folder, not a file"),
-    Rule("path.too_large", "L009", ERROR, "a metadata file above its size bound"),
+    Rule("pairing.unusable_name", "L009", ERROR, "`file` holds a control character (newline)"),
     # annotation JSON
     Rule("json.malformed", "J001", ERROR, "not valid UTF-8 JSON"),
     Rule("json.schema", "J002", ERROR, "a required field is missing or has the wrong type"),

@@ -93,8 +93,8 @@ def ground_truth_dir(root: Path) -> Path:
         if not Confined(root).contains(root / GT_CHANNEL_DIR):
             raise GateError(
                 "pairing.path_escape",
-                f"{GT_CHANNEL_DIR}/ is a symlink that leaves the dataset; channels must be "
-                f"inside {root}",
+                f"{GT_CHANNEL_DIR}/ is a symlink to a folder outside the dataset; a channel "
+                "folder must be inside the dataset folder itself",
             )
         return root / GT_CHANNEL_DIR
     if any(root.glob("*.json")):

@@ -38,8 +38,8 @@ class Channel:
                 name = os.path.basename(folder.root)
                 raise GateError(
                     "pairing.path_escape",
-                    f"{name}/ is a symlink that leaves the dataset; channels must be inside "
-                    f"{dataset.root}",
+                    f"{name}/ is a symlink to a folder outside the dataset; a channel folder "
+                    "must be inside the dataset folder itself",
                 )
 
     def json_names(self) -> list[str]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 
 from .. import localfs
 from .rules import GateError
 
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Fields naming metadata files (small JSON a reader parses and may quote in an error): such a
 #: file is refused when it has several hard links (another name may lie outside the folder).
 #: Images may be hard links: ``validate --convert-to-rgb`` and the RecordIO staging link them.
@@ -119,7 +121,7 @@ class Confined:
 
         ``single_link`` (default: for :data:`METADATA_FIELDS`) refuses a file with several
         hard links (``pairing.path_escape``: another name for it may lie outside the
-        folder); ``max_bytes`` bounds the read (``path.too_large``)."""
+        folder); ``max_bytes`` bounds the read (:class:`localfs.FileTooLargeError`)."""
         if single_link is None:
             single_link = field in METADATA_FIELDS
         fd = self._open_path(name, source, field)
@@ -128,10 +130,9 @@ class Confined:
             if single_link and st.st_nlink > 1:
                 raise self._escape(name, source, field, f"a file with {st.st_nlink} hard links")
             if max_bytes is not None and st.st_size > max_bytes:
-                raise GateError(
-                    "path.too_large",
+                raise localfs.FileTooLargeError(
                     f"{source}: {field} {name!r} has {st.st_size} bytes, above the {max_bytes} "
-                    "this file may have",
+                    "this file may have"
                 )
             return read_fd(fd, st.st_size)
         finally:
@@ -147,11 +148,17 @@ def check_relative(name: str, source: str, field: str = "file", label: str = "it
         and name
         and "/" not in name
         and "\\" not in name
-        and "\x00" not in name
+        and not _CONTROL.search(name)
         and name not in (".", "..")
         and name[1:2] != ":"
     ):
         return name
+    if isinstance(name, str) and "\x00" not in name and _CONTROL.search(name):
+        raise GateError(
+            "pairing.unusable_name",
+            f"{source}: {field} {name!r} holds a control character (a tab or newline breaks "
+            "the .lst files and manifests it would be written to); rename the file",
+        )
     why = None
     if not isinstance(name, str) or not name or "\x00" in name:
         why = "not a usable relative path"

@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -37,6 +36,7 @@ from .common import (
     BoxFilter,
     ImportedImage,
     ImportReport,
+    check_channels,
     check_output,
     content_key,
     describe,
@@ -163,7 +163,9 @@ def import_coco(
             coco = loads_strict(src.read_bytes())
         except DuplicateKeyError as exc:
             raise ValueError(f"{src_json}: key {exc.key!r} appears twice in one object") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except RecursionError:
+            raise ValueError(f"{src_json}: not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, 4300+ digits
             raise ValueError(f"{src_json}: not valid JSON: {exc}") from None
         for key in ("images", "annotations", "categories"):
             if not isinstance(coco, dict) or not isinstance(coco.get(key), list):
@@ -199,7 +201,10 @@ def _import(  # noqa: PLR0913  the import's options, passed through
         set()
         if fixed
         else split(
-            [str(im["id"]) for im in coco["images"]], val_fraction, seed, _groups(coco, found)
+            [str(im["id"]) for im in coco["images"] if str(im["id"]) in found],  # what is there
+            val_fraction,
+            seed,
+            _groups(coco, found),
         )
     )
     images: list[ImportedImage] = []
@@ -228,10 +233,13 @@ def _import(  # noqa: PLR0913  the import's options, passed through
                 extra = {"iscrowd": 1}
             x, y, w, h = (float(v) for v in ann["bbox"])
             box = Box(remap[ann["category_id"]], x, y, w, h)
-            if boxes.keep(box, f"{im['file_name']} annotation {ann.get('id', '?')}"):
+            where = f"{im['file_name']} annotation {ann.get('id', '?')}"
+            if boxes.keep(box, where, (width, height)):
                 item.boxes.append((box, extra))
         images.append(item)
 
+    expected = (fixed,) if fixed else ("train", "validation") if val_fraction > 0 else ("train",)
+    check_channels(images, expected, src_json, missing)
     with output_dir(out, {i.channel for i in images}, overwrite) as folders:
         write_dataset(folders, images, categories)
 
@@ -245,7 +253,7 @@ def _import(  # noqa: PLR0913  the import's options, passed through
     if unknown_cat:
         notes.append(f"{unknown_cat} annotations with an unlisted category_id skipped")
     if missing:
-        notes.append(f"{len(missing)} images not found, skipped: {describe(missing)}")
+        notes.append(f"warning: {len(missing)} images not found, skipped: {describe(missing)}")
     notes += boxes.notes()
     classes_note = " (category ids remapped to 0..K-1)" if gaps else ""
     return report.summary(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
-from ..annotations import Box, annotation_channel
+from ..annotations import Box, annotation_channel, leaves_image
 from ..gate.images import header_problems, read_header
 from ..gate.paths import Confined, read_resolved
 from ..gate.rules import GateError
@@ -113,7 +113,18 @@ class BoxFilter:
         if not self.min_size >= 0:
             raise ValueError(f"min_box_size must be >= 0 pixels: {self.min_size!r}")
 
-    def keep(self, box: Box, where: str) -> bool:
+    def keep(self, box: Box, where: str, image: tuple[int, int] | None = None) -> bool:
+        """Whether to keep ``box``; a box leaving its ``image`` (width, height) by more than
+        :data:`IMPORT_TOLERANCE` pixels is refused (``box.out_of_bounds``), not written."""
+        if image is not None and leaves_image(
+            box.left, box.top, box.left + box.width, box.top + box.height, *image,
+            IMPORT_TOLERANCE,
+        ):  # fmt: skip
+            raise GateError(
+                "box.out_of_bounds",
+                f"{where}: box left={box.left:g} top={box.top:g} width={box.width:g} "
+                f"height={box.height:g} leaves the {image[0]}x{image[1]} image",
+            )
         if box.width >= self.min_size and box.height >= self.min_size:
             return True
         self.dropped.append(f"{where} ({box.width:g}x{box.height:g})")
@@ -126,6 +137,24 @@ class BoxFilter:
             f"warning: {len(self.dropped)} boxes below the minimum box size {self.min_size:g} px "
             f"dropped: {describe(self.dropped)}"
         ]
+
+
+#: Pixels a source box may overhang its image (VOC's 1-based inclusive corners; rounding).
+IMPORT_TOLERANCE = 1.0
+
+
+def check_channels(
+    images: list[ImportedImage], expected: tuple[str, ...], src: str, missing: list[str]
+) -> None:
+    """Refuse an import that would write an empty dataset or leave out an expected channel
+    (every image of it missing): said, not silently written."""
+    why = f" ({len(missing)} annotated images not found: {describe(missing)})" if missing else ""
+    if not images:
+        raise ValueError(f"{src}: no image found for any annotation{why}")
+    present = {i.channel for i in images}
+    for channel in expected:
+        if channel not in present:
+            raise ValueError(f"{src}: the import would write no {channel} images{why}")
 
 
 def split(

@@ -35,6 +35,7 @@ from .common import (
     BoxFilter,
     ImportedImage,
     ImportReport,
+    check_channels,
     check_output,
     content_key,
     describe,
@@ -187,7 +188,8 @@ def import_voc(
         val_ids: set[str] = set()
         if sets is None:
             paths = {r.xml.stem: _image_for(r, by_name, by_stem) for r in records}
-            groups = {k: content_key(p) for k, p in paths.items() if p is not None}
+            paths = {k: p for k, p in paths.items() if p is not None}  # split what is there
+            groups = {k: content_key(p) for k, p in paths.items()}
             val_ids = split(list(paths), val_fraction, seed, groups)
 
         images: list[ImportedImage] = []
@@ -226,13 +228,15 @@ def import_voc(
                 left, w = _edges(obj.xmin, obj.xmax)
                 top, h = _edges(obj.ymin, obj.ymax)
                 box = Box(class_ids[obj.name], left, top, w, h)
-                if not boxes.keep(box, where):
+                if not boxes.keep(box, where, (width, height)):
                     continue
                 extra = {"difficult": 1} if obj.difficult else {}
                 marked_difficult += obj.difficult
                 item.boxes.append((box, extra))
             images.append(item)
         categories = {i: c for c, i in class_ids.items()}
+        expected = ("train", "validation") if sets is not None or val_fraction > 0 else ("train",)
+        check_channels(images, expected, src, missing)
         with output_dir(out, {i.channel for i in images}, overwrite) as folders:
             write_dataset(folders, images, categories)
 
@@ -251,7 +255,9 @@ def import_voc(
             + ", ".join(f"{k} ({v})" for k, v in sorted(dropped_class.items()))
         )
     if missing:
-        notes.append(f"{len(missing)} annotations without an image skipped: {describe(missing)}")
+        notes.append(
+            f"warning: {len(missing)} annotations without an image skipped: {describe(missing)}"
+        )
     if not_in_sets:
         notes.append(f"{len(not_in_sets)} images in neither train.txt nor val.txt skipped")
     if zero_based:

@@ -31,6 +31,7 @@ from .store import (
 from .versions import (
     CANDIDATE_ALIAS,
     CHAMPION_ALIAS,
+    check_model_name,
     get_candidate,
     get_champion,
     get_version_by_alias,
@@ -54,6 +55,7 @@ __all__ = [
     "get_client",
     "get_version_by_alias",
     "promote_if_better",
+    "check_model_name",
     "register_model",
     "resolve_model_uri",
     "resolve_tracking_uri",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -88,6 +89,46 @@ def find_version_by_key(client: MlflowClient, name: str, key: str) -> ModelVersi
         return None
     first = min(ready, key=lambda v: int(v.version))
     return client.get_model_version(name, first.version)  # search results carry no aliases
+
+
+MAX_NAME = 256
+
+
+def check_model_name(name: object) -> str:
+    """A registered model name MLflow accepts, checked before anything is logged: printable
+    characters (no newline), no leading or trailing space, no '/' or ':', at most
+    :data:`MAX_NAME` characters."""
+    ok = (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NAME
+        and name.isprintable()
+        and name == name.strip()
+        and not any(c in name for c in "/:")
+        and name not in (".", "..")
+    )
+    if not ok:
+        shown = repr(name)[:80]
+        raise ValueError(
+            f"model name {shown}: expected 1 to {MAX_NAME} printable characters, no '/' or ':', "
+            "no leading or trailing space"
+        )
+    return name
+
+
+def skipped_metrics(data: Mapping[str, Any]) -> list[str]:
+    """Names under a metrics file's ``metrics`` (or its top level) whose values are not
+    finite numbers (NaN, infinity, a string, null): they cannot be logged."""
+    import math
+
+    body = data.get("metrics") if isinstance(data.get("metrics"), Mapping) else data
+    out = []
+    for key, value in body.items():
+        if isinstance(value, Mapping | list):
+            continue
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number):
+            out.append(str(key))
+    return out
 
 
 def wait_ready(client: MlflowClient, mv: ModelVersion, timeout: float = 300) -> ModelVersion:
@@ -166,6 +207,7 @@ def register_model(
         "metrics", "tags", "created", "experiment_id"}``; the new version carries the
         ``candidate`` alias.
     """
+    check_model_name(name)  # before anything is logged: MLflow refuses it after a run
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     key = idempotency_key or tags.pop(IDEMPOTENCY_TAG, None)
     key = normalize_key(key) if key else None
@@ -200,6 +242,17 @@ def register_model(
                 raise ValueError(f"a JSON {type(parsed).__name__}, not an object")
         except ValueError as exc:
             raise ValueError(f"{metrics_path}: not a metrics JSON object ({exc})") from None
+        except RecursionError:
+            raise ValueError(
+                f"{metrics_path}: not a metrics JSON object (nested too deeply)"
+            ) from None
+        skipped = skipped_metrics(parsed)
+        if skipped:  # said, not silently dropped
+            shown = ", ".join(skipped[:5]) + (
+                f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            )
+            print(f"warning: {metrics_path}: not logged (not finite numbers): {shown}",
+                  file=sys.stderr)  # fmt: skip
         final_metrics.update(flatten_metrics(parsed))
     if metrics:
         final_metrics.update(flatten_metrics(metrics))

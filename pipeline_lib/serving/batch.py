@@ -91,7 +91,7 @@ def _manifest(manifest: str) -> Source:
             where = f"{manifest}: line {lineno}"
             try:
                 ref = json.loads(line)[SOURCE_REF]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 raise RequestError(
                     f"{where}: expected a JSON object with a {SOURCE_REF!r} string"
                 ) from None

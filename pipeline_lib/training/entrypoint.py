@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
-from ..artifact import ArtifactError
+from ..artifact import ArtifactError, error_summary
 from ..cpus import STREAMS_VARIABLE, CpuPlan, apply_cpu_plan, available_cpus, plan_cpu_training
 from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
 from ..workers import follow_parent
@@ -313,7 +313,7 @@ class _Training:
             net.reset_class(seed_names)
             net.load_parameters(str(params), ctx=ctx)
         except (mx.base.MXNetError, AssertionError, ValueError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = error_summary(exc)
             raise ArtifactError(
                 f"model channel {self.paths.channel('model')}: {params.name} does not fit the "
                 f"network ({first})"

@@ -11,6 +11,7 @@ import sys
 
 from ..annotations import AnnotationError
 from ..artifact import ArtifactError
+from ..bounds import NumberError
 from ..gate.rules import GateError
 from ..hyperparameters import HyperparameterError
 from ..images import ImageDecodeError
@@ -40,6 +41,7 @@ _CLIENT_ERRORS: dict[type[Exception], str] = {
     NotRegularFileError: "ClientError: not a regular file",
     LinkedFileError: "ClientError: a linked file",
     FileTooLargeError: "ClientError: a file above its bound",
+    NumberError: "ClientError: invalid setting",  # an environment limit such as ODP_MAX_...
     TrainingError: "ClientError",
 }
 
@@ -60,8 +62,16 @@ def is_client_error(exc: BaseException) -> bool:
 
 def failure_reason(exc: Exception) -> str:
     """The one paragraph written to ``output/failure``: ``ClientError: ...`` for bad input,
-    ``AlgorithmError: <type>: ...`` for everything else."""
+    ``AlgorithmError: <type>: ...`` for everything else; at most :data:`MAX_REASON`
+    characters (a message quoting a huge input must not become a huge file)."""
     for cls, label in _client_errors().items():
         if isinstance(exc, cls):
-            return f"{label}: {exc}"
-    return f"AlgorithmError: {type(exc).__name__}: {exc}"
+            return _bounded(f"{label}: {exc}")
+    return _bounded(f"AlgorithmError: {type(exc).__name__}: {exc}")
+
+
+MAX_REASON = 4096
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."

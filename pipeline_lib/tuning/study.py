@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..settings import load_settings
@@ -115,7 +116,38 @@ def storage(url: str | None = None) -> optuna.storages.RDBStorage:
     import optuna
 
     url = url or default_storage()
+    check_storage_url(url)
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse, with one line naming the URL (password hidden), a storage URL that cannot
+    work whatever the database does: not a URL, a driver that is not installed (the
+    PostgreSQL one is ``psycopg`` or ``psycopg2-binary``), an SQLite file in a folder that does not exist."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError, ValueError
+        raise ValueError(f"storage {url!r} is not a database URL: {exc}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        hint = (
+            " (install it: psycopg, or psycopg2-binary for postgresql+psycopg2:// URLs)"
+            if parsed.get_backend_name() == "postgresql"
+            else ""
+        )
+        raise ValueError(
+            f"storage {shown}: the {parsed.get_backend_name()} driver is not installed: {exc}{hint}"
+        ) from None
+    except Exception as exc:  # NoSuchModuleError: an unknown dialect
+        raise ValueError(f"storage {shown}: unknown database kind: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise ValueError(f"storage {shown}: folder {folder} does not exist")
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ refused with their own rule: this algorithm trains on still images only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -123,12 +122,13 @@ def check_line(item: tuple[int, str]) -> ItemResult:
             )
         )
         return result
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also 4300+ digits, nesting
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         out.append(
             finding(
                 "manifest.malformed_line",
                 src,
-                f"{src} {rec} is not valid JSON: {exc}",
+                f"{src} {rec} is not valid JSON: {why}",
                 record=rec,
                 expected="one JSON object per line",
                 actual=str(exc),

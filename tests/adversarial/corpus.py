@@ -686,6 +686,77 @@ def _empty_json(ws: Workspace) -> tuple[str, ...]:
 # ------------------------------------------------------------------ training configuration
 
 
+def _hp(**over: str) -> Callable[[Workspace], tuple[str, ...]]:
+    """A hyperparameter case: ``over`` replaces the tiny job's values."""
+
+    def build(ws: Workspace) -> tuple[str, ...]:
+        ws.hp_over.update(over)
+        return tuple(over)
+
+    return build
+
+
+def _nested_hyperparameters_json(ws: Workspace) -> tuple[str, ...]:
+    ws.hp_text = json.dumps(
+        {"num_classes": "2", "num_training_samples": "16", "epochs": {"a": ["1"]}}
+    )
+    return ("epochs",)
+
+
+def _bad_env_limit(ws: Workspace) -> tuple[str, ...]:
+    """A limit that is not a number: a ClientError naming it (train reads it for its
+    model channel), never a traceback or an AlgorithmError."""
+    ws.env["ODP_MAX_ARCHIVE_BYTES"] = "abc"
+    seed = ws.root / "seed"
+    seed.mkdir()
+    shutil.copy(ws.root / "model.tar.gz", seed / "model.tar.gz")
+    ws.model_channel = seed
+    return ("ODP_MAX_ARCHIVE_BYTES",)
+
+
+def _huge_class_map(ws: Workspace) -> tuple[str, ...]:
+    """A model folder whose class_map.json lists 200,000 classes: refused by its size,
+    never turned into a 45 MB failure message."""
+    folder = _extracted_model(ws)
+    (folder / "class_map.json").write_text(json.dumps({str(i): f"c{i}" for i in range(200_000)}))
+    ws.model = ws.model_channel = folder
+    return ("class_map.json",)
+
+
+def _file_name_with_newline(ws: Workspace) -> tuple[str, ...]:
+    def go(p: Path, ann: dict, ch: str) -> None:
+        img = _image_of(ws, ch, ann)
+        ann["file"] = "line\nbreak.jpg"
+        img.rename(_image_of(ws, ch, ann))
+        p.write_text(json.dumps(ann))
+
+    return (*_each(ws, go), "line")
+
+
+def _detection_duplicate_keys_and_huge_id(ws: Workspace) -> tuple[str, ...]:
+    files = sorted(ws.detections.glob("*.json"))
+    first = files[0]
+    body = json.loads(first.read_text())
+    text = json.dumps(body)
+    first.write_text('{"annotations": [], ' + text[1:])  # "annotations" twice
+    second = json.loads(files[1].read_text())
+    second["annotations"][0]["class_id"] = 1_000_000_000
+    files[1].write_text(json.dumps(second))
+    return (first.name, files[1].name)
+
+
+def _register_bad_name(ws: Workspace) -> tuple[str, ...]:
+    ws.extra_args += ["--name", "a\nb"]
+    return ("model name",)
+
+
+def _register_nan_metrics(ws: Workspace) -> tuple[str, ...]:
+    metrics = ws.root / "metrics.json"
+    metrics.write_text('{"metrics": {"mAP": NaN, "AP50": "0.5", "AP": 0.4}}')
+    ws.extra_args += ["--metrics", str(metrics)]
+    return ("mAP", "AP50")
+
+
 def _batch_larger_than_data(ws: Workspace) -> tuple[str, ...]:
     ws.hp_over["mini_batch_size"] = 64
     return ("mini_batch_size",)
@@ -841,6 +912,34 @@ def _voc_entity_bomb(ws: Workspace) -> tuple[str, ...]:
     return (xml.stem,)
 
 
+def _voc_box_outside_the_image(ws: Workspace) -> tuple[str, ...]:
+    """xmax=1e308 and xmin=-500: refused (box.out_of_bounds), not written."""
+    xml = _voc_xml(ws)
+    text = xml.read_text()
+    xmin = text[text.index("<xmin>") : text.index("</xmin>") + 7]
+    xmax = text[text.index("<xmax>") : text.index("</xmax>") + 7]
+    xml.write_text(
+        text.replace(xmin, "<xmin>-500</xmin>", 1).replace(xmax, "<xmax>1e308</xmax>", 1)
+    )
+    return (xml.stem,)
+
+
+def _voc_missing_images(ws: Workspace) -> tuple[str, ...]:
+    """Three annotated images missing: skipped with a warning naming them, and the split
+    made over the images that are there (both channels still written)."""
+    gone = sorted((ws.voc / "JPEGImages").iterdir())[:3]
+    for path in gone:
+        path.unlink()
+    return tuple(p.stem for p in gone)
+
+
+def _coco_images_elsewhere(ws: Workspace) -> tuple[str, ...]:
+    """--images-dir names a folder holding none of the images: refused, not an empty
+    dataset."""
+    ws.extra_args += ["--images-dir", str(ws.outside)]
+    return ("no image found",)
+
+
 def _voc_corrupt_image(ws: Workspace) -> tuple[str, ...]:
     img = sorted((ws.voc / "JPEGImages").iterdir())[0]
     img.write_bytes(img.read_bytes()[:300])
@@ -987,6 +1086,22 @@ CASES: list[Case] = [
     Case("non_finite_json", WRONG, JSON_READERS, _non_finite, doc="NaN and Infinity"),
     Case("huge_numbers_json", WRONG, JSON_READERS, _huge_numbers, doc="10^400 and 1e400"),
     Case("manifest_huge_class_id", WRONG, (CONVERT_JSON,), _manifest_huge_class_id),
+    Case("voc_box_outside_the_image", WRONG, (IMPORT_VOC,), _voc_box_outside_the_image),
+    Case("voc_missing_images", WRONG, (IMPORT_VOC,), _voc_missing_images, "refuse_or_warn"),
+    Case("coco_images_elsewhere", WRONG, (IMPORT_COCO,), _coco_images_elsewhere),
+    Case("file_name_with_newline", WRONG, DATASET_READERS, _file_name_with_newline),
+    Case("detection_duplicate_keys_huge_id", WRONG, (MAP,), _detection_duplicate_keys_and_huge_id),
+    Case("register_bad_name", WRONG, (REGISTER,), _register_bad_name),
+    Case("register_nan_metrics", WRONG, (REGISTER,), _register_nan_metrics, "refuse_or_warn"),
+    # numbers: integers are integers, every number bounded
+    Case("epochs_1e308", EXHAUST, (TRAIN,), _hp(epochs="1e308")),
+    Case("num_classes_1e9", EXHAUST, (TRAIN,), _hp(num_classes="1000000000")),
+    Case("seed_1e29", TRACEBACK, (TRAIN,), _hp(seed="1e29")),
+    Case("max_runtime_1e30", EXHAUST, (TRAIN,), _hp(max_runtime_seconds="1e30")),
+    Case("overlap_threshold_2", TRACEBACK, (TRAIN,), _hp(overlap_threshold="2")),
+    Case("nested_hyperparameters_json", TRACEBACK, (TRAIN,), _nested_hyperparameters_json),
+    Case("bad_env_limit", TRACEBACK, (TRAIN, *MODEL_READERS), _bad_env_limit),
+    Case("huge_class_map", EXHAUST, (TRAIN, EVALUATE, PREDICT), _huge_class_map),
     # what the user already has at an output
     Case("user_files_at_outputs", DATALOSS, WRITERS, _user_files_at_outputs),
     Case(

@@ -290,7 +290,7 @@ def _ml_root(ws: Workspace) -> Path:
     }
     if ws.model_channel is not None:
         channels["model"] = ws.model_channel
-    hp = hyperparameters(epochs=1, num_training_samples=n, **ws.hp_over)
+    hp = hyperparameters(**{"epochs": 1, "num_training_samples": n, **ws.hp_over})
     paths = prepare_ml_root(ml, channels, hp)
     if ws.hp_text is not None:
         (paths.config / "hyperparameters.json").write_text(ws.hp_text)

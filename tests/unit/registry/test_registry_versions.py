@@ -96,3 +96,18 @@ def test_register_is_idempotent_per_key(store: Path, tmp_path: Path) -> None:
 
     other = registry.register_model(model_dir, "reg-idem", idempotency_key="dag/other-run")
     assert other["created"] is True and other["version"] == first["version"] + 1
+
+
+def test_a_model_name_mlflow_refuses_is_refused_before_a_run(store: Path, tmp_path: Path) -> None:
+    """Issue 27: a bad name ('a\\nb', '/', ':') is one line before anything is logged."""
+    import pytest
+
+    from pipeline_lib.registry.store import get_client
+
+    model = make_model_dir(tmp_path / "m")
+    for name in ("a\nb", "a/b", "x:y", " padded", "", "n" * 300):
+        with pytest.raises(ValueError, match="model name"):
+            registry.register_model(model, name=name)
+    assert not get_client().search_experiments() or not get_client().search_runs(
+        [e.experiment_id for e in get_client().search_experiments()]
+    )

@@ -96,3 +96,19 @@ def test_a_bad_epoch_budget_is_refused_before_any_trial(
     assert words in line, line
     assert not (ml / "tuning").exists()
     assert not (odp_home.home / "tuning").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://u:secret@db/odp", "driver is not installed"),
+        ("sqlite:////nonexistent-odp/x/studies.db", "folder /nonexistent-odp/x does not exist"),
+        ("nonsense", "is not a database URL"),
+    ],
+)
+def test_a_storage_url_that_cannot_work_is_one_line_without_the_password(url, words):
+    from pipeline_lib.tuning.study import check_storage_url
+
+    with pytest.raises(ValueError, match=words) as err:
+        check_storage_url(url)
+    assert "secret" not in str(err.value)

@@ -151,6 +151,16 @@ def test_symlink_leaving_the_channel_is_an_escape(dataset, tmp_path):
     assert ("pairing.path_escape", f"train_annotation/{path.name}") in _rules_files(report)
 
 
+def test_a_file_name_with_a_newline_is_refused_as_convert_refuses_it(dataset):
+    path, ann = _first_json(dataset)
+    img = dataset / "train" / ann["file"]
+    ann["file"] = "a\nb.jpg"
+    img.rename(dataset / "train" / ann["file"])
+    path.write_text(json.dumps(ann))
+    rules = {f.rule for f in validate(str(dataset), FAST).findings}
+    assert "pairing.unusable_name" in rules
+
+
 def test_absolute_path_is_an_escape(dataset):
     path, ann = _first_json(dataset)
     ann["file"] = str((dataset / "train" / ann["file"]).resolve())

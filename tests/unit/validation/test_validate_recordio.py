@@ -170,3 +170,14 @@ def test_summary_json_label_width(tmp_path):
     summary = validate(str(rec), FAST).summary_dict()
     assert json.loads(json.dumps(summary))["label_width"] == 7
     assert struct.calcsize("IfQQ") == 24
+
+
+def test_a_label_header_announcing_more_floats_than_the_record_holds(tmp_path):
+    """Issue 27: the flag (label float count) is checked against the record before the label
+    is unpacked by it: a finding naming the record, not 'unpack requires a buffer'."""
+    payload = struct.pack("<IfQQ", 1_000_000, 0.0, 0, 0) + b"\0" * 64
+    path = tmp_path / "lying.rec"
+    path.write_bytes(MAGIC_BYTES + struct.pack("<I", len(payload)) + payload)
+    report = validate(str(path), FAST)
+    (f,) = [f for f in report.findings if f.rule == "recordio.label"]
+    assert "1000000 label floats" in f.message and "record 0" in f.message
