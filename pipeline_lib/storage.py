@@ -15,6 +15,7 @@ import contextlib
 import errno
 import io
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -40,6 +41,50 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"not an s3 URI with a bucket: {uri!r}")
     return bucket, key
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_URI = 1024
+
+
+def check_uri(uri: object, what: str = "URI") -> str:
+    """``uri`` parsed strictly: a local path (made absolute) or ``s3://bucket[/key]`` with a
+    valid bucket name and no empty, ``.`` or ``..`` key segment (returned without a trailing
+    slash). Any other scheme (``file://``, ``http://``, ``S3://``), a control character or
+    more than :data:`MAX_URI` characters is a ``ValueError`` naming ``what``."""
+    if not isinstance(uri, str) or not uri.strip() or len(uri) > MAX_URI or _CONTROL.search(uri):
+        raise ValueError(f"{what} {str(uri)[:80]!r}: expected a local path or s3://bucket/prefix")
+    uri = uri.strip()
+    if "://" not in uri:
+        return os.path.abspath(os.path.expanduser(uri))
+    if not uri.startswith(S3_PREFIX):
+        raise ValueError(
+            f"{what} {uri[:80]!r}: scheme {uri.split('://', 1)[0]!r} is not supported: expected "
+            "a local path or s3://bucket/prefix"
+        )
+    bucket, _, key = uri[len(S3_PREFIX) :].partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP.fullmatch(bucket):
+        raise ValueError(f"{what} {uri[:80]!r}: {bucket[:64]!r} is not a valid S3 bucket name")
+    key = key.rstrip("/")
+    if key and any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(
+            f"{what} {uri[:80]!r}: the key has an empty, '.' or '..' segment: expected "
+            "s3://bucket/prefix"
+        )
+    return f"{S3_PREFIX}{bucket}/{key}" if key else f"{S3_PREFIX}{bucket}"
+
+
+def within(uri: str, root: str) -> bool:
+    """Whether ``uri`` is ``root`` or below it (both as :func:`check_uri` returns them; local
+    paths compared with symlinks resolved)."""
+    if is_s3(uri) != is_s3(root):
+        return False
+    if is_s3(uri):
+        return uri == root or uri.startswith(root.rstrip("/") + "/")
+    real, base = os.path.realpath(uri), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 def join(base: str | os.PathLike, *parts: str) -> str:

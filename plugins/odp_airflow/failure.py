@@ -32,6 +32,12 @@ RETRY_POLICY: dict[str, Any] = {
 
 _PERMANENT_OS_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 _RETRYABLE_HTTP = {408, 429}
+# Configuration a retry cannot fix, told apart by class name (botocore is not imported).
+_PERMANENT_NAMES = {
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "InvalidS3AddressingStyleError",
+}
 
 
 class StageFailed(Exception):
@@ -41,6 +47,8 @@ class StageFailed(Exception):
 def is_permanent(exc: BaseException) -> bool:
     """Whether retrying cannot help (see the module docstring for the rules)."""
     if isinstance(exc, (StageFailed, ValueError, *_PERMANENT_OS_ERRORS)):
+        return True
+    if {cls.__name__ for cls in type(exc).__mro__} & _PERMANENT_NAMES:
         return True
     status = _http_status(exc)
     return status is not None and 400 <= status < 500 and status not in _RETRYABLE_HTTP

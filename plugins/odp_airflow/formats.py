@@ -31,6 +31,7 @@ CHANNEL_PARAMS = {
 }
 _SUFFIXES = {"recordio": (".rec",), "augmented-manifest": (".jsonl", ".manifest", ".json")}
 CHANNELS = ("train", "validation")
+DATASET_FOLDERS = ("train", "validation", "train_annotation", "validation_annotation")
 
 
 def _text(params: dict[str, Any], name: str) -> str:
@@ -39,9 +40,13 @@ def _text(params: dict[str, Any], name: str) -> str:
 
 
 def _uri(value: str, name: str) -> str:
-    """A local path made absolute and checked to exist; s3:// URIs as they are."""
+    """A local path made absolute and checked to exist; s3:// URIs parsed strictly."""
     from pipeline_lib import storage
 
+    try:
+        value = storage.check_uri(value, f"Param '{name}'")
+    except ValueError as exc:
+        raise StageFailed(str(exc)) from None
     if storage.is_s3(value):
         return value
     path = Path(value).expanduser().resolve()
@@ -102,11 +107,21 @@ def _image_json_root(params: dict[str, Any]) -> str:
             "reads a dataset folder: set input_format to 'recordio' or 'augmented-manifest' "
             "and give the train/validation URIs"
         )
+    try:
+        dataset = storage.check_uri(dataset, "Param 'dataset_uri'")
+    except ValueError as exc:
+        raise StageFailed(str(exc)) from None
     if storage.is_s3(dataset):
         return dataset
     path = Path(dataset).expanduser().resolve()
     if not path.is_dir():
         raise StageFailed(f"Param 'dataset_uri': {path} is not a folder")
+    missing = [c for c in DATASET_FOLDERS if not (path / c).is_dir()]
+    if missing:  # not a dataset at all: say so now, not after the first task
+        raise StageFailed(
+            f"Param 'dataset_uri': {path} is not an image+JSON dataset (no "
+            f"{', '.join(m + '/' for m in missing)}): expected the four channel folders"
+        )
     return str(path)
 
 

@@ -170,6 +170,7 @@ def registry_params() -> dict[str, Param]:
             0.0,
             type="number",
             minimum=0,
+            maximum=1,
             title="Champion margin",
             description="mAP gain over the champion needed to move the champion alias.",
         ),

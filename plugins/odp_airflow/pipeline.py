@@ -27,7 +27,12 @@ def resolve_inputs(overrides: dict | None = None) -> dict:
 
     ctx = get_current_context()
     params, dag_id = {**ctx["params"], **(overrides or {})}, ctx["dag"].dag_id
-    return stage(tasks.resolve_inputs)(params, dag_id, ctx["run_id"])
+    inputs = stage(tasks.resolve_inputs)(params, dag_id, ctx["run_id"])
+    if inputs["compute"] == "kubernetes":  # the cluster settings now, not after conversion
+        from odp_airflow.kubernetes import stages
+
+        stage(stages.check_settings)()
+    return inputs
 
 
 @task.short_circuit(execution_timeout=TIMEOUTS["plan_retraining"])

@@ -5,6 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+MAX_HOSTS = 64  # instance_count: the DAG Param's maximum too
+
+
+def check_instance_count(value: object) -> int:
+    """The ``instance_count`` Param as a host count (``ValueError`` naming it otherwise)."""
+    from pipeline_lib import bounds
+
+    return bounds.parse_int(value, "Param 'instance_count'", minimum=1, maximum=MAX_HOSTS)
+
 
 def safe_segment(value: str) -> str:
     """A run id as one path segment (``:`` and ``+`` are legal in run ids, not in all stores)."""

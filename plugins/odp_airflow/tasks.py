@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .failure import StageFailed
-from .runs import RunRoot
+from .runs import RunRoot, check_instance_count
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +35,31 @@ HYPERPARAMETER_PARAMS = (
 def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str, Any]:
     """Normalise the run's Params into the inputs every later stage reads."""
     from pipeline_lib.hyperparameters import check_user_values
-    from pipeline_lib.settings import load_settings
+    from pipeline_lib.registry.versions import check_model_name
+    from pipeline_lib.settings import confine_artifact_root, load_settings
 
     from .formats import resolve_data
 
     data = resolve_data(params)  # input_format and its URIs, combinations checked
     settings = load_settings()
-    root = RunRoot(params.get("artifact_root") or settings.artifact_root, dag_id, run_id)
+    try:  # whoever triggers the run chooses it, and the worker writes there
+        artifact_root = confine_artifact_root(params.get("artifact_root") or settings.artifact_root)
+        check_model_name(params.get("model_name"))
+    except ValueError as exc:
+        raise StageFailed(f"Param {exc}") from None
+    root = RunRoot(artifact_root, dag_id, run_id)
     hyper = {k: params[k] for k in HYPERPARAMETER_PARAMS if params.get(k) is not None}
     hyper["use_pretrained_model"] = int(bool(hyper.get("use_pretrained_model", 0)))
     extra = params.get("hyperparameters") or {}
     if not isinstance(extra, dict):
         raise StageFailed("Param 'hyperparameters' must be a JSON object of name -> value")
     hyper.update(extra)
-    hyper = {k: str(v) for k, v in hyper.items()}
     # The parser training uses, now: a typo must not wait for validation and conversion.
-    check_user_values(hyper)
+    try:
+        check_user_values(hyper)  # before str(): a nested value is refused, not stringified
+    except ValueError as exc:
+        raise StageFailed(f"Param 'hyperparameters': {exc}") from None
+    hyper = {k: str(v) for k, v in hyper.items()}
     inputs = {
         **data,
         "artifact_root": root.artifact_root,
@@ -59,7 +68,7 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
         "run_id": run_id,
         "model_name": params["model_name"],
         "empty_images": params.get("empty_images", "reject"),
-        "promotion_margin": float(params.get("promotion_margin", 0.0)),
+        "promotion_margin": _number(params, "promotion_margin", 0.0, 1.0),
         "hyperparameters": hyper,
         "compute": params.get("compute", "local"),
         "instance_count": params.get("instance_count", 1),
@@ -79,12 +88,24 @@ def resolve_inputs(params: dict[str, Any], dag_id: str, run_id: str) -> dict[str
     return inputs
 
 
+def _number(params: dict[str, Any], name: str, lo: float, hi: float) -> float:
+    """A numeric Param through the one bounded parser (:mod:`pipeline_lib.bounds`)."""
+    from pipeline_lib import bounds
+
+    try:
+        return bounds.parse_float(params.get(name, lo), f"Param '{name}'", minimum=lo, maximum=hi)
+    except bounds.NumberError as exc:
+        raise StageFailed(str(exc)) from None
+
+
 def _check_compute(compute: Any, instance_count: Any) -> None:
     """Refuse, in the first task, a compute that cannot run the job (naming the Params)."""
     if compute not in ("local", "kubernetes"):
         raise StageFailed(f"Param 'compute' must be local or kubernetes, got {compute!r}")
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int):
-        raise StageFailed(f"Param 'instance_count' must be an integer, got {instance_count!r}")
+    try:
+        check_instance_count(instance_count)
+    except ValueError as exc:
+        raise StageFailed(str(exc)) from None
     if compute == "local" and instance_count != 1:
         raise StageFailed(
             f"Params 'instance_count'={instance_count} and 'compute'=local do not go together: "

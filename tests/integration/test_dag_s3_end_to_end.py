@@ -35,6 +35,7 @@ def test_dag_on_s3_with_credentials_from_the_aws_connection(dag_env, s3, tmp_pat
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
 
+    monkeypatch.setenv("ODP_ALLOWED_ROOTS", s3.uri("artifacts"))  # the bucket of this test
     conf = small_conf(
         local, "s3-model", epochs=1, mini_batch_size=4, artifact_root=s3.uri("artifacts")
     )
@@ -60,7 +61,9 @@ def test_dag_on_s3_with_credentials_from_the_aws_connection(dag_env, s3, tmp_pat
 
 
 @pytest.mark.parametrize("fmt", ["recordio", "augmented-manifest"])
-def test_file_formats_on_s3_validate_and_prepare_training_data(dag_env, s3, tmp_path, fmt):
+def test_file_formats_on_s3_validate_and_prepare_training_data(
+    dag_env, s3, tmp_path, fmt, monkeypatch
+):
     """The two file formats from s3:// up to the training data (later stages are marked
     successful: the image+JSON run above trains from S3 already)."""
     from pipeline_lib.manifest import dataset_to_manifest
@@ -84,6 +87,7 @@ def test_file_formats_on_s3_validate_and_prepare_training_data(dag_env, s3, tmp_
             "validation_manifest_uri": s3.uri("data/validation.manifest"),
         },
     }[fmt]
+    monkeypatch.setenv("ODP_ALLOWED_ROOTS", s3.uri("artifacts"))  # the bucket of this test
     conf = small_conf(local, "s3-formats", artifact_root=s3.uri("artifacts"), input_format=fmt)
     dagrun = load_dag().test(
         run_conf={**conf, **uris}, mark_success_pattern="train|evaluate|register"

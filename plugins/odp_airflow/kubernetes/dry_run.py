@@ -39,17 +39,23 @@ def dry_run_yaml(conf: dict[str, Any], settings_data: dict[str, Any] | None, run
     import yaml
 
     from pipeline_lib.settings import load_settings as load_odp_settings
+    from pipeline_lib.storage import check_uri
 
     from ..runs import RunRoot
     from .plan import make_plan
     from .render import render_objects
     from .settings import parse_settings
 
+    if settings_data is not None and not isinstance(settings_data, dict):
+        raise ValueError("settings must be a JSON object")
     settings = parse_settings(settings_data)
     hyper = conf.get("hyperparameters") or {}
     if not isinstance(hyper, dict):
         raise ValueError("conf: 'hyperparameters' must be a JSON object")
-    root = RunRoot(conf.get("artifact_root") or load_odp_settings().artifact_root, DAG_ID, run_id)
+    artifact_root = check_uri(
+        conf.get("artifact_root") or load_odp_settings().artifact_root, "conf: artifact_root"
+    )  # the same strict parse as the DAG's first task (which also confines it)
+    root = RunRoot(artifact_root, DAG_ID, run_id)
     plan = make_plan(root.uri, DAG_ID, run_id, conf.get("instance_count", 1), hyper)
     with contextlib.redirect_stdout(sys.stderr):  # the provider logs to stdout: keep YAML clean
         objects = render_objects(settings, plan)
@@ -70,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             raw = os.environ.get("AIRFLOW_VAR_ODP_KUBERNETES")
             settings_data = json.loads(raw) if raw else None
         print(dry_run_yaml(conf, settings_data, args.run_id), end="")
+    except RecursionError:
+        print("error: a JSON document nested too deeply", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

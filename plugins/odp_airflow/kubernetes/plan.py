@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..runs import MAX_HOSTS, check_instance_count
 from .pods import PodPlan
 
-MAX_HOSTS = 64
+__all__ = ["MAX_HOSTS", "hosts_for", "make_plan"]
 
 
 def hosts_for(instance_count: Any) -> tuple[str, ...]:
     """``algo-1`` .. ``algo-N`` (SageMaker's host names) for ``instance_count``."""
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int):
-        raise ValueError(f"Param 'instance_count' must be an integer, got {instance_count!r}")
-    if not 1 <= instance_count <= MAX_HOSTS:
-        raise ValueError(f"Param 'instance_count' must be 1..{MAX_HOSTS}, got {instance_count}")
-    return tuple(f"algo-{i}" for i in range(1, instance_count + 1))
+    return tuple(f"algo-{i}" for i in range(1, check_instance_count(instance_count) + 1))
 
 
 def make_plan(
@@ -30,7 +27,7 @@ def make_plan(
     from pipeline_lib.hyperparameters import parse_value
 
     raw = hyperparameters.get("max_runtime_seconds")
-    runtime = int(parse_value("max_runtime_seconds", str(raw))) if raw is not None else 0
+    runtime = int(parse_value("max_runtime_seconds", raw)) if raw is not None else 0
     return PodPlan(
         dag_id=dag_id,
         run_id=run_id,

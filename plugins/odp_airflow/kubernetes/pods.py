@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import KubernetesSettings
+from .settings import CREDENTIALS_DIR, KubernetesSettings
 
 ML_ROOT = "/opt/ml"
 CONTAINER = "base"  # the operator's base container name
@@ -80,6 +80,8 @@ def pod_operator_kwargs(settings: KubernetesSettings, plan: PodPlan, host: str) 
     }
     if service:
         env["DMLC_PS_ROOT_PORT"] = str(PS_PORT)
+    if settings.credentials_secret:  # the Secret's file (pod_template mounts it)
+        env["AWS_SHARED_CREDENTIALS_FILE"] = f"{CREDENTIALS_DIR}/credentials"
     return {
         "kubernetes_conn_id": settings.conn_id,
         "namespace": settings.namespace,
@@ -155,8 +157,27 @@ def pod_template(settings: KubernetesSettings, plan: PodPlan, host: str) -> dict
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  a pod volume, not a host path
         ],
     }
-    if settings.env_from_secret:  # S3 credentials, when the cluster has them as a Secret
-        container["envFrom"] = [{"secretRef": {"name": settings.env_from_secret, "optional": True}}]
+    volumes = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
+        {"name": "ml", "emptyDir": {"sizeLimit": settings.ml_volume_size}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_volume_size}},
+    ]
+    if settings.credentials_secret:  # S3 credentials as a read-only file, never as env vars
+        volumes.append(
+            {
+                "name": "s3-credentials",
+                "secret": {
+                    "secretName": settings.credentials_secret,
+                    "items": [{"key": settings.credentials_key, "path": "credentials"}],
+                    "defaultMode": 0o440,
+                    "optional": True,
+                },
+            }
+        )
+        container["volumeMounts"].append(
+            {"name": "s3-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+        )
+
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -169,11 +190,7 @@ def pod_template(settings: KubernetesSettings, plan: PodPlan, host: str) -> dict
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
-            {"name": "ml", "emptyDir": {"sizeLimit": settings.ml_volume_size}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_volume_size}},
-        ],
+        "volumes": volumes,
     }
     if settings.tolerations:
         spec["tolerations"] = [dict(t) for t in settings.tolerations]

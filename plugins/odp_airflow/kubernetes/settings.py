@@ -14,11 +14,45 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pipeline_lib import bounds
+
 VARIABLE = "odp_kubernetes"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Kubernetes' own name rules (apimachinery validation), checked when a run starts.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1123 label, <= 63
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")  # qualified name
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+# The distribution reference grammar (docker/distribution reference.go): [host[:port]/]path
+# [:tag][@digest]; no shell characters, spaces or upper case in the path.
+_IMAGE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_OPERATORS = ("Exists", "Equal")
+_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
+_WHY = {
+    "termination_grace_seconds": " (odp train needs 120 s after SIGTERM to save)",
+    "run_as_user": " (a non-root uid; >= 10000 keeps clear of host users)",
+}
+#: Where the S3 credentials Secret is mounted (a file, not environment variables).
+CREDENTIALS_DIR = "/var/run/secrets/odp/s3"
+# Upper bounds of the numeric settings (the one bounded parser, pipeline_lib.bounds).
+_INT_BOUNDS = {
+    "gpus": (0, 16),
+    "run_as_user": (1, 2**31 - 1),
+    "startup_timeout_seconds": (1, 86_400),
+    "schedule_timeout_seconds": (1, 86_400),
+    "termination_grace_seconds": (120, 3_600),
+    "deadline_margin_seconds": (0, 86_400),
+    "default_deadline_seconds": (60, 28 * 86_400),
+    "dist_start_timeout_seconds": (1, 86_400),
+}
 
 
 class SettingsError(ValueError):
@@ -46,8 +80,11 @@ class KubernetesSettings:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
     priority_class: str | None = None
-    run_as_user: int = 1000
-    env_from_secret: str | None = "odp-s3"  # noqa: S105  a Secret name, not a secret
+    run_as_user: int = 10001  # >= 10000: no overlap with host users (image scanners ask it)
+    # S3 credentials: a Secret holding an AWS shared credentials file, mounted read-only
+    # (AWS_SHARED_CREDENTIALS_FILE); null for workload identity (IRSA, the service account).
+    credentials_secret: str | None = "odp-s3"  # noqa: S105  a Secret name, not a secret
+    credentials_key: str = "credentials"  # the Secret's key holding the file
     startup_timeout_seconds: int = 600
     schedule_timeout_seconds: int = 900
     termination_grace_seconds: int = 150
@@ -63,26 +100,39 @@ class KubernetesSettings:
             _check_quantity(name, getattr(self, name))
         for name in ("shm_size", "ml_volume_size", "tmp_volume_size"):
             _check_quantity(name, getattr(self, name))
-        if not _DNS_LABEL.match(self.namespace):
-            raise SettingsError(f"{VARIABLE}.namespace {self.namespace!r} is not a DNS label")
+        _name(self.namespace, "namespace", _DNS_LABEL, "a DNS-1123 label (lower case, <= 63)")
+        _name(self.service_account, "service_account", _DNS_SUBDOMAIN, "a DNS-1123 subdomain")
+        for name in ("credentials_secret", "priority_class"):
+            if getattr(self, name) is not None:
+                _name(getattr(self, name), name, _DNS_SUBDOMAIN, "a DNS-1123 subdomain")
+        for secret in self.image_pull_secrets:
+            _name(secret, "image_pull_secrets", _DNS_SUBDOMAIN, "a DNS-1123 subdomain")
+        if not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", self.credentials_key):
+            raise SettingsError(f"{VARIABLE}.credentials_key {self.credentials_key!r} is not a "
+                                "Secret key ([-._a-zA-Z0-9])")  # fmt: skip
+        if len(self.image) > 512 or not _IMAGE.match(self.image):
+            raise SettingsError(
+                f"{VARIABLE}.image {self.image[:80]!r} is not an image reference "
+                "([registry[:port]/]name[:tag][@digest], lower-case name)"
+            )
+        for key, value in self.node_selector.items():
+            _label_key(key, "node_selector")
+            if not _LABEL_VALUE.match(value):
+                raise SettingsError(
+                    f"{VARIABLE}.node_selector[{key!r}] {value[:80]!r} is not a label value"
+                )
+        for i, toleration in enumerate(self.tolerations):
+            _check_toleration(i, toleration)
+        _name(self.cluster_domain, "cluster_domain", _DNS_SUBDOMAIN, "a DNS-1123 subdomain")
         if self.image_pull_policy not in _PULL_POLICIES:
             raise SettingsError(
                 f"{VARIABLE}.image_pull_policy must be one of {', '.join(_PULL_POLICIES)}"
             )
-        if not self.image:
-            raise SettingsError(f"{VARIABLE}.image is empty")
-        if self.gpus < 0:
-            raise SettingsError(f"{VARIABLE}.gpus must be >= 0, got {self.gpus}")
-        if self.run_as_user < 1:
-            raise SettingsError(f"{VARIABLE}.run_as_user must be a non-root uid (>= 1)")
-        if self.termination_grace_seconds < 120:
-            raise SettingsError(
-                f"{VARIABLE}.termination_grace_seconds must be >= 120 (odp train needs up to "
-                f"120 s after SIGTERM to save), got {self.termination_grace_seconds}"
-            )
-        for name in ("startup_timeout_seconds", "schedule_timeout_seconds"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{VARIABLE}.{name} must be >= 1")
+        for name, (lo, hi) in _INT_BOUNDS.items():  # the one bounded parser
+            try:
+                bounds.parse_int(getattr(self, name), f"{VARIABLE}.{name}", minimum=lo, maximum=hi)
+            except bounds.NumberError as exc:
+                raise SettingsError(f"{exc}{_WHY.get(name, '')}") from None
 
     @property
     def on_finish_action(self) -> str:
@@ -91,9 +141,61 @@ class KubernetesSettings:
         return "delete_active_pod" if self.keep_failed_pods else "delete_pod"
 
 
+def _name(value: str, name: str, rule: re.Pattern, what: str) -> None:
+    if not isinstance(value, str) or len(value) > 253 or not rule.match(value):
+        raise SettingsError(f"{VARIABLE}.{name} {str(value)[:80]!r} is not {what}")
+
+
+def _label_key(key: str, where: str) -> None:
+    """A qualified name: ``[prefix/]name``, the prefix a DNS-1123 subdomain."""
+    prefix, _, name = key.rpartition("/")
+    if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or not (
+        len(name) <= 63 and _LABEL_NAME.match(name)
+    ):
+        raise SettingsError(f"{VARIABLE}.{where} key {key[:80]!r} is not a Kubernetes label key")
+
+
+def _check_toleration(i: int, toleration: dict[str, Any]) -> None:
+    where = f"{VARIABLE}.tolerations[{i}]"
+    unknown = set(toleration) - _TOLERATION_KEYS
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    operator = toleration.get("operator", "Equal")
+    if operator not in _OPERATORS:
+        raise SettingsError(f"{where}.operator must be one of {', '.join(_OPERATORS)}")
+    if toleration.get("effect", "") not in _EFFECTS:
+        raise SettingsError(f"{where}.effect must be one of {', '.join(e for e in _EFFECTS if e)}")
+    key = toleration.get("key", "")
+    if not isinstance(key, str):
+        raise SettingsError(f"{where}.key must be a label key")
+    if key:
+        _label_key(key, f"tolerations[{i}]")
+    if not key and operator != "Exists":
+        raise SettingsError(f"{where}: an empty key needs operator Exists")
+    value = toleration.get("value", "")
+    if (
+        not isinstance(value, str)
+        or not _LABEL_VALUE.match(value)
+        or (value and operator == "Exists")
+    ):
+        raise SettingsError(f"{where}.value must be a label value (none with operator Exists)")
+    if "tolerationSeconds" in toleration:
+        try:
+            bounds.parse_int(toleration["tolerationSeconds"], f"{where}.tolerationSeconds",
+                             minimum=0, maximum=28 * 86_400)  # fmt: skip
+        except bounds.NumberError as exc:
+            raise SettingsError(str(exc)) from None
+
+
 def parse_settings(data: dict[str, Any] | None) -> KubernetesSettings:
     """Settings from a JSON object; an unknown key or a wrong type is a :class:`SettingsError`."""
     data = dict(data or {})
+    if "env_from_secret" in data:  # before issue 27: credentials as environment variables
+        raise SettingsError(
+            f"{VARIABLE}.env_from_secret was replaced by credentials_secret: the Secret (key "
+            f"'credentials': an AWS shared credentials file) is mounted as a file at "
+            f"{CREDENTIALS_DIR}; null for workload identity"
+        )
     known = {f.name: f for f in fields(KubernetesSettings)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -126,7 +228,7 @@ def load_settings() -> KubernetesSettings:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     where = f"{VARIABLE}.{name}"
-    if name == "priority_class" or name == "env_from_secret":
+    if name == "priority_class" or name == "credentials_secret":
         if value is None or isinstance(value, str):
             return value or None
         raise SettingsError(f"{where} must be a string or null")
@@ -135,9 +237,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise SettingsError(f"{where} must be true or false, got {value!r}")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingsError(f"{where} must be an integer, got {value!r}")
-        return value
+        lo, hi = _INT_BOUNDS.get(name, (None, None))
+        try:
+            return bounds.parse_int(value, where, minimum=lo, maximum=hi)
+        except bounds.NumberError as exc:
+            raise SettingsError(f"{exc}{_WHY.get(name, '')}") from None
     if isinstance(default, str):
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)

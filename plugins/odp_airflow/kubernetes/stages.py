@@ -16,6 +16,14 @@ log = logging.getLogger(__name__)
 COMPUTES = ("local", "kubernetes")
 
 
+def check_settings() -> None:
+    """Load the cluster settings (Kubernetes' own name rules, bounded numbers): in the run's
+    first task, so that a bad namespace or image fails before validation and conversion."""
+    from .settings import load_settings
+
+    load_settings()
+
+
 def plan_training(
     inputs: dict[str, Any], validation: dict[str, Any], converted: dict[str, Any]
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -52,6 +53,40 @@ def test_compute_combinations_are_refused_by_the_first_task(odp_home, dataset):
     with pytest.raises(tasks.StageFailed, match="Param 'compute' must be local or kubernetes"):
         _inputs(dataset, odp_home, compute="slurm")
     assert _inputs(dataset, odp_home, compute="kubernetes", instance_count=3)["instance_count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [  # issue 27: everything checkable without the data is refused by the first task
+        ({"artifact_root": "/etc"}, "artifact_root '/etc' is outside the allowed roots"),
+        ({"artifact_root": "file:///tmp/x"}, "scheme 'file' is not supported"),
+        ({"artifact_root": "s3://../x"}, "is not a valid S3 bucket name"),
+        ({"artifact_root": "s3://bucket/a/../b"}, "'..' segment"),
+        ({"dataset_uri": "/etc"}, "is not an image+JSON dataset"),
+        ({"dataset_uri": "s3://../"}, "is not a valid S3 bucket name"),
+        ({"model_name": "a\nb"}, "model name"),
+        ({"promotion_margin": "1e9"}, "Param 'promotion_margin'"),
+        ({"instance_count": 10**9, "compute": "kubernetes"}, "expected an integer in [1, 64]"),
+        ({"hyperparameters": {"epochs": "1e308"}}, "an integer in [1, 10000]"),
+        ({"hyperparameters": {"seed": {"a": [1]}}}, "a string value"),
+    ],
+)
+def test_the_first_task_refuses_what_it_can_check(odp_home, dataset, params, words):
+    with pytest.raises(tasks.StageFailed, match=re.escape(words)):
+        _inputs(dataset, odp_home, **params)
+
+
+def test_allowed_roots_are_a_setting(odp_home, dataset, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(tasks.StageFailed, match="outside the allowed roots"):
+        _inputs(dataset, odp_home, artifact_root=str(elsewhere))
+    monkeypatch.setenv("ODP_ALLOWED_ROOTS", f"{tmp_path},s3://bucket/odp")
+    assert _inputs(dataset, odp_home, artifact_root=str(elsewhere))["artifact_root"] == str(
+        elsewhere
+    )
+    assert _inputs(dataset, odp_home, artifact_root="s3://bucket/odp/team")["run_root"].startswith(
+        "s3://bucket/odp/team/runs/"
+    )
 
 
 def test_validate_failure_names_file_and_rule(odp_home, dataset):

@@ -16,8 +16,9 @@ import yaml
 
 import odp_airflow
 from odp_airflow.kubernetes.plan import make_plan
+from odp_airflow.kubernetes.pods import pod_operator_kwargs
 from odp_airflow.kubernetes.render import render_objects
-from odp_airflow.kubernetes.settings import KubernetesSettings, parse_settings
+from odp_airflow.kubernetes.settings import CREDENTIALS_DIR, KubernetesSettings, parse_settings
 
 # The oldest and newest schemas kubernetes-validate 1.37 ships: the supported range.
 K8S_VERSIONS = ("1.25.0", "1.37.0")
@@ -147,14 +148,30 @@ def test_operator_policy_never_leaves_a_running_pod():
     ("data", "message"),
     [
         ({"gpu": 1}, "unknown setting(s) gpu"),
-        ({"gpus": "two"}, "odp_kubernetes.gpus must be an integer"),
+        ({"gpus": "two"}, "odp_kubernetes.gpus='two' is invalid: expected an integer in [0, 16]"),
+        ({"gpus": 10**9}, "expected an integer in [0, 16]"),
         (
             {"memory_limit": "lots"},
             "odp_kubernetes.memory_limit 'lots' is not a Kubernetes quantity",
         ),
-        ({"termination_grace_seconds": 30}, "must be >= 120"),
+        ({"termination_grace_seconds": 30}, "expected an integer in [120, 3600]"),
         ({"run_as_user": 0}, "non-root"),
         ({"tolerations": "gpu"}, "list of toleration objects"),
+        # issue 27: Kubernetes' own name rules, when the run starts
+        ({"namespace": "ODP-Prod"}, "namespace 'ODP-Prod' is not a DNS-1123 label"),
+        ({"image": "x;rm -rf /"}, "image 'x;rm -rf /' is not an image reference"),
+        ({"image": "Registry/UPPER:tag"}, "is not an image reference"),
+        ({"service_account": "../../kube-system:admin"}, "service_account"),
+        ({"credentials_secret": "S3 creds"}, "credentials_secret 'S3 creds' is not a DNS-1123"),
+        ({"image_pull_secrets": ["a_b"]}, "image_pull_secrets 'a_b'"),
+        ({"priority_class": "High!"}, "priority_class"),
+        ({"node_selector": {"bad key!": "x"}}, "node_selector key 'bad key!'"),
+        ({"node_selector": {"gpu": "yes please"}}, "node_selector['gpu']"),
+        ({"tolerations": [{"key": "a", "operator": "Sometimes"}]}, "operator must be one of"),
+        ({"tolerations": [{"key": "a b", "operator": "Exists"}]}, "label key"),
+        ({"tolerations": [{"key": "a", "effect": "Never"}]}, "effect must be one of"),
+        ({"tolerations": [{"key": "a", "tolerationSeconds": 1e30}]}, "tolerationSeconds"),
+        ({"env_from_secret": "odp-s3"}, "replaced by credentials_secret"),
     ],
 )
 def test_bad_settings_name_the_setting(data, message):
@@ -165,7 +182,7 @@ def test_bad_settings_name_the_setting(data, message):
 
 def test_dry_run_prints_every_object_as_yaml(tmp_path):
     conf = tmp_path / "conf.json"
-    conf.write_text(json.dumps({"instance_count": 3, "artifact_root": "s3://b/odp"}))
+    conf.write_text(json.dumps({"instance_count": 3, "artifact_root": "s3://bucket/odp"}))
     settings = tmp_path / "k8s.json"
     settings.write_text(json.dumps({"namespace": "vision", "gpus": 1}))
     out = subprocess.run(  # noqa: S603  test-built argv
@@ -196,6 +213,29 @@ def test_dry_run_bad_conf_is_one_line(tmp_path):
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "error: Param 'instance_count' must be 1..64, got 0"
+        "error: Param 'instance_count'=0 is invalid: expected an integer in [1, 64]"
     )
     assert "Traceback" not in out.stderr
+
+
+def test_credentials_are_a_mounted_file_and_the_uid_is_above_10000():
+    """Issue 27: scanners want secrets as files (or workload identity), not envFrom, and a
+    uid >= 10000 by default."""
+    settings = KubernetesSettings()
+    assert settings.run_as_user >= 10000
+    plan = make_plan("s3://bucket/odp/runs/d/r", "d", "r", 1, {})
+    kwargs = pod_operator_kwargs(settings, plan, "algo-1")
+    spec = kwargs["pod_template_dict"]["spec"]
+    (container,) = spec["containers"]
+    assert "envFrom" not in container
+    assert spec["securityContext"]["runAsUser"] == settings.run_as_user
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "s3-credentials"]
+    assert volume["secret"]["secretName"] == "odp-s3"
+    assert {"name": "s3-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert kwargs["env_vars"]["AWS_SHARED_CREDENTIALS_FILE"] == f"{CREDENTIALS_DIR}/credentials"
+    # workload identity (IRSA): no Secret at all
+    irsa = pod_operator_kwargs(parse_settings({"credentials_secret": None}), plan, "algo-1")
+    assert "AWS_SHARED_CREDENTIALS_FILE" not in irsa["env_vars"]
+    assert all(v["name"] != "s3-credentials" for v in irsa["pod_template_dict"]["spec"]["volumes"])
