@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,16 @@ class Checkpointer:
         self.best = self.folder / "best.params"
 
     def save(self, net, trainer: mx.gluon.Trainer, state: LoopState) -> None:
-        """Write weights, optimizer state, then loop state (the commit point) atomically."""
-        with atomic_write(self.params) as tmp:
-            net.save_parameters(str(tmp))
-        with atomic_write(self.states) as tmp:
-            trainer.save_states(str(tmp))
-        with atomic_write(self.state) as tmp:
-            tmp.write_text(json.dumps(asdict(state), indent=1))
+        """Write weights, optimizer state and loop state as one commit: all three are written
+        aside first and renamed into place only when every one is complete (a full disk
+        leaves the previous checkpoint whole, never new weights with an old loop state)."""
+        write_together(
+            [
+                (self.params, lambda tmp: net.save_parameters(str(tmp))),
+                (self.states, lambda tmp: trainer.save_states(str(tmp))),
+                (self.state, lambda tmp: tmp.write_text(json.dumps(asdict(state), indent=1))),
+            ]
+        )
 
     def save_best(self, net) -> None:
         with atomic_write(self.best) as tmp:
@@ -86,12 +90,14 @@ class DistCheckpointer(Checkpointer):
         if self.optimizer_state:
             super().save(net, trainer, state)
             return
-        with atomic_write(self.params) as tmp:
-            net.save_parameters(str(tmp))
-        with atomic_write(self.states) as tmp:
-            tmp.write_bytes(b"")  # no optimizer state: a resumed run starts it afresh
-        with atomic_write(self.state) as tmp:
-            tmp.write_text(json.dumps(asdict(state), indent=1))
+        write_together(
+            [
+                (self.params, lambda tmp: net.save_parameters(str(tmp))),
+                # no optimizer state: a resumed run starts it afresh
+                (self.states, lambda tmp: tmp.write_bytes(b"")),
+                (self.state, lambda tmp: tmp.write_text(json.dumps(asdict(state), indent=1))),
+            ]
+        )
 
     def save_best(self, net) -> None:
         if self.writable:
@@ -105,6 +111,23 @@ class DistCheckpointer(Checkpointer):
         state = LoopState(**json.loads(self.state.read_text()))
         net.load_parameters(str(self.params), ctx=ctx)
         return state
+
+
+def write_together(writes: list[tuple[Path, Callable[[Path], object]]]) -> None:
+    """Write every ``(dest, write)`` to a temporary sibling, then rename them into place in
+    order (the last one is the commit point); on any error nothing is replaced and the
+    temporary files are removed. Renames need no space: a full disk fails the writes only."""
+    done: list[tuple[Path, Path]] = []
+    try:
+        for dest, write in writes:
+            tmp = dest.with_name(f".{dest.name}.{os.urandom(8).hex()}.part")
+            done.append((tmp, dest))
+            write(tmp)
+        for tmp, dest in done:
+            os.replace(tmp, dest)
+    finally:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint_files(folder: Path) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ Each run is bounded: address space (``RLIMIT_AS``, :data:`MEMORY_LIMIT`), file s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +82,8 @@ XFAIL: dict[tuple[str, str], str] = {}
 _LIMITED = (
     "import os, resource, sys\n"
     f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))\n"
-    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_SIZE_LIMIT}, {FILE_SIZE_LIMIT}))\n"
+    f"fsize = int(os.environ.get('ODP_TEST_FSIZE') or {FILE_SIZE_LIMIT})\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))\n"
     "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
     "os.execv(sys.executable, [sys.executable, '-m', 'pipeline_lib.cli', *sys.argv[1:]])\n"
 )
@@ -484,3 +487,177 @@ def test_a_valid_workspace_passes_every_entry_point(base: Path, tmp_path: Path) 
         rc, out, err, _, alive = _odp(_argv(target, ws), _env(ws.root), 60, ws.root)
         assert rc == 0 and not alive, f"{target}: {err[-2000:]}"
     assert not list((ws.root / "tmp").iterdir())
+
+
+# ------------------------------------------------------------------ a disk that fills up
+#
+# A real small file system: a tmpfs of a few hundred KB mounted for the test (when the
+# tests run as root). Where mounting is not allowed they fall back to RLIMIT_FSIZE (a
+# real kernel limit, per file: EFBIG instead of ENOSPC) and the predict case, whose files
+# are small, is skipped. Each case: one line, exit 1, the earlier output left whole, no
+# ``.part`` and nothing in TMPDIR.
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: int) -> Iterator[bool]:
+    """A tmpfs of ``size`` bytes at ``path`` (True), or False where mounting is refused."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(  # noqa: S603  fixed argv
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)  # noqa: S603,S607
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill the file system of ``folder`` until ``leave`` bytes are free."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    if free > leave:
+        with open(folder / "filler", "wb") as f:
+            f.write(b"\0" * (free - leave))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "filler"
+    }
+
+
+def _one_line_failure(rc: int, err: str, command: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 1 and "Traceback" not in err, err[-2000:]
+    assert lines[-1].startswith(f"odp {command}: error: "), err[-2000:]
+    assert "No space left on device" in lines[-1] or "File too large" in lines[-1], lines[-1]
+
+
+def test_disk_full_conversion_keeps_the_earlier_output(base: Path, tmp_path: Path) -> None:
+    ws = _workspace(base, tmp_path / "ws")
+    disk = tmp_path / "disk"
+    prefix = disk / "data"
+    argv = ["convert", "recordio", str(ws.dataset), str(prefix), "--workers", "1"]
+    data = sum(p.stat().st_size for p in ws.dataset.rglob("*") if p.is_file())
+    with _small_disk(disk, 3 * data // 2 + (64 << 10)) as mounted:
+        rc, _, err, _, _ = _odp(argv, _env(ws.root), 60, ws.root)
+        assert rc == 0, err[-2000:]
+        before = _digests(disk)
+        size = (prefix.parent / "data_train.rec").stat().st_size
+        env = _env(ws.root, None if mounted else {"ODP_TEST_FSIZE": str(size // 2)})
+        if mounted:
+            _fill(disk, size // 2)
+        rc, _, err, _, alive = _odp([*argv, "--overwrite"], env, 60, ws.root)
+        _one_line_failure(rc, err, "convert recordio")
+        assert _digests(disk) == before and not alive
+        assert not [p for p in disk.iterdir() if ".part" in p.name]
+    assert not list((ws.root / "tmp").iterdir())
+
+
+def test_disk_full_predict_keeps_the_earlier_output(base: Path, tmp_path: Path) -> None:
+    ws = _workspace(base, tmp_path / "ws")
+    disk = tmp_path / "disk"
+    out = disk / "pred"
+    argv = ["predict", str(ws.model), str(ws.dataset / "validation"), str(out)]
+    with _small_disk(disk, 256 << 10) as mounted:
+        if not mounted:
+            pytest.skip("no tmpfs here (not root): predict's small files fit any RLIMIT_FSIZE")
+        rc, _, err, _, _ = _odp(argv, _env(ws.root), 60, ws.root)
+        assert rc == 0, err[-2000:]
+        before = _digests(disk)
+        _fill(disk, 1024)
+        rc, _, err, _, alive = _odp([*argv, "--overwrite"], _env(ws.root), 60, ws.root)
+        _one_line_failure(rc, err, "predict")
+        assert _digests(disk) == before and not alive
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "pred"]  # no .part
+    assert not list((ws.root / "tmp").iterdir())
+
+
+_PACKAGE = """
+import sys
+from pipeline_lib.artifact import package
+package(sys.argv[1], sys.argv[2])
+"""
+
+_CHECKPOINT = """
+import sys
+import mxnet as mx
+from pipeline_lib.training.checkpoints import Checkpointer, LoopState
+net = mx.gluon.nn.Dense(int(sys.argv[2]), in_units=64)
+net.initialize()
+trainer = mx.gluon.Trainer(net.collect_params(), "adam")
+Checkpointer(sys.argv[1]).save(net, trainer, LoopState(epoch=int(sys.argv[3])))
+"""
+
+
+def _script(code: str, args: list[str], root: Path, fsize: int | None = None):
+    env = _env(root, {"ODP_TEST_FSIZE": str(fsize)} if fsize else None)
+    limited = _LIMITED.replace(
+        "os.execv(sys.executable, [sys.executable, '-m', 'pipeline_lib.cli', *sys.argv[1:]])",
+        "os.execv(sys.executable, [sys.executable, '-c', *sys.argv[1:]])",
+    )
+    return subprocess.run(  # noqa: S603  this interpreter and a test script
+        [sys.executable, "-c", limited, code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_disk_full_packaging_keeps_the_earlier_archive(base: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    model_dir = tmp_path / "model"
+    with tarfile.open(base / "model.tar.gz") as tar:
+        tar.extractall(model_dir, filter="data")
+    disk = tmp_path / "disk"
+    with _small_disk(disk, 2 * (base / "model.tar.gz").stat().st_size) as mounted:
+        shutil.copy(base / "model.tar.gz", disk / "model.tar.gz")
+        before = _digests(disk)
+        if mounted:
+            _fill(disk, 64 << 10)
+        fsize = None if mounted else 64 << 10
+        out = _script(_PACKAGE, [str(model_dir), str(disk / "model.tar.gz")], tmp_path, fsize)
+        assert out.returncode != 0
+        assert "No space left on device" in out.stderr or "File too large" in out.stderr
+        assert _digests(disk) == before
+        assert sorted(p.name for p in disk.iterdir()) == (
+            ["filler", "model.tar.gz"] if mounted else ["model.tar.gz"]
+        )
+
+
+def test_disk_full_checkpoint_keeps_the_earlier_one(tmp_path: Path) -> None:
+    """The three files of a checkpoint are one commit: a disk that fills up while the new one
+    is written leaves the previous weights, optimizer state and loop state together."""
+    (tmp_path / "tmp").mkdir()
+    disk = tmp_path / "disk"
+    with _small_disk(disk, 2 << 20) as mounted:
+        ckpt = disk / "checkpoints"
+        out = _script(_CHECKPOINT, [str(ckpt), "8", "3"], tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        before = _digests(ckpt)
+        if mounted:
+            _fill(disk, 40 << 10)  # room for the new weights, not for the optimizer state too
+        fsize = None if mounted else 40 << 10
+        out = _script(_CHECKPOINT, [str(ckpt), "128", "4"], tmp_path, fsize)
+        assert out.returncode != 0
+        assert "No space left on device" in out.stderr or "File too large" in out.stderr
+        assert _digests(ckpt) == before
+        assert json.loads((ckpt / "state.json").read_text())["epoch"] == 3
+        assert sorted(p.name for p in ckpt.iterdir()) == [
+            "last.params",
+            "last.states",
+            "state.json",
+        ]
