@@ -63,6 +63,8 @@ def _folder_images(folder: str) -> tuple[Source, int]:
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 rels.append(os.path.relpath(os.path.join(here, name), folder))
 
+    rels.sort()  # by relative path, as the listing of an s3:// prefix is
+
     def read() -> Source:
         for rel in rels:
             yield Path(rel).stem, Path(rel).name, gated.read(rel, f"{gated.label}{rel}", "image")
