@@ -143,6 +143,6 @@ def test_a_cpu_stream_count_that_does_not_divide_the_batch_is_a_client_error(
     paths = layout(tmp_path / "ml", training_data)
     assert run_training(str(paths.root)) == 1
     assert _failure(paths) == (
-        "ClientError: ODP_CPU_STREAMS='3': expected a positive divisor of mini_batch_size=4\n"
+        "ClientError: ODP_CPU_STREAMS='3' is invalid: expected a positive divisor of mini_batch_size=4\n"
     )
     assert not (paths.output / "metrics.json").exists()
