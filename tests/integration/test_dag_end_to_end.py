@@ -67,7 +67,7 @@ def test_full_dag_registers_a_candidate_with_map(dag_env, tmp_path):
     second = client.get_model_version_by_alias("e2e-model", "candidate")
     assert int(second.version) == int(version.version) + 1
     (second_dir,) = [d for d in run_dirs[0].parent.iterdir() if d != run_dirs[0]]
-    champion_eval = json.loads((second_dir / "evaluate" / "champion" / "metrics.json").read_text())
+    champion_eval = json.loads((second_dir / "evaluate_champion" / "metrics.json").read_text())
     assert champion_eval["metrics"]["mAP"] == pytest.approx(run.data.metrics["mAP"], abs=1e-9)
     new_map = client.get_run(second.run_id).data.metrics["mAP"]
     champion = client.get_model_version_by_alias("e2e-model", "champion")
