@@ -1,9 +1,18 @@
 """The one reader/writer of ``model.tar.gz``, the SageMaker model artifact.
 
-The tarball holds, flat (as SageMaker writes it): ``model_algo_1-symbol.json`` +
-``model_algo_1-0000.params`` (the inference graph), ``model_algo_1.gluon.params`` (Gluon
-weights, which seed incremental training), ``hyperparams.json`` (string values) and
-``class_map.json``. Writing those files is training's job (``training/artifacts.py``); this
+The tarball holds, flat (as SageMaker writes it), one of two formats, told apart by the
+content of ``model_algo_1-symbol.json`` (:func:`model_format`):
+
+* ``gluoncv`` (odp's first format): ``model_algo_1-symbol.json`` + ``model_algo_1-0000.params``
+  (GluonCV's SSD, exported for inference), ``model_algo_1.gluon.params`` (Gluon weights, which
+  seed incremental training), ``hyperparams.json`` (string values) and ``class_map.json``;
+* ``sagemaker`` (what SageMaker's Object Detection writes and reads): the *training* symbol
+  of MXNet example/ssd and its ``arg:``/``aux:`` weights, ``hyperparams.json``; odp adds
+  ``class_map.json`` and ``model_algo_1-inference-symbol.json`` (example/ssd's inference on
+  the same weights), which SageMaker ignores. A SageMaker job's own archive has no class
+  map: class names come from the user (:func:`read_model_config`), else ``class_<id>``.
+
+Writing those files is training's job (``training/artifacts.py``); this
 module packages a folder of them, lists and reads members, and extracts safely: members
 confined to the target folder, regular files only, at most ``ODP_MAX_ARCHIVE_MEMBERS``
 members and ``ODP_MAX_ARCHIVE_BYTES`` bytes (declared sizes checked before anything is
@@ -22,13 +31,16 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import storage
 from .annotations import read_class_map
+from .hyperparameters import HyperparameterError, parse_value
 from .images import limit_from_env
+from .sagemaker_ssd.symbol_info import GLUONCV, SAGEMAKER, SymbolError, describe, symbol_format
 
 MODEL_FILE = "model.tar.gz"
 PREFIX = "model_algo_1"
@@ -37,6 +49,9 @@ PARAMS = f"{PREFIX}-0000.params"
 GLUON_PARAMS = f"{PREFIX}.gluon.params"
 HYPERPARAMS = "hyperparams.json"
 CLASS_MAP = "class_map.json"
+INFERENCE_SYMBOL = f"{PREFIX}-inference-symbol.json"  # odp's extra beside a SageMaker graph
+MODEL_FORMATS = (GLUONCV, SAGEMAKER)
+MAX_SYMBOL_BYTES = 32 << 20  # example/ssd's ResNet-50 training symbol is ~130 KB
 SIDE_FILES = (CLASS_MAP, HYPERPARAMS)  # the small files shown beside the tarball
 
 MAX_BYTES_ENV = "ODP_MAX_ARCHIVE_BYTES"
@@ -324,20 +339,150 @@ def model_folder(path: str | Path) -> Iterator[Path]:
         yield extract(path, tmp)
 
 
-def read_artifact_config(
-    model_dir: Path, source: str | os.PathLike | None = None
-) -> tuple[dict[str, str], dict[int, str]]:
-    """``(hyperparams, class_map)`` of an extracted artifact, with a clear error when
-    incomplete (``FileNotFoundError``) or unreadable (:class:`ArtifactError`); messages name
-    ``source`` (what the user gave) when the folder is a scratch extraction."""
+# ------------------------------------------------------------------ what the model is
+
+
+def read_symbol(model_dir: Path, source: str | os.PathLike | None = None) -> dict:
+    """``model_algo_1-symbol.json`` of an extracted artifact, parsed (size-bounded)."""
     where = source or model_dir
-    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not (model_dir / n).exists()]
+    path = Path(model_dir) / SYMBOL
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SYMBOL_BYTES + 1)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model artifact {where} is missing ['{SYMBOL}']") from None
+    if len(raw) > MAX_SYMBOL_BYTES:
+        raise ArtifactError(f"model artifact {where}: {SYMBOL} is above {MAX_SYMBOL_BYTES} bytes")
+    try:
+        symbol = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {where}: {SYMBOL} is not JSON ({exc})") from None
+    if not isinstance(symbol, dict):
+        raise ArtifactError(f"model artifact {where}: {SYMBOL} is not an MXNet symbol")
+    return symbol
+
+
+def model_format(model_dir: Path, source: str | os.PathLike | None = None) -> str:
+    """``sagemaker`` or ``gluoncv``: which graph an extracted artifact holds."""
+    try:
+        return symbol_format(read_symbol(model_dir, source))
+    except SymbolError as exc:
+        raise ArtifactError(f"model artifact {source or model_dir}: {SYMBOL}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What an extracted artifact is: its format, hyperparameters (string values, with
+    ``base_network``, ``num_classes`` and ``image_shape`` always present) and class names."""
+
+    format: str
+    hyperparameters: dict[str, str]
+    classes: dict[int, str]
+    class_names: str  # where the names came from: "model", "user" or "generated"
+
+    @property
+    def base_network(self) -> str:
+        return self.hyperparameters["base_network"]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def note(self) -> str | None:
+        """The one line to tell a user whose model has no class names."""
+        if self.class_names != "generated":
+            return None
+        return (
+            f"note: the model has no class names ({CLASS_MAP}); using class_0..class_"
+            f"{self.num_classes - 1} (pass --class-map with a class map or categories)"
+        )
+
+
+def _read_hyperparams(model_dir: Path, where: object) -> dict[str, str]:
+    try:
+        raw = (model_dir / HYPERPARAMS).read_bytes()
+        if len(raw) > MAX_SIDE_FILE_BYTES:
+            raise ValueError(f"{HYPERPARAMS} is above {MAX_SIDE_FILE_BYTES} bytes")
+        hp = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
+    if not isinstance(hp, dict):
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS} is not a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in hp.items()}
+
+
+def _class_map_of(
+    model_dir: Path, where: object, num_classes: int | None, given: Mapping[int, str] | None
+) -> tuple[dict[int, str], str]:
+    """The class names: the user's, else the archive's ``class_map.json``, else generated;
+    they must name exactly the ids ``0..num_classes-1`` the graph predicts."""
+    if given is not None:
+        classes, origin, source = dict(given), "user", "the class map given"
+    elif (model_dir / CLASS_MAP).exists():
+        try:
+            classes = read_class_map(model_dir / CLASS_MAP)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise ArtifactError(f"model artifact {where}: {CLASS_MAP}: {exc}") from None
+        origin, source = "model", f"{CLASS_MAP} of {where}"
+    elif num_classes is not None:
+        return {i: f"class_{i}" for i in range(num_classes)}, "generated"
+    else:
+        raise FileNotFoundError(f"model artifact {where} is missing ['{CLASS_MAP}']")
+    n = num_classes if num_classes is not None else len(classes)
+    if sorted(classes) != list(range(n)):
+        raise ArtifactError(
+            f"{source} names class ids {sorted(classes)[:10]} but the model predicts "
+            f"{n} classes (ids 0..{n - 1})"
+        )
+    return dict(sorted(classes.items())), origin
+
+
+def read_model_config(
+    model_dir: Path,
+    source: str | os.PathLike | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> ModelConfig:
+    """The :class:`ModelConfig` of an extracted artifact of either format, with a clear
+    error when incomplete (``FileNotFoundError``) or unusable (:class:`ArtifactError`);
+    messages name ``source`` (what the user gave) when the folder is a scratch extraction.
+    ``class_names`` (the user's) replace the archive's own."""
+    where = source or model_dir
+    model_dir = Path(model_dir)
+    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if not (model_dir / n).exists()]
     if missing:
         raise FileNotFoundError(f"model artifact {where} is missing {missing}")
+    symbol = read_symbol(model_dir, source)
+    hp = _read_hyperparams(model_dir, where)
     try:
-        hp = json.loads((model_dir / HYPERPARAMS).read_text(encoding="utf-8"))
-        if not isinstance(hp, dict):
-            raise ValueError(f"{HYPERPARAMS} is not a JSON object")
-        return hp, read_class_map(model_dir / CLASS_MAP)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ArtifactError(f"model artifact {where}: {exc}") from None
+        fmt = symbol_format(symbol)
+        if fmt == GLUONCV:
+            classes, origin = _class_map_of(model_dir, where, None, class_names)
+            return ModelConfig(fmt, hp, classes, origin)
+        info = describe(symbol)
+    except SymbolError as exc:
+        raise ArtifactError(f"model artifact {where}: {SYMBOL}: {exc}") from None
+    for key, value in (("base_network", info.base_network), ("num_classes", info.num_classes)):
+        if key in hp and str(hp[key]).strip() != str(value):
+            raise ArtifactError(
+                f"model artifact {where}: {HYPERPARAMS} says {key}={hp[key][:40]!r} but the "
+                f"graph in {SYMBOL} is {key}={value}"
+            )
+        hp[key] = str(value)
+    hp.setdefault("image_shape", "300")  # SageMaker's default
+    try:
+        parse_value("image_shape", hp["image_shape"])
+    except HyperparameterError as exc:
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
+    classes, origin = _class_map_of(model_dir, where, info.num_classes, class_names)
+    return ModelConfig(fmt, hp, classes, origin)
+
+
+def read_artifact_config(
+    model_dir: Path,
+    source: str | os.PathLike | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> tuple[dict[str, str], dict[int, str]]:
+    """``(hyperparams, class_map)`` of an extracted artifact (:func:`read_model_config`)."""
+    config = read_model_config(model_dir, source, class_names)
+    return config.hyperparameters, config.classes

@@ -21,8 +21,8 @@ import mxnet as mx
 
 from ..preprocessing import PIXEL_INPUT_PREFIX
 from .layout import MEAN_PIXELS, NMS_TOPK, VARIANCES, Layout, layout_for
+from .symbol_info import HEAD_NAMES
 
-HEAD_NAMES = ("multibox_cls_pred", "multibox_loc_pred", "multibox_anchors")
 MEAN_NAME = f"{PIXEL_INPUT_PREFIX}mean"  # the in-graph mean pixels of predictor_symbol
 _RESNET50_UNITS = (3, 4, 6, 3)
 _RESNET50_FILTERS = (256, 512, 1024, 2048)
@@ -356,8 +356,27 @@ __all__ = [
     "MEAN_NAME",
     "detection_symbol",
     "heads",
+    "load_symbol",
     "mean_pixels",
     "network_heads",
     "predictor_symbol",
     "training_symbol",
 ]
+
+
+def load_symbol(text: str) -> mx.sym.Symbol:
+    """``mx.sym.load_json`` without MXNet's two log lines on stderr for a symbol saved by an
+    older MXNet (SageMaker's 1.3): MXNet still upgrades it; only the notice is dropped, so a
+    command's output stays its own (an error still raises)."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        return mx.sym.load_json(text)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

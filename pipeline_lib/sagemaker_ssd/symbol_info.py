@@ -18,8 +18,8 @@ from typing import Any
 
 from .layout import BASES
 
-SAGEMAKER = "sagemaker"
 GLUONCV = "gluoncv"
+SAGEMAKER = "sagemaker"
 FORMATS = (GLUONCV, SAGEMAKER)
 MAX_NODES = 20_000  # example/ssd's ResNet-50 training graph has 544
 MAX_CLASSES = 10_000
@@ -64,7 +64,7 @@ SAGEMAKER_OPS = frozenset(
         "_contrib_MultiBoxDetection",
     }
 )
-_HEADS = ("multibox_cls_pred", "multibox_loc_pred", "multibox_anchors")
+HEAD_NAMES = ("multibox_cls_pred", "multibox_loc_pred", "multibox_anchors")
 _TUPLE = re.compile(r"^\(([^()]*)\)$")
 
 
@@ -89,10 +89,10 @@ def _nodes(symbol: Mapping[str, Any]) -> list[dict]:
     return nodes
 
 
-def graph_format(symbol: Mapping[str, Any]) -> str:
+def symbol_format(symbol: Mapping[str, Any]) -> str:
     """``sagemaker`` when the graph names example/ssd's three heads, else ``gluoncv``."""
     names = {str(n.get("name")) for n in _nodes(symbol)}
-    return SAGEMAKER if all(h in names for h in _HEADS) else GLUONCV
+    return SAGEMAKER if all(h in names for h in HEAD_NAMES) else GLUONCV
 
 
 def _attrs(node: dict) -> dict[str, str]:
@@ -157,8 +157,9 @@ __all__ = [
     "MAX_CLASSES",
     "SAGEMAKER",
     "SAGEMAKER_OPS",
+    "HEAD_NAMES",
     "GraphInfo",
     "SymbolError",
     "describe",
-    "graph_format",
+    "symbol_format",
 ]
