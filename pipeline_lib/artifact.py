@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import storage
-from .annotations import read_class_map
+from .annotations import load_json, parse_class_names
 from .hyperparameters import HyperparameterError, parse_value
 from .images import limit_from_env
 from .sagemaker_ssd.symbol_info import GLUONCV, SAGEMAKER, SymbolError, describe, symbol_format
@@ -207,6 +207,22 @@ def class_map_json(tar_path: str | Path) -> dict[str, str]:
 def hyperparameters_json(tar_path: str | Path) -> dict[str, str]:
     """``hyperparams.json`` of a tarball as written (string values)."""
     return _json_member(tar_path, HYPERPARAMS)
+
+
+def servable_missing(tar_path: str | Path, members: list[str]) -> list[str]:
+    """The files a servable model lacks among ``members`` (its regular files): the graph,
+    its weights and ``hyperparams.json``, and for odp's GluonCV format ``class_map.json``
+    (a SageMaker job's archive has none; its names are given or generated)."""
+    names = set(members)
+    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if n not in names]
+    if SYMBOL in names and CLASS_MAP not in names:
+        try:
+            fmt = symbol_format(json.loads(read_member(tar_path, SYMBOL)))
+        except (ValueError, RecursionError, SymbolError) as exc:
+            raise ArtifactError(f"{tar_path}: {SYMBOL} is not an MXNet symbol ({exc})") from None
+        if fmt == GLUONCV:
+            missing.append(CLASS_MAP)
+    return missing
 
 
 def copy_side_files(tar_path: str | Path, dest: Path) -> list[Path]:
@@ -399,11 +415,10 @@ class ModelConfig:
         )
 
 
-def _read_hyperparams(model_dir: Path, where: object) -> dict[str, str]:
+def _hyperparams_of(raw: bytes, where: object) -> dict[str, str]:
     try:
-        raw = (model_dir / HYPERPARAMS).read_bytes()
         if len(raw) > MAX_SIDE_FILE_BYTES:
-            raise ValueError(f"{HYPERPARAMS} is above {MAX_SIDE_FILE_BYTES} bytes")
+            raise ValueError(f"above {MAX_SIDE_FILE_BYTES} bytes")
         hp = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
@@ -412,19 +427,25 @@ def _read_hyperparams(model_dir: Path, where: object) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in hp.items()}
 
 
-def _class_map_of(
-    model_dir: Path, where: object, num_classes: int | None, given: Mapping[int, str] | None
+def _class_map_of(raw: bytes, where: object) -> dict[int, str]:
+    try:
+        return parse_class_names(load_json(raw, f"{CLASS_MAP} of {where}"), f"{CLASS_MAP}")
+    except ValueError as exc:
+        raise ArtifactError(f"model artifact {where}: {exc}") from None
+
+
+def _classes(
+    own: dict[int, str] | None,
+    given: Mapping[int, str] | None,
+    num_classes: int | None,
+    where: object,
 ) -> tuple[dict[int, str], str]:
     """The class names: the user's, else the archive's ``class_map.json``, else generated;
     they must name exactly the ids ``0..num_classes-1`` the graph predicts."""
     if given is not None:
         classes, origin, source = dict(given), "user", "the class map given"
-    elif (model_dir / CLASS_MAP).exists():
-        try:
-            classes = read_class_map(model_dir / CLASS_MAP)
-        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
-            raise ArtifactError(f"model artifact {where}: {CLASS_MAP}: {exc}") from None
-        origin, source = "model", f"{CLASS_MAP} of {where}"
+    elif own is not None:
+        classes, origin, source = own, "model", f"{CLASS_MAP} of {where}"
     elif num_classes is not None:
         return {i: f"class_{i}" for i in range(num_classes)}, "generated"
     else:
@@ -438,26 +459,22 @@ def _class_map_of(
     return dict(sorted(classes.items())), origin
 
 
-def read_model_config(
-    model_dir: Path,
-    source: str | os.PathLike | None = None,
+def model_config(
+    symbol: dict,
+    hyperparams: dict[str, str],
+    class_map: dict[int, str] | None,
+    where: object,
     class_names: Mapping[int, str] | None = None,
 ) -> ModelConfig:
-    """The :class:`ModelConfig` of an extracted artifact of either format, with a clear
-    error when incomplete (``FileNotFoundError``) or unusable (:class:`ArtifactError`);
-    messages name ``source`` (what the user gave) when the folder is a scratch extraction.
-    ``class_names`` (the user's) replace the archive's own."""
-    where = source or model_dir
-    model_dir = Path(model_dir)
-    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if not (model_dir / n).exists()]
-    if missing:
-        raise FileNotFoundError(f"model artifact {where} is missing {missing}")
-    symbol = read_symbol(model_dir, source)
-    hp = _read_hyperparams(model_dir, where)
+    """The :class:`ModelConfig` of a model's parsed files (``class_map`` ``None`` when it has
+    none); ``class_names`` (the user's) replace the model's own. A SageMaker graph's base
+    network and class count are read from the graph and must agree with its
+    ``hyperparams.json``."""
+    hp = dict(hyperparams)
     try:
         fmt = symbol_format(symbol)
         if fmt == GLUONCV:
-            classes, origin = _class_map_of(model_dir, where, None, class_names)
+            classes, origin = _classes(class_map, class_names, None, where)
             return ModelConfig(fmt, hp, classes, origin)
         info = describe(symbol)
     except SymbolError as exc:
@@ -474,8 +491,56 @@ def read_model_config(
         parse_value("image_shape", hp["image_shape"])
     except HyperparameterError as exc:
         raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
-    classes, origin = _class_map_of(model_dir, where, info.num_classes, class_names)
+    classes, origin = _classes(class_map, class_names, info.num_classes, where)
     return ModelConfig(fmt, hp, classes, origin)
+
+
+def read_model_config(
+    model_dir: Path,
+    source: str | os.PathLike | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> ModelConfig:
+    """The :class:`ModelConfig` of an extracted artifact of either format, with a clear
+    error when incomplete (``FileNotFoundError``) or unusable (:class:`ArtifactError`);
+    messages name ``source`` (what the user gave) when the folder is a scratch extraction."""
+    where = source or model_dir
+    model_dir = Path(model_dir)
+    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if not (model_dir / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"model artifact {where} is missing {missing}")
+    symbol = read_symbol(model_dir, source)
+    hp = _hyperparams_of((model_dir / HYPERPARAMS).read_bytes(), where)
+    own = None
+    if (model_dir / CLASS_MAP).exists():
+        own = _class_map_of((model_dir / CLASS_MAP).read_bytes(), where)
+    return model_config(symbol, hp, own, where, class_names)
+
+
+def archive_config(
+    tar_path: str | Path, class_names: Mapping[int, str] | None = None
+) -> ModelConfig:
+    """:func:`read_model_config` of a ``model.tar.gz`` read in place (its small members
+    only, nothing extracted)."""
+    found: dict[str, bytes] = {}
+    with _open(tar_path) as tar:
+        for member in _members(tar, tar_path):
+            if member.isfile() and member.name in (SYMBOL, HYPERPARAMS, CLASS_MAP):
+                if member.name == SYMBOL and member.size > MAX_SYMBOL_BYTES:
+                    raise ArtifactError(f"{tar_path}: {SYMBOL} is above {MAX_SYMBOL_BYTES} bytes")
+                fh = tar.extractfile(member)
+                found[member.name] = fh.read(MAX_SYMBOL_BYTES + 1) if fh else b""
+    missing = [n for n in (SYMBOL, HYPERPARAMS) if n not in found]
+    if missing:
+        raise FileNotFoundError(f"model artifact {tar_path} is missing {missing}")
+    try:
+        symbol = json.loads(found[SYMBOL])
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {tar_path}: {SYMBOL} is not JSON ({exc})") from None
+    if not isinstance(symbol, dict):
+        raise ArtifactError(f"model artifact {tar_path}: {SYMBOL} is not an MXNet symbol")
+    hp = _hyperparams_of(found[HYPERPARAMS], tar_path)
+    own = _class_map_of(found[CLASS_MAP], tar_path) if CLASS_MAP in found else None
+    return model_config(symbol, hp, own, tar_path, class_names)
 
 
 def read_artifact_config(

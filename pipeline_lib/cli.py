@@ -238,10 +238,31 @@ def _tuning_lines(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _class_names(args: argparse.Namespace) -> dict[int, str] | None:
+    """The class names ``--class-map`` gives (a class map or categories), or ``None``."""
+    path = getattr(args, "class_map", None)
+    if not path:
+        return None
+    from .annotations import load_json, parse_class_names
+    from .artifact import MAX_SIDE_FILE_BYTES
+    from .gate.paths import read_regular
+
+    if os.path.isfile(path) and os.path.getsize(path) > MAX_SIDE_FILE_BYTES:
+        raise CliError(f"--class-map {path}: above {MAX_SIDE_FILE_BYTES} bytes")
+    return parse_class_names(load_json(read_regular(path, path), path), path)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_model
 
-    result = evaluate_model(args.model, args.data, args.out, metric=args.metric, iou=args.iou)
+    result = evaluate_model(
+        args.model,
+        args.data,
+        args.out,
+        metric=args.metric,
+        iou=args.iou,
+        class_names=_class_names(args),
+    )
     if args.json:
         _print_json(result)
     else:
@@ -287,7 +308,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .registry import resolve_model_uri
 
         model = str(resolve_model_uri(model))
-    detector = Detector.load(model)
+    detector = Detector.load(model, class_names=_class_names(args))
+    if detector.note:
+        print(detector.note, file=sys.stderr)
     if args.output is None:  # stream the responses to stdout, one JSON per line
         source, _ = open_source(args.input)
         for _, file, data in source:
@@ -306,6 +329,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         name=args.name,
         metrics_path=args.metrics,
         run_name=args.run_name,
+        class_names=_class_names(args),
     )
     _print_json(info)
     return 0
@@ -479,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--metric", choices=["voc07", "voc", "coco"], default="voc07")
         p.add_argument("--iou", type=float, default=0.5)
         p.add_argument("--json", action="store_true")
+        if name == "evaluate":
+            p.add_argument("--class-map", help=_CLASS_MAP_HELP)
 
     p = add(
         "predict",
@@ -498,13 +524,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nms-threshold", type=float, default=None, help="NMS IoU threshold (default: the model's)"
     )
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
 
     p = add("register", cmd_register, "log a model to MLflow and register a version")
     p.add_argument("model_dir")
     p.add_argument("--name", required=True)
     p.add_argument("--metrics", help="metrics.json to log with it")
     p.add_argument("--run-name")
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
     return parser
+
+
+_CLASS_MAP_HELP = (
+    'class names for the model: a class_map.json ({"0": "cat", ...}), a categories list '
+    "([{class_id, name}, ...]) or an annotation JSON with categories (a SageMaker job's "
+    "model.tar.gz has none: class_0.. otherwise)"
+)
 
 
 # ------------------------------------------------------------------ errors

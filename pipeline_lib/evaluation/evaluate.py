@@ -260,8 +260,11 @@ def evaluate_model(
     num_samples: int = 16,
     sample_score_threshold: float = 0.3,
     channel: str = "validation",
+    class_names: dict[int, str] | None = None,
 ) -> dict:
-    """Evaluate ``model`` (``model.tar.gz`` or artifact folder, local or s3) on ``data``.
+    """Evaluate ``model`` (``model.tar.gz`` of either format or artifact folder, local or
+    s3) on ``data``; ``class_names`` replace the model's (a SageMaker job's archive has
+    none: then the dataset's names are used).
 
     Writes ``metrics.json``, ``detections/``, ``pr_curves.png`` and ``samples.png`` under
     ``out`` and returns the ``metrics.json`` content (``metrics`` holds ``mAP`` and, for
@@ -276,8 +279,11 @@ def evaluate_model(
             raise ValueError("evaluate_model needs a model path or a predictor")
         from ..inference import Predictor
 
-        predictor = Predictor.load(model)
+        predictor = Predictor.load(model, class_names=class_names)
     model_classes = dict(getattr(predictor, "classes", None) or {})
+    config = getattr(predictor, "config", None)
+    if config is not None and config.class_names == "generated":
+        model_classes = {}  # class_0.. stand-ins: the dataset's names are better
 
     single_file = str(data).endswith((".rec", ".jsonl", ".manifest"))
     with (
