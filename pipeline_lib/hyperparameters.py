@@ -23,6 +23,11 @@ KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
 #: expansion (objects keep their size); ``flip`` only flips.
 AUGMENTATIONS = ("ssd", "light", "flip")
 LR_SCHEDULES = ("step", "cosine")
+#: Which graph training builds (beyond SageMaker): ``gluoncv`` (GluonCV's SSD, every base
+#: network) or ``sagemaker`` (MXNet example/ssd's, the graph SageMaker's Object Detection
+#: trains and serves; ``vgg-16`` and ``resnet-50``). A seed model's own format wins.
+MODEL_FORMATS = ("gluoncv", "sagemaker")
+SAGEMAKER_GRAPH_BASES = ("vgg-16", "resnet-50")
 
 
 MAX_FILE_BYTES = 1 << 20  # hyperparameters.json is a few hundred bytes
@@ -86,13 +91,15 @@ class Hyperparameters:
     augmentation: str = "ssd"
     lr_schedule: str = "step"  # step: lr_scheduler_step/factor; cosine: to 0 at `epochs`
     lr_warmup_epochs: int = 0  # linear warm-up from lr/10 over these first epochs
+    model_format: str = "gluoncv"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def to_strings(self) -> dict[str, str]:
-        """All values as SageMaker-style strings (for hyperparams.json / hyperparameters.json)."""
+    def to_strings(self, sagemaker_only: bool = False) -> dict[str, str]:
+        """All values as SageMaker-style strings (for hyperparams.json / hyperparameters.json);
+        ``sagemaker_only``: only SageMaker's own names (what its jobs write)."""
         out = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (sagemaker_only and f.name not in SAGEMAKER_NAMES):
                 continue
             out[f.name] = _to_string(getattr(self, f.name))
         return out
@@ -224,10 +231,13 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "augmentation": _choice("augmentation", AUGMENTATIONS),
     "lr_schedule": _choice("lr_schedule", LR_SCHEDULES),
     "lr_warmup_epochs": _int("lr_warmup_epochs", 0),
+    "model_format": _choice("model_format", MODEL_FORMATS),
 }
 REQUIRED = ("num_classes", "num_training_samples")
 #: Every hyperparameter name training accepts.
 NAMES: tuple[str, ...] = tuple(_CONVERTERS)
+#: SageMaker Object Detection's own names (the rest are odp's extras).
+SAGEMAKER_NAMES: tuple[str, ...] = NAMES[: NAMES.index("early_stopping_tolerance") + 1]
 
 
 def parse(raw: Mapping[str, object]) -> Hyperparameters:
@@ -241,7 +251,15 @@ def parse(raw: Mapping[str, object]) -> Hyperparameters:
     if missing:
         raise HyperparameterError(missing[0], None, "a value: it is required")
     values = {k: _CONVERTERS[k](v if isinstance(v, str) else _to_string(v)) for k, v in raw.items()}
-    return Hyperparameters(**values)
+    hp = Hyperparameters(**values)
+    if hp.model_format == "sagemaker" and hp.base_network not in SAGEMAKER_GRAPH_BASES:
+        raise HyperparameterError(
+            "model_format",
+            raw["model_format"],
+            f"gluoncv for base_network={hp.base_network} (SageMaker's graph has the "
+            f"{' and '.join(SAGEMAKER_GRAPH_BASES)} bases)",
+        )
+    return hp
 
 
 def parse_value(key: str, raw: object) -> Any:

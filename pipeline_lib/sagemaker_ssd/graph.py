@@ -328,17 +328,41 @@ def detection_symbol(saved: mx.sym.Symbol, nms_threshold: float) -> mx.sym.Symbo
     return _detection(saved, nms_threshold)
 
 
+def _pixel_input() -> mx.sym.Symbol:
+    """uint8 ``(N, S, S, 3)`` RGB ``data`` -> float32 NCHW minus the mean pixels (the
+    parameter :data:`MEAN_NAME`), as example/ssd preprocesses."""
+    pixels = mx.sym.var("data", dtype="uint8")
+    mean = mx.sym.var(MEAN_NAME, shape=(1, 3, 1, 1))
+    x = mx.sym.cast(pixels, dtype="float32", name=f"{PIXEL_INPUT_PREFIX}cast")
+    x = mx.sym.transpose(x, axes=(0, 3, 1, 2), name=f"{PIXEL_INPUT_PREFIX}nchw")
+    return mx.sym.broadcast_sub(x, mean, name=f"{PIXEL_INPUT_PREFIX}minus_mean")
+
+
+def scores_symbol(saved: mx.sym.Symbol) -> mx.sym.Symbol:
+    """``Group([cls_prob (N, C+1, A), loc_pred (N, 4A)])`` behind the pixel input: the
+    graph up to ``MultiBoxDetection``'s inputs but the (constant) anchors."""
+    cls_pred, loc_pred, _ = heads(saved)
+    cls_prob = mx.sym.softmax(data=cls_pred, axis=1, name="cls_prob")
+    return mx.sym.Group([cls_prob, loc_pred])(data=_pixel_input())
+
+
+def anchors_for(saved: mx.sym.Symbol, image_shape: int):
+    """The graph's anchors at ``image_shape``, ``(1, A, 4)`` float32 numpy (normalized
+    corners). ``MultiBoxPrior`` reads only its input's shape, so any weights do."""
+    _, _, anchors = heads(saved)
+    args, _, aux = anchors.infer_shape(data=(1, 3, image_shape, image_shape))
+    arrays = {n: mx.nd.zeros(s) for n, s in zip(anchors.list_arguments(), args, strict=True)}
+    states = {n: mx.nd.ones(s) for n, s in zip(anchors.list_auxiliary_states(), aux, strict=True)}
+    out = anchors.bind(mx.cpu(), args=arrays, aux_states=states).forward()[0]
+    return out.asnumpy().astype("float32")
+
+
 def predictor_symbol(saved: mx.sym.Symbol, image_shape: int, nms_threshold: float):
     """:func:`detection_symbol` behind the pixel input odp's exports take (``data`` uint8
     ``(N, S, S, 3)`` RGB; the mean pixels are the parameter :data:`MEAN_NAME`), answering
     as odp's GluonCV export does: ``(ids (N, A, 1), scores (N, A, 1), boxes (N, A, 4))``,
     boxes in input pixels."""
-    pixels = mx.sym.var("data", dtype="uint8")
-    mean = mx.sym.var(MEAN_NAME, shape=(1, 3, 1, 1))
-    x = mx.sym.cast(pixels, dtype="float32", name=f"{PIXEL_INPUT_PREFIX}cast")
-    x = mx.sym.transpose(x, axes=(0, 3, 1, 2), name=f"{PIXEL_INPUT_PREFIX}nchw")
-    x = mx.sym.broadcast_sub(x, mean, name=f"{PIXEL_INPUT_PREFIX}minus_mean")
-    det = _detection(saved, nms_threshold)(data=x)
+    det = _detection(saved, nms_threshold)(data=_pixel_input())
     ids = mx.sym.slice_axis(det, axis=2, begin=0, end=1, name="odp_ids")
     scores = mx.sym.slice_axis(det, axis=2, begin=1, end=2, name="odp_scores")
     boxes = mx.sym.slice_axis(det, axis=2, begin=2, end=6, name="odp_corners")
@@ -355,11 +379,13 @@ __all__ = [
     "HEAD_NAMES",
     "MEAN_NAME",
     "detection_symbol",
+    "anchors_for",
     "heads",
     "load_symbol",
     "mean_pixels",
     "network_heads",
     "predictor_symbol",
+    "scores_symbol",
     "training_symbol",
 ]
 

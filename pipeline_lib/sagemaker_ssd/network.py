@@ -32,6 +32,7 @@ from .graph import network_heads
 from .layout import MEAN_PIXELS, NMS_TOPK, VARIANCES
 
 _LR_MULT_2 = re.compile(r"_(loc|cls)_pred_conv_bias$")  # example/ssd's __lr_mult__ 2.0
+_CLS_PRED = re.compile(r"_cls_pred_conv_(weight|bias)$")
 
 
 class SageMakerSSD(gluon.HybridBlock):
@@ -43,11 +44,15 @@ class SageMakerSSD(gluon.HybridBlock):
         self.base_network, self.image_shape = base, image_shape
         self.classes = list(classes)
         self.nms_thresh, self.nms_topk = nms_thresh, NMS_TOPK
+        heads = network_heads(base, image_shape, len(classes))
+        args, _, aux = heads.infer_shape(data=(1, 3, image_shape, image_shape))
+        shapes = dict(zip(heads.list_arguments(), args, strict=True))
+        shapes.update(zip(heads.list_auxiliary_states(), aux, strict=True))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.body = gluon.SymbolBlock(
-                network_heads(base, image_shape, len(classes)), mx.sym.var("data")
-            )
+            self.body = gluon.SymbolBlock(heads, mx.sym.var("data"))
+        for name, param in self.body.collect_params().items():
+            param.shape = shapes[name]  # known now: weights can be loaded before a forward
         # GluonCV-normalised input -> pixels minus example/ssd's mean pixels
         gain = STD.astype(np.float32)
         shift = MEAN.astype(np.float32) - np.asarray(MEAN_PIXELS, dtype=np.float32)
@@ -115,4 +120,28 @@ class SageMakerSSD(gluon.HybridBlock):
         return ids, scores, boxes
 
 
-__all__ = ["SageMakerSSD"]
+def remap_class_rows(params, weights: dict, seed_classes: dict, classes: dict) -> tuple[dict, set]:
+    """``weights`` (a seed's, by name) with each class predictor's rows moved from the seed's
+    class ids to the job's by class name; a class the seed did not name keeps the network's
+    fresh rows (``params``, initialised). Channel ``a * (C + 1) + k`` of a class predictor is
+    anchor ``a``'s score of class ``k - 1`` (0: background, always kept). Returns the new
+    weights and the names shared."""
+    by_name = {name: cid for cid, name in seed_classes.items()}
+    shared = {name for name in classes.values() if name in by_name}
+    count = len(classes) + 1
+    out = dict(weights)
+    for name, param in params.items():
+        if not _CLS_PRED.search(name):
+            continue
+        old = weights[name].asnumpy()
+        new = param.data().asnumpy().copy()
+        for a in range(new.shape[0] // count):
+            new[a * count] = old[a * count]
+            for cid, cname in classes.items():
+                if cname in by_name:
+                    new[a * count + 1 + cid] = old[a * count + 1 + by_name[cname]]
+        out[name] = mx.nd.array(new, dtype=new.dtype)
+    return out, shared
+
+
+__all__ = ["SageMakerSSD", "remap_class_rows"]

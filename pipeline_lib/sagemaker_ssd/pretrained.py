@@ -52,7 +52,7 @@ def is_base_parameter(name: str) -> bool:
     return not any(part in name for part in _HEAD_PARTS)
 
 
-def load_checkpoint(path: Path, params, ctx) -> int:
+def load_checkpoint(path: Path, params) -> int:
     """Set the base-network parameters of ``params`` (a Gluon ``ParameterDict`` named as
     SageMaker's graph) from the checkpoint at ``path``; returns how many were set.
     :class:`PretrainedWeightsInvalid` names what is missing or of another shape."""
@@ -80,7 +80,7 @@ def load_checkpoint(path: Path, params, ctx) -> int:
                 f"{path}: {name} has shape {tuple(value.shape)}, the network's is "
                 f"{tuple(param.shape)}"
             )
-        param.set_data(value.astype(param.dtype).as_in_context(ctx[0]))
+        param.set_data(value.astype(param.dtype))
     return len(wanted)
 
 

@@ -7,8 +7,11 @@ rows kept after it, ``image_shape`` and the class map in its metadata. Its input
 pixels when the model normalises them itself, else the normalised batch (an export of an
 older model): the file's input type says which. :func:`box_nms`
 reproduces MXNet 1.9's ``_contrib_box_nms`` (corner boxes, per class unless
-``force_suppress``), so the detections equal the MXNet graph's. Nothing here imports MXNet:
-a serving image needs ``onnxruntime``, numpy and OpenCV only.
+``force_suppress``), so the detections equal the MXNet graph's. A SageMaker-format model's
+file ends at the class probabilities and box offsets, with the anchors as a third output;
+its ``MultiBoxDetection`` runs in numpy (:func:`~pipeline_lib.sagemaker_ssd.detection.
+multibox_detection`). Nothing here imports MXNet: a serving image needs ``onnxruntime``,
+numpy and OpenCV only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..artifact import ArtifactError
 from ..preprocessing import detections_in_pixels, normalized_batch, pixel_batch
+from ..sagemaker_ssd.detection import MultiBoxParams, multibox_detection
 
 METADATA_KEY = "odp"
 
@@ -92,8 +96,9 @@ class OnnxPredictor:
     session: object
     image_shape: int
     classes: dict[int, str]
-    nms: NmsParams
+    nms: NmsParams | None
     pixels_in: bool = False  # the input is uint8 pixels (the graph normalises them)
+    multibox: MultiBoxParams | None = None  # SageMaker's graph: MultiBoxDetection in numpy
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> OnnxPredictor:
@@ -105,7 +110,14 @@ class OnnxPredictor:
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-            nms = NmsParams(**meta["nms"])
+            nms = NmsParams(**meta["nms"]) if "nms" in meta else None
+            multibox = None
+            if "multibox" in meta:
+                fields = dict(meta["multibox"])
+                fields["variances"] = tuple(fields["variances"])
+                multibox = MultiBoxParams(**fields)
+            elif nms is None:
+                raise KeyError("nms")
             classes = {int(k): str(v) for k, v in meta["classes"].items()}
             image_shape = int(meta["image_shape"])
             pixels_in = session.get_inputs()[0].type == "tensor(uint8)"
@@ -114,11 +126,20 @@ class OnnxPredictor:
         except Exception as exc:  # onnxruntime's own errors share no base class
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(f"{path}: the ONNX model cannot be loaded: {first}") from None
-        return cls(session, image_shape, classes, nms, pixels_in)
+        return cls(session, image_shape, classes, nms, pixels_in, multibox)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """The network's pre-NMS rows for its input batch (pixels or normalised)."""
         return self.session.run(None, {"data": batch})[0]
+
+    def _detect(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, K, 6)`` rows after NMS, boxes in input pixels."""
+        if self.multibox is None:
+            return box_nms(self.raw(batch), self.nms)
+        cls_prob, loc_pred, anchors = self.session.run(None, {"data": batch})
+        rows = multibox_detection(cls_prob, loc_pred, anchors, self.multibox)
+        rows[..., 2:] *= np.float32(self.image_shape)
+        return rows
 
     def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
         """Detections per image, as :meth:`Predictor.predict_arrays
@@ -128,7 +149,7 @@ class OnnxPredictor:
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepare = pixel_batch if self.pixels_in else normalized_batch
-            result = box_nms(self.raw(prepare(chunk, size)), self.nms)
+            result = self._detect(prepare(chunk, size))
             for i, img in enumerate(chunk):
                 h, w = img.shape[:2]
                 r = result[i]

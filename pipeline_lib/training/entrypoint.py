@@ -23,9 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
-from ..artifact import ArtifactError
+from ..artifact import SAGEMAKER, ArtifactError
 from ..cpus import STREAMS_VARIABLE, CpuPlan, apply_cpu_plan, available_cpus, plan_cpu_training
-from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
+from ..hyperparameters import (
+    SAGEMAKER_GRAPH_BASES,
+    HyperparameterError,
+    Hyperparameters,
+    parse_value,
+)
+from ..hyperparameters import replace as replace_hp
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
     EXIT_FAILURE,
@@ -104,6 +110,7 @@ class _Training:
         self.started = time.monotonic()
         self.cluster: Cluster | None = None  # when resourceconfig.json lists several hosts
         self.log: MetricLogger | None = None
+        self.model_format = "gluoncv"  # the graph trained: hyperparameter, or the seed's
 
     def run(self) -> int:
         """contract -> config -> data -> model -> fit -> artifact; returns the exit code."""
@@ -236,14 +243,37 @@ class _Training:
     # ---------------------------------------------------------------- model
 
     def _model(self, setup: _Setup, data: _Data) -> tuple[Any, bool]:
-        """The SSD network, initialised (ImageNet base, or the ``model`` channel's weights);
-        True when seeded from the ``model`` channel."""
-        from .model import build_ssd, fetch_pretrained, find_pretrained, mxnet_home
+        """The SSD network of the job's format (GluonCV's or SageMaker's graph; a seed
+        model's own format wins), initialised (ImageNet base, or the ``model`` channel's
+        weights); True when seeded from the ``model`` channel."""
+        from .model import build_sagemaker_ssd, build_ssd, fetch_pretrained, mxnet_home
 
         hp, log = setup.hp, setup.log
+        self.model_format = self._seed_format(hp.model_format, log) or hp.model_format
         home = mxnet_home()
         if hp.use_pretrained_model:
-            fetch_pretrained(hp.base_network, home)
+            fetch_pretrained(hp.base_network, home, self.model_format)
+        if self.model_format == SAGEMAKER:
+            if hp.base_network not in SAGEMAKER_GRAPH_BASES:
+                raise TrainingError(
+                    f"the model channel holds SageMaker's graph, which has no base_network="
+                    f"{hp.base_network}: use {' or '.join(SAGEMAKER_GRAPH_BASES)}"
+                )
+            log.info(f"model_format=sagemaker: SageMaker's {hp.base_network} SSD (example/ssd)")
+            net = build_sagemaker_ssd(
+                hp.base_network,
+                data.names,
+                hp.image_shape,
+                setup.ctx,
+                pretrained_base=bool(hp.use_pretrained_model),
+                mxnet_home=home,
+                nms_thresh=hp.nms_threshold,
+                log=log.info,
+            )
+            return net, self._seed(net, hp, data.classes, setup.ctx)
+        if hp.use_pretrained_model:
+            from .model import find_pretrained
+
             log.info(f"ImageNet base weights: {find_pretrained(hp.base_network, home)}")
         net = build_ssd(
             hp.base_network,
@@ -253,10 +283,30 @@ class _Training:
             mxnet_home=home,
             nms_thresh=hp.nms_threshold,
         )
-        return net, self._initialize(net, hp, data.classes, setup.ctx)
+        self._initialize(net, setup.ctx)
+        return net, self._seed(net, hp, data.classes, setup.ctx)
 
-    def _initialize(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> bool:
-        """Initialise weights; seed them from the ``model`` channel when present."""
+    def _seed_format(self, wanted: str, log: MetricLogger) -> str | None:
+        """The format of the ``model`` channel's model, when there is one; it wins over
+        the ``model_format`` hyperparameter (said in the log when they differ)."""
+        from ..artifact import model_folder, model_format
+
+        channel = self.paths.channel("model")
+        if not channel.exists() or not any(channel.iterdir()):
+            return None
+        try:
+            with model_folder(channel) as model_dir:
+                found = model_format(model_dir, channel)
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"model channel {channel}: {exc}") from None
+        if found != wanted:
+            log.info(
+                f"the model channel holds a {found}-format model: training model_format={found}"
+            )
+        return found
+
+    def _initialize(self, net, ctx) -> None:
+        """Initialise a GluonCV network's weights."""
         import mxnet as mx
 
         with warnings.catch_warnings():
@@ -266,6 +316,9 @@ class _Training:
                 mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2), ctx=ctx
             )
             net.initialize(ctx=ctx)
+
+    def _seed(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> bool:
+        """Seed the weights from the ``model`` channel when it holds a model."""
         seed_dir = self.paths.channel("model")
         if not seed_dir.exists() or not any(seed_dir.iterdir()):
             return False
@@ -275,21 +328,59 @@ class _Training:
 
     def _load_seed(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> None:
         """Load the ``model`` channel's weights (incremental training)."""
-        from ..artifact import GLUON_PARAMS, model_folder, read_artifact_config
+        from ..artifact import GLUON_PARAMS, PARAMS, model_folder, read_model_config
 
         channel = self.paths.channel("model")
         try:
             with model_folder(channel) as model_dir:
-                seed_hp, seed_classes = read_artifact_config(model_dir, channel)
+                seed = read_model_config(model_dir, channel)
+                named = seed.class_names != "generated"
+                _check_seed(
+                    seed.hyperparameters, seed.classes, hp, classes, self.allow_class_change, named
+                )
+                if seed.format == SAGEMAKER:
+                    self._load_sagemaker_weights(
+                        net, model_dir / PARAMS, seed.classes, classes, named
+                    )
+                    return
                 if not (model_dir / GLUON_PARAMS).is_file():
                     raise ArtifactError(
                         f"model channel {channel} has no {GLUON_PARAMS} (the Gluon weights that "
                         "odp train writes into model.tar.gz); it cannot seed training"
                     )
-                _check_seed(seed_hp, seed_classes, hp, classes, self.allow_class_change)
-                self._load_weights(net, model_dir / GLUON_PARAMS, seed_classes, classes, ctx)
+                self._load_weights(net, model_dir / GLUON_PARAMS, seed.classes, classes, ctx)
         except FileNotFoundError as exc:  # an incomplete archive is a bad archive
             raise ArtifactError(f"model channel {channel}: {exc}") from None
+
+    def _load_sagemaker_weights(
+        self, net, params: Path, seed_classes: dict[int, str], classes: dict[int, str], named: bool
+    ) -> None:
+        """A SageMaker graph's ``arg:``/``aux:`` weights into the network, every one the
+        graph has, of its shape; with another class map, each class predictor's rows follow
+        the class names (shared names keep their weights, new ones start fresh)."""
+        from ..inference import load_weights
+        from ..sagemaker_ssd.network import remap_class_rows
+
+        channel = self.paths.channel("model")
+        weights = load_weights(params, f"model channel {channel}")
+        body = net.body.collect_params()
+        missing = [n for n in body.keys() if n not in weights]
+        if missing:
+            raise ArtifactError(
+                f"model channel {channel}: {params.name} lacks {len(missing)} of the network's "
+                f"{len(body.keys())} weights (first: {missing[:3]})"
+            )
+        for name, param in body.items():
+            if tuple(weights[name].shape) != tuple(param.shape):
+                raise ArtifactError(
+                    f"model channel {channel}: {params.name}: {name} has shape "
+                    f"{tuple(weights[name].shape)}, the network's is {tuple(param.shape)}"
+                )
+        if named and seed_classes != classes:
+            weights, shared = remap_class_rows(body, weights, seed_classes, classes)
+            print(f"class map changed: reused weights for {sorted(shared)}", flush=True)
+        for name, param in body.items():
+            param.set_data(weights[name].astype(param.dtype))
 
     def _load_weights(self, net, params: Path, seed_classes, classes, ctx) -> None:
         import mxnet as mx
@@ -392,7 +483,7 @@ class _Training:
         self, setup: _Setup, classes: dict[int, str], inputs: FitInputs, result: FitResult
     ) -> None:
         """The best model to ``model/`` and ``output/metrics.json`` (the chief host only)."""
-        from .artifacts import export_model
+        from .artifacts import export_model, export_sagemaker_model
         from .engine import evaluate
 
         net, state = inputs.net, result.state
@@ -405,7 +496,11 @@ class _Training:
         else:  # stopped before any validation: measure what we have
             state.best_map, _ = evaluate(net, inputs.val_data, inputs.ctx, inputs.class_names)
             state.best_epoch = state.epoch
-        export_model(net, self.paths.model, setup.hp, classes)
+        if self.model_format == SAGEMAKER:
+            hp = replace_hp(setup.hp, model_format=SAGEMAKER)
+            export_sagemaker_model(net, self.paths.model, hp, classes)
+        else:
+            export_model(net, self.paths.model, setup.hp, classes)
         summary = {
             "status": result.status,
             "validation:mAP": state.best_map,
@@ -474,8 +569,11 @@ def _check_seed(
     hp: Hyperparameters,
     classes: dict[int, str],
     allow_class_change: bool,
+    named: bool = True,
 ) -> None:
-    """Refuse a seed model that does not fit the job (base network, classes)."""
+    """Refuse a seed model that does not fit the job (base network, classes); ``named``:
+    the seed names its classes (a SageMaker job's archive does not: only their number
+    counts)."""
     if seed_hp.get("base_network") != hp.base_network:
         raise TrainingError(
             f"model channel holds a {seed_hp.get('base_network')} model but "
@@ -490,7 +588,7 @@ def _check_seed(
             f"model channel holds a model with num_classes={seed_hp.get('num_classes')} but "
             f"num_classes={hp.num_classes}; they must match for incremental training"
         )
-    if seed_classes != classes and not allow_class_change:
+    if named and seed_classes != classes and not allow_class_change:
         raise TrainingError(
             f"class map of the seed model {seed_classes} differs from the data's {classes}; "
             "pass --allow-class-change to reuse weights for shared class names"
