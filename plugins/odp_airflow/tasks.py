@@ -29,6 +29,7 @@ HYPERPARAMETER_PARAMS = (
     "image_shape",
     "use_pretrained_model",
     "optimizer",
+    "model_format",
 )
 
 
