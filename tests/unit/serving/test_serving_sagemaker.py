@@ -84,6 +84,20 @@ def test_odp_predict_equals_a_forward_of_sagemakers_own_graph(
         np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4, err_msg=path.name)
 
 
+def test_another_nms_threshold_is_multibox_detections_own(
+    sagemaker_tar: Path, images: Path
+) -> None:
+    path = sorted(images.iterdir())[-1]
+    detector = Detector.load(sagemaker_tar)
+    for nms in (0.2, 0.7):
+        answer = detector.predict([path.read_bytes()], PredictOptions(nms_threshold=nms))[0]
+        got = np.array(answer["prediction"]).reshape(-1, 6)
+        want = sagemaker_models.reference_detections(sagemaker_tar, [_rgb(path)], nms_threshold=nms)
+        want = want[0][: len(got)]
+        assert np.array_equal(got[:, 0], want[:, 0]), nms
+        np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+
+
 def test_class_names_the_user_gives_name_the_classes(sagemaker_tar: Path, images: Path) -> None:
     names = images.parent / "categories.json"
     names.write_text(json.dumps([{"class_id": 0, "name": "cat"}, {"class_id": 1, "name": "dog"}]))
