@@ -59,7 +59,7 @@ DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
 # `make test-unit` leaves out the slow tests marked `integration`.
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 900
-PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT)
+PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) --durations=30
 
 .PHONY: help venv airflow-init demo test test-unit ui urls lint format clean-local FORCE
 
