@@ -88,6 +88,9 @@ class Hyperparameters:
     seed: int = 0
     num_workers: int = -1  # -1: one data worker per core
     max_runtime_seconds: int = 0  # 0: no limit
+    # the learning-rate schedule spans this many seconds (default: max_runtime_seconds);
+    # epochs becomes an upper bound (training/budget.py). 0: the schedule spans epochs.
+    time_budget_seconds: int = 0
     augmentation: str = "ssd"
     lr_schedule: str = "step"  # step: lr_scheduler_step/factor; cosine: to 0 at `epochs`
     lr_warmup_epochs: int = 0  # linear warm-up from lr/10 over these first epochs
@@ -228,6 +231,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "seed": _int("seed", 0),
     "num_workers": _int("num_workers", -1, 64),
     "max_runtime_seconds": _int("max_runtime_seconds", 0),
+    "time_budget_seconds": _int("time_budget_seconds", 0),
     "augmentation": _choice("augmentation", AUGMENTATIONS),
     "lr_schedule": _choice("lr_schedule", LR_SCHEDULES),
     "lr_warmup_epochs": _int("lr_warmup_epochs", 0),

@@ -45,7 +45,7 @@ from .stopping import Stopper
 
 if TYPE_CHECKING:
     from .distributed.cluster import Cluster
-    from .engine import FitInputs, FitResult
+    from .engine import FitConfig, FitInputs, FitResult
     from .metrics_log import MetricLogger
 
 
@@ -123,7 +123,10 @@ class _Training:
         net, seeded = self._model(setup, data)
         inputs, state = self._fit_inputs(setup, data, net)
         log_interval = max(1, min(20, len(data.train) // setup.hp.mini_batch_size // 2))
-        result = fit(inputs, FitConfig.from_hyperparameters(setup.hp, log_interval), state, seeded)
+        config = self._budgeted(
+            FitConfig.from_hyperparameters(setup.hp, log_interval), setup, state
+        )
+        result = fit(inputs, config, state, seeded)
         self._write_model(setup, data.classes, inputs, result)
         return self._report(result, setup.log)
 
@@ -434,6 +437,25 @@ class _Training:
             inputs.agree = cluster.chief_value
         inputs.after_epoch = TrialReporter.from_env(setup.log.info)  # a tuning trial's pruner
         return inputs, state
+
+    def _budgeted(self, config: FitConfig, setup: _Setup, state) -> FitConfig:
+        """``config`` with the job's time budget (``time_budget_seconds``, else
+        ``max_runtime_seconds``), continued from a resumed job's loop state."""
+        import dataclasses
+
+        from .budget import TimeBudget
+
+        hp = setup.hp
+        seconds = hp.time_budget_seconds or hp.max_runtime_seconds
+        if not seconds:
+            return config
+        budget = TimeBudget(seconds, hp.epochs, self.started, state.spent_seconds)
+        setup.log.info(
+            f"time budget: the learning-rate schedule spans {seconds} s ({budget.reserve:.0f} s "
+            f"kept for the export), at most {hp.epochs} epochs"
+            + (f"; {state.spent_seconds:.0f} s spent before" if state.spent_seconds else "")
+        )
+        return dataclasses.replace(config, budget=budget)
 
     def _resume(self, setup: _Setup, net, trainer) -> tuple[Any, Any]:
         """The checkpointer and the loop state of its last checkpoint (a fresh one if none)."""
