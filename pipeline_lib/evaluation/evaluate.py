@@ -5,6 +5,7 @@ Output folder (written atomically; a retry replaces it as a whole)::
     OUT/metrics.json        metric, overall numbers, per-class AP / ground-truth counts, images
     OUT/detections/*.json   one verbose-layout JSON per image (what ``odp map`` reads)
     OUT/pr_curves.png       precision-recall curve per class
+    OUT/confusion_matrix.png  which classes are taken for which (and for background, or missed)
     OUT/samples.png         sample images, predicted (with score) and true boxes
 
 DATA is any of the three input formats: an image+JSON dataset root (its ``validation``
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 DETECTIONS_DIR = "detections"
 PR_CURVES_FILE = "pr_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
 SAMPLES_FILE = "samples.png"
 
 
@@ -271,7 +273,8 @@ def evaluate_model(
     ``coco``, the 12 COCO numbers). ``predictor`` replaces loading ``model`` (tests, or a
     model already in memory).
     """
-    from .plots import Sample, plot_pr_curves, plot_samples
+    from .confusion import confusion_matrix
+    from .plots import Sample, plot_confusion_matrix, plot_pr_curves, plot_samples
 
     started = time.monotonic()
     if predictor is None:
@@ -356,10 +359,15 @@ def evaluate_model(
                 per_class = result.per_class
             plot_pr_curves(per_class, tmp / PR_CURVES_FILE, title)
             plot_samples(samples, tmp / SAMPLES_FILE, names, sample_score_threshold)
+            confusion = confusion_matrix(
+                store.columns(), names, 0.5 if metric == "coco" else iou, sample_score_threshold
+            )
+            plot_confusion_matrix(confusion, tmp / CONFUSION_FILE)
 
             summary = result.to_dict()
             summary.update(
                 {
+                    "confusion_matrix": confusion.to_dict(),
                     "model": None if model is None else str(model),
                     "data": str(data),
                     "num_detections": int(sum(c.num_detections for c in result.per_class.values())),
@@ -370,6 +378,7 @@ def evaluate_model(
                     "files": {
                         "detections": DETECTIONS_DIR,
                         "pr_curves": PR_CURVES_FILE,
+                        "confusion_matrix": CONFUSION_FILE,
                         "samples": SAMPLES_FILE,
                     },
                 }
