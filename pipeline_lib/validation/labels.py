@@ -38,8 +38,8 @@ class LabelStats:
         self,
         split: str,
         boxes: Iterable[tuple[int, float, float, float, float]],
-        width: int,
-        height: int,
+        width: int | None,
+        height: int | None,
     ) -> None:
         """One image's boxes ``(class_id, left, top, width, height)`` in pixels."""
         if split not in self.splits:
@@ -47,7 +47,7 @@ class LabelStats:
         s = self.splits.index(split)
         for cid, left, top, w, h in boxes:
             self.counts[(split, int(cid))] += 1
-            if width > 0 and height > 0:
+            if width and height and width > 0 and height > 0:  # a record may lack its size
                 aspect = np.log2(max(w, 1e-6) / max(h, 1e-6))  # in pixels
                 cx, cy = (left + w / 2) / width, (top + h / 2) / height
                 self._pending.append((cid, s, w / width, h / height, cx, cy, aspect))
