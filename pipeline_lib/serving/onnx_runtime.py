@@ -96,12 +96,16 @@ class OnnxPredictor:
     pixels_in: bool = False  # the input is uint8 pixels (the graph normalises them)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> OnnxPredictor:
-        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`."""
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxPredictor:
+        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`
+        (``threads``: onnxruntime's intra-op threads; ``None``: its default, every core)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
@@ -120,15 +124,18 @@ class OnnxPredictor:
         """The network's pre-NMS rows for its input batch (pixels or normalised)."""
         return self.session.run(None, {"data": batch})[0]
 
-    def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    def predict_arrays(
+        self, images: list[np.ndarray], batch_size: int = 16, nms: NmsParams | None = None
+    ) -> list[np.ndarray]:
         """Detections per image, as :meth:`Predictor.predict_arrays
-        <pipeline_lib.inference.Predictor.predict_arrays>` returns them."""
+        <pipeline_lib.inference.Predictor.predict_arrays>` returns them (``nms``: other NMS
+        attributes than the exported graph's, e.g. another IoU threshold)."""
         out: list[np.ndarray] = []
         size = self.image_shape
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepare = pixel_batch if self.pixels_in else normalized_batch
-            result = box_nms(self.raw(prepare(chunk, size)), self.nms)
+            result = box_nms(self.raw(prepare(chunk, size)), nms or self.nms)
             for i, img in enumerate(chunk):
                 h, w = img.shape[:2]
                 r = result[i]
