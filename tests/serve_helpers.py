@@ -17,19 +17,20 @@ def png_bomb(side: int) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + crc
 
     ihdr = side.to_bytes(4, "big") + side.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    comp = zlib.compressobj(9)
-    row = b"\0" * (1 + 3 * side)  # filter byte + pixels
-    rows = 256
-    block = row * rows
-    parts = [comp.compress(block) for _ in range(side // rows)]
-    parts.append(comp.compress(row * (side % rows)))
-    parts.append(comp.flush())
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", b"".join(parts))
-        + chunk(b"IEND", b"")
-    )
+    # every row is filter byte 0 and black pixels: the whole stream is zeros. Deflate one
+    # block fully flushed and repeat it (the same bytes each time), then the last block.
+    total, block = (1 + 3 * side) * side, 1 << 20
+    count, rest = divmod(total, block)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = comp.compress(b"\0" * block) + comp.flush(zlib.Z_FULL_FLUSH)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    last = comp.compress(b"\0" * rest) + comp.flush()
+    adler, zeros = 1, b"\0" * block
+    for _ in range(count):
+        adler = zlib.adler32(zeros, adler)
+    adler = zlib.adler32(b"\0" * rest, adler)
+    idat = b"\x78\xda" + piece * count + last + adler.to_bytes(4, "big")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def call_wsgi(

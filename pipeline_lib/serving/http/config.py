@@ -8,7 +8,9 @@ intra-op pool and OpenCV), as SSD's many small operators gain little from more t
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` (workers), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds a
 request may take), ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (Batch Transform's payload limit) and
 ``SAGEMAKER_BIND_TO_PORT``; a user's ``OMP_NUM_THREADS`` sets the threads per worker (and
-then the workers default to the CPUs divided by it). Flags win over the environment.
+then the workers default to the CPUs divided by it), never beyond the CPUs divided by the
+workers (oversubscribed OpenMP threads spin against each other). Flags win over the
+environment.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ def plan_config(
     workers = workers or _positive(env, WORKERS_ENV)
     if workers is None:
         workers = max(1, cpus // user_threads) if user_threads else cpus
-    threads = user_threads or max(1, cpus // workers)
+    threads = max(1, cpus // workers)
+    if user_threads:  # the user's count, within the CPUs' share of each worker
+        threads = min(user_threads, threads)
     payload = max_payload_mb or _positive(env, PAYLOAD_ENV) or DEFAULT_MAX_PAYLOAD_MB
     port = port or _positive(env, PORT_ENV) or DEFAULT_PORT
     if not 1 <= port <= 65535:
@@ -112,7 +116,8 @@ def plan_config(
 
 def thread_environment(config: ServeConfig) -> dict[str, str]:
     """The variables that size a worker's compute threads, set before the workers start
-    (MXNet reads them when a worker imports it); a user's own values are kept."""
+    (MXNet reads them when a worker imports it): the planned count, which already took a
+    user's ``OMP_NUM_THREADS`` into account."""
     return {"OMP_NUM_THREADS": str(config.threads), "MXNET_CPU_WORKER_NTHREADS": "1"}
 
 

@@ -295,8 +295,7 @@ def serve(model: str | os.PathLike, config: ServeConfig) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="odp-serve-"))
     try:
         prepared = prepare_model(model, config.runtime, scratch)
-        for key, value in thread_environment(config).items():
-            os.environ.setdefault(key, value)
+        os.environ.update(thread_environment(config))
         app = _Application(config, prepared)
         arbiter = Arbiter(app)
         address = app.cfg.address[0]

@@ -241,6 +241,8 @@ def test_workers_times_threads_fit_the_cpus() -> None:
     assert (plan.workers, plan.threads) == (3, 2)
     plan = plan_config(cpus=8, env={"OMP_NUM_THREADS": "4"})
     assert (plan.workers, plan.threads) == (2, 4)
+    plan = plan_config(cpus=8, workers=4, env={"OMP_NUM_THREADS": "4"})
+    assert (plan.workers, plan.threads) == (4, 2)  # never more threads than CPUs
     plan = plan_config(
         cpus=4,
         env={
