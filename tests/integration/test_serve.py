@@ -224,9 +224,8 @@ def test_every_client_mistake_is_a_4xx(server: Server, images: Path) -> None:
         assert (status, error["Code"]) == (want, code), error
         assert words in error["Message"] and "Traceback" not in error["Message"], error
     for method, path, want in (("GET", "/invocations", 405), ("POST", "/nowhere", 404)):
-        request = urllib.request.Request(
-            f"{server.url}{path}", b"x" if method == "POST" else None, method=method
-        )  # noqa: S310
+        body = b"x" if method == "POST" else None
+        request = urllib.request.Request(f"{server.url}{path}", body, method=method)  # noqa: S310  local
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=30)  # noqa: S310  local server
         assert err.value.code == want and json.loads(err.value.read())["message"]
