@@ -81,8 +81,9 @@ def prepare_model(source: str | os.PathLike, runtime: str, scratch: Path) -> Pre
 
     source = str(source)
     path = Path(source)
-    if storage.is_s3(source):
-        path = storage.download(source, scratch / "download" / MODEL_FILE)
+    if storage.is_s3(source):  # a tarball, or a prefix holding model.tar.gz
+        uri = source if source.endswith(".tar.gz") else storage.join(source, MODEL_FILE)
+        path = storage.download(uri, scratch / "download" / MODEL_FILE)
     if path.is_dir() and not (path / SYMBOL).exists():
         tars = sorted(path.glob("*.tar.gz"))
         if len(tars) == 1:

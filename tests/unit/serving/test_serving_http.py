@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -280,6 +282,38 @@ def test_serve_exits_before_a_server_starts(tmp_path: Path, capsys, monkeypatch)
         with pytest.raises(SystemExit) as exit_:
             main(["serve", str(tmp_path), *argv])
         assert exit_.value.code == 2
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil" / "model.tar.gz"  # a member aiming outside the extraction
+    evil.parent.mkdir()
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the scratch folder's
+    capsys.readouterr()
+    assert main(["serve", str(evil)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("odp serve: error:") and "model.tar.gz" in err and "\n" not in err
+    assert not list(tmp_path.rglob("escaped.txt")) and not list((tmp_path / "tmp").iterdir())
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "many")
     assert main(["serve", str(tmp_path / "empty")]) == 1
     assert "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in capsys.readouterr().err
+
+
+def test_the_master_prepares_every_model_form(tiny_model: Path, tmp_path: Path, s3) -> None:
+    from pipeline_lib.artifact import SYMBOL
+    from pipeline_lib.serving.http.server import prepare_model
+
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    shutil.copy(tiny_model, holder / "model.tar.gz")
+    s3.client().upload_file(str(tiny_model), s3.bucket, "models/v1/model.tar.gz")
+    for i, source in enumerate(
+        (tiny_model, holder, s3.uri("models/v1"), s3.uri("models/v1/model.tar.gz"))
+    ):
+        prepared = prepare_model(source, "mxnet", tmp_path / f"scratch{i}")
+        assert (prepared.folder / SYMBOL).is_file() and prepared.onnx_file is None
+    assert prepare_model(prepared.folder, "mxnet", tmp_path / "s").folder == prepared.folder
