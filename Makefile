@@ -133,7 +133,7 @@ urls: venv  ## print the local URLs and the login
 # ---- code quality -----------------------------------------------------------------------------
 lint: venv  ## ruff check (with bandit's S security rules) + ruff format --check + import-linter contracts + hadolint
 	cd $(REPO) && ruff check . && ruff format --check . && lint-imports \
-	  && hadolint docker/Dockerfile.train docker/Dockerfile.airflow
+	  && hadolint docker/Dockerfile.train docker/Dockerfile.airflow docker/Dockerfile.serve
 
 format: venv  ## apply ruff fixes and formatting
 	cd $(REPO) && ruff check --fix . && ruff format .

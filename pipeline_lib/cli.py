@@ -311,6 +311,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     detector = Detector.load(model, class_names=_class_names(args))
     if detector.note:
         print(detector.note, file=sys.stderr)
+    if args.sagemaker_output:  # Batch Transform's layout: <input name>.out per input object
+        from .serving.transform import transform_output
+
+        if args.output is None:
+            raise CliError("--sagemaker-output: expected an OUTPUT folder", EXIT_USAGE)
+        summary = transform_output(detector, args.input, args.output, options)
+        print(f"{summary['images']} images -> {summary['files']} .out files in {args.output}")
+        return 0
     if args.output is None:  # stream the responses to stdout, one JSON per line
         source, _ = open_source(args.input)
         for _, file, data in source:
@@ -319,6 +327,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = predict_batch(detector, args.input, args.output, options)
     print(f"{summary['images']} images, {summary['detections']} detections -> {args.output}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serving.http.config import plan_config
+    from .serving.http.server import serve
+
+    config = plan_config(
+        host=args.host,
+        port=args.port,
+        runtime=args.runtime,
+        workers=args.workers,
+        max_payload_mb=args.max_payload_mb,
+    )
+    model = args.model or str(Path(os.environ.get("ML_ROOT", "/opt/ml")) / "model")
+    if model.startswith(("models:/", "runs:/")):
+        from .registry import resolve_model_uri
+
+        model = str(resolve_model_uri(model))
+    return serve(model, config, _class_names(args))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port, 1 to 65535")
+    return value
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -525,6 +569,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--nms-threshold", type=float, default=None, help="NMS IoU threshold (default: the model's)"
     )
     p.add_argument("--class-map", help=_CLASS_MAP_HELP)
+
+    p.add_argument(
+        "--sagemaker-output",
+        action="store_true",
+        help="Batch Transform's layout: OUTPUT/<input name>.out holding the endpoint's response "
+        "(a .rec or manifest: one <name>.out, a response per record and line)",
+    )
+
+    p = add(
+        "serve",
+        cmd_serve,
+        "serve a model over HTTP as a SageMaker inference container (GET /ping, POST "
+        "/invocations and /endpoints/NAME/invocations, GET /execution-parameters)",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="model.tar.gz (local, s3://), its extracted folder, models:/NAME@ALIAS or /VERSION "
+        "(default: $ML_ROOT/model, /opt/ml/model, where SageMaker extracts the artifact)",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104  a container's server
+    p.add_argument(
+        "--port", type=_port, default=None, help="default: $SAGEMAKER_BIND_TO_PORT or 8080"
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["mxnet", "onnx"],
+        default="mxnet",
+        help="onnx: onnxruntime over the model's model.onnx (exported at start when missing)",
+    )
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else one per usable "
+        "CPU); each gets CPUs / workers compute threads",
+    )
+    p.add_argument(
+        "--max-payload-mb",
+        type=_positive_int,
+        default=None,
+        help="largest request body in MB (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6, "
+        "SageMaker's)",
+    )
 
     p = add("register", cmd_register, "log a model to MLflow and register a version")
     p.add_argument("model_dir")

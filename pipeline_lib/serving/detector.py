@@ -52,7 +52,7 @@ class Detector:
     @property
     def note(self) -> str | None:
         """A line for the user about the model (its class names were generated), or None."""
-        config = self.predictor.config
+        config = getattr(self.predictor, "config", None)
         return config.note if config is not None else None
 
     @property

@@ -16,6 +16,7 @@ numpy and OpenCV only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -101,12 +102,16 @@ class OnnxPredictor:
     multibox: MultiBoxParams | None = None  # SageMaker's graph: MultiBoxDetection in numpy
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> OnnxPredictor:
-        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`."""
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxPredictor:
+        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`
+        (``threads``: onnxruntime's intra-op threads; ``None``: its default, every core)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
@@ -132,24 +137,41 @@ class OnnxPredictor:
         """The network's pre-NMS rows for its input batch (pixels or normalised)."""
         return self.session.run(None, {"data": batch})[0]
 
-    def _detect(self, batch: np.ndarray) -> np.ndarray:
-        """``(N, K, 6)`` rows after NMS, boxes in input pixels."""
+    @property
+    def default_nms(self) -> float:
+        """The exported model's NMS IoU threshold."""
+        if self.multibox is not None:
+            return self.multibox.nms_threshold
+        return self.nms.overlap_thresh
+
+    def _detect(self, batch: np.ndarray, nms_threshold: float | None = None) -> np.ndarray:
+        """``(N, K, 6)`` rows after NMS (at ``nms_threshold``, else the model's), boxes in
+        input pixels."""
         if self.multibox is None:
-            return box_nms(self.raw(batch), self.nms)
+            nms = self.nms
+            if nms_threshold is not None:
+                nms = dataclasses.replace(nms, overlap_thresh=nms_threshold)
+            return box_nms(self.raw(batch), nms)
+        multibox = self.multibox
+        if nms_threshold is not None:
+            multibox = dataclasses.replace(multibox, nms_threshold=nms_threshold)
         cls_prob, loc_pred, anchors = self.session.run(None, {"data": batch})
-        rows = multibox_detection(cls_prob, loc_pred, anchors, self.multibox)
+        rows = multibox_detection(cls_prob, loc_pred, anchors, multibox)
         rows[..., 2:] *= np.float32(self.image_shape)
         return rows
 
-    def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    def predict_arrays(
+        self, images: list[np.ndarray], batch_size: int = 16, nms_threshold: float | None = None
+    ) -> list[np.ndarray]:
         """Detections per image, as :meth:`Predictor.predict_arrays
-        <pipeline_lib.inference.Predictor.predict_arrays>` returns them."""
+        <pipeline_lib.inference.Predictor.predict_arrays>` returns them (``nms_threshold``:
+        another NMS IoU threshold than the exported graph's)."""
         out: list[np.ndarray] = []
         size = self.image_shape
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepare = pixel_batch if self.pixels_in else normalized_batch
-            result = self._detect(prepare(chunk, size))
+            result = self._detect(prepare(chunk, size), nms_threshold)
             for i, img in enumerate(chunk):
                 h, w = img.shape[:2]
                 r = result[i]
