@@ -59,7 +59,7 @@ DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
 # `make test-unit` leaves out the slow tests marked `integration`.
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 900
-PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT)
+PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) --durations=30
 
 .PHONY: help venv airflow-init demo test test-unit ui urls lint format clean-local FORCE
 
@@ -133,7 +133,7 @@ urls: venv  ## print the local URLs and the login
 # ---- code quality -----------------------------------------------------------------------------
 lint: venv  ## ruff check (with bandit's S security rules) + ruff format --check + import-linter contracts + hadolint
 	cd $(REPO) && ruff check . && ruff format --check . && lint-imports \
-	  && hadolint docker/Dockerfile.train docker/Dockerfile.airflow
+	  && hadolint docker/Dockerfile.train docker/Dockerfile.airflow docker/Dockerfile.serve
 
 format: venv  ## apply ruff fixes and formatting
 	cd $(REPO) && ruff check --fix . && ruff format .

@@ -25,13 +25,31 @@ slow spell of the machine hits all of them alike; onnx and http after them):
 
 The goal is pyfunc overhead <= 10% over bare (the ``vs bare`` column); the HTTP overhead is
 reported, and the pyfunc's overhead is split into its parts (decode, resize and boxes, our
-request/response code, MLflow's). MXNet's operators get every usable CPU, as ``odp predict``
+request/response code, MLflow's).
+
+Then ``odp serve`` (SageMaker's contract, the raw JPEG in ``POST
+/endpoints/bench/invocations``) as it runs by default (one worker per usable CPU, one compute
+thread each), over both runtimes (``mxnet``, ``onnx``), beside ``mlflow models serve``:
+
+  one client   p50 / p95; goal p50 <= 1.10 x (decode + bare) + 1 ms. ``bare`` runs with every
+               CPU's OpenMP threads, a default worker with one: the ``vs 1 core`` column
+               compares with decode + forward on one thread, and the ``mxnet 1 worker`` row
+               (``--workers 1``: one worker with every CPU's threads) is the layout for
+               latency over throughput
+  throughput   requests/s with 1, 2, 4 and 8 concurrent clients (``--duration`` s each);
+               goals at saturation (the best of them): >= 0.85 x (usable CPUs x one core's
+               decode + forward rate, measured in a process with one OpenMP thread) and
+               >= 2 x ``mlflow models serve``'s
+
+The clients are threads of this process, on the same CPUs as the server (a few percent of
+them): on a small machine the throughput ratios are a lower bound. MXNet's operators get every usable CPU, as ``odp predict``
 and the served pyfunc give them. The model is a ``model.tar.gz`` (``--model``; default: a
 1-epoch model trained here on a tiny synthetic dataset, for a smoke run only); the image is
 a synthetic validation image unless ``--image`` names one. Numbers depend on the machine:
 run on a quiet one.
 
     .venv/bin/python benchmarks/serve.py --model .local/demo/model.tar.gz [--iterations 200]
+        [--duration 10] [--no-http] [--no-odp-serve]
 """
 
 from __future__ import annotations
@@ -171,6 +189,121 @@ def _onnx_child(args: argparse.Namespace) -> None:
     print(json.dumps(_timed(lambda: onnx.predict_arrays([pixels]), args.warmup, args.iterations)))
 
 
+def _one_core_child(args: argparse.Namespace) -> None:
+    """p50 ms of decode + the bare forward pass with one OpenMP thread (run with
+    OMP_NUM_THREADS=1 set before MXNet loads)."""
+    from pipeline_lib.inference import Predictor
+    from pipeline_lib.serving.request import decode_request_image
+
+    predictor = Predictor.load(args._one_core)
+    jpeg = args.image.read_bytes()
+    size = predictor.image_shape
+
+    def decode_forward() -> None:
+        pixels = decode_request_image(jpeg, "image", size).pixels
+        ids, scores, boxes = predictor.net(predictor._preprocess([pixels]))
+        ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
+
+    print(json.dumps(_timed(decode_forward, args.warmup, args.iterations)))
+
+
+def _one_core_ms(model: Path, image: Path, args: argparse.Namespace) -> float:
+    argv = [sys.executable, __file__, "--_one_core", str(model), "--image", str(image)]
+    argv += ["--warmup", str(args.warmup), "--iterations", str(args.iterations)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"}
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env)  # noqa: S603  our own script
+    return json.loads(out.stdout.strip().splitlines()[-1])[0]
+
+
+def _odp_serve(
+    model_dir: Path, runtime: str, log: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
+    """``odp serve`` as it runs by default (workers and threads from the usable CPUs), or
+    with ``extra`` flags."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    for name in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS"):  # set for this process's
+        env.pop(name, None)  # MXNet above; the server plans its own
+    odp = Path(sys.executable).parent / "odp"
+    argv = [str(odp), "serve", str(model_dir), "--runtime", runtime]
+    argv += ["--host", "127.0.0.1", "--port", str(port), *extra]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(  # noqa: S603  fixed argv
+            argv, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"odp serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2):  # noqa: S310  loopback
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("odp serve did not start in 300 s")
+
+
+def _poster(url: str, path: str, body: bytes, headers: dict[str, str]) -> Callable[[], None]:
+    """One request per call, a new connection each (as odp serve's workers close them)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url)
+
+    def post() -> None:
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        try:
+            conn.request("POST", path, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"{url}{path}: {resp.status} {data[:300]!r}")
+        finally:
+            conn.close()
+
+    return post
+
+
+def _throughput(post: Callable[[], None], clients: int, duration: float) -> float:
+    """Requests per second with ``clients`` threads posting back to back."""
+    import threading
+
+    done = [0] * clients
+    start = threading.Barrier(clients + 1)
+    stop = time.monotonic() + duration + 1.0
+
+    def client(i: int) -> None:
+        post()  # warm
+        start.wait()
+        while time.monotonic() < stop:
+            post()
+            done[i] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.monotonic()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.monotonic() - t0)
+
+
+def _server_rows(
+    post: Callable[[], None], args: argparse.Namespace
+) -> tuple[tuple[float, float], dict[int, float]]:
+    latency = _timed(post, args.warmup, args.iterations)
+    rates = {n: _throughput(post, n, args.duration) for n in CLIENTS}
+    return latency, rates
+
+
+CLIENTS = (1, 2, 4, 8)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,11 +312,19 @@ def main() -> None:
     parser.add_argument("--image", type=Path, help="a JPEG (default: a synthetic one)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--no-http", action="store_true", help="skip the HTTP row")
+    parser.add_argument("--no-http", action="store_true", help="skip mlflow models serve")
+    parser.add_argument("--no-odp-serve", action="store_true", help="skip the odp serve rows")
+    parser.add_argument(
+        "--duration", type=float, default=5.0, help="seconds per throughput measurement"
+    )
     parser.add_argument("--_onnx", help=argparse.SUPPRESS)
+    parser.add_argument("--_one_core", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._onnx:
         _onnx_child(args)
+        return
+    if args._one_core:
+        _one_core_child(args)
         return
 
     from pipeline_lib.cpus import size_compute_threads
@@ -234,6 +375,31 @@ def main() -> None:
         # between calls, and each runtime's would slow the other's
         onnx_file = export_onnx(model, root / "model.onnx")
         rows["onnx"] = _onnx_row(onnx_file, image, args)
+        servers: dict[str, tuple[tuple[float, float], dict[int, float]]] = {}
+        one_core = None
+        if not args.no_odp_serve:
+            import shutil
+
+            from pipeline_lib.artifact import extract
+
+            served = extract(model, root / "served")  # the artifact and its ONNX export
+            shutil.copy(onnx_file, served / "model.onnx")
+            headers = {"Content-Type": "image/jpeg"}
+            layouts = {
+                "odp serve mxnet": ("mxnet", ()),
+                "odp serve onnx": ("onnx", ()),
+                "mxnet 1 worker": ("mxnet", ("--workers", "1")),  # every CPU's threads in one
+            }
+            for name, (runtime, extra) in layouts.items():
+                log = root / f"{name.replace(' ', '-')}.log"
+                proc, url = _odp_serve(served, runtime, log, extra)
+                try:
+                    post = _poster(url, "/endpoints/bench/invocations", jpeg, headers)
+                    servers[name] = _server_rows(post, args)
+                finally:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=60)
+            one_core = _one_core_ms(model, image, args)
         if not args.no_http:
             proc, url = _serve(pyfunc_dir, root / "serve.log")
             body = json.dumps(
@@ -254,6 +420,14 @@ def main() -> None:
 
             try:
                 rows["http"] = _timed(http, args.warmup, args.iterations)
+                if not args.no_odp_serve:
+                    mlflow_post = _poster(
+                        url, "/invocations", body, {"Content-Type": "application/json"}
+                    )
+                    servers["mlflow serve"] = (
+                        rows["http"],
+                        {n: _throughput(mlflow_post, n, args.duration) for n in CLIENTS},
+                    )
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
@@ -281,6 +455,47 @@ def main() -> None:
         print(f"  {name:<34} {ms:6.2f} ms  {ms / base50:+6.1%}")
     overhead = p50["pyfunc"] / base50 - 1
     print(f"pyfunc overhead at p50: {overhead:+.1%} (goal <= +10%)")
+    if servers:
+        _print_servers(servers, p50["decode"] + p50["bare"], one_core)
+
+
+def _print_servers(
+    servers: dict[str, tuple[tuple[float, float], dict[int, float]]],
+    decode_bare: float,
+    one_core_ms: float | None,
+) -> None:
+    from pipeline_lib.cpus import available_cpus
+
+    cpus = available_cpus()
+    goal = 1.10 * decode_bare + 1.0
+    print(
+        f"\nHTTP servers, one JPEG per request (decode + bare = {decode_bare:.2f} ms; "
+        f"latency goal p50 <= 1.10x + 1 ms = {goal:.2f} ms)"
+    )
+    print(
+        f"{'server':<16} {'p50 ms':>8} {'p95 ms':>8} {'p50 / (decode+bare)':>20} {'goal':>5}"
+        f" {'vs 1 core':>10}"
+    )
+    for name, ((s50, s95), _) in servers.items():
+        ok = "ok" if s50 <= goal else "miss"
+        core = f"{s50 / one_core_ms:9.2f}x" if one_core_ms else f"{'-':>10}"
+        print(f"{name:<16} {s50:8.2f} {s95:8.2f} {s50 / decode_bare:19.2f}x {ok:>5} {core}")
+    ideal = cpus * 1e3 / one_core_ms if one_core_ms else None
+    head = "".join(f"{f'{n} cl':>9}" for n in CLIENTS)
+    print(f"\nthroughput, requests/s{'':<4}{head} {'best / ideal':>13} {'best / mlflow':>14}")
+    mlflow_best = max(servers["mlflow serve"][1].values()) if "mlflow serve" in servers else None
+    for name, (_, rates) in servers.items():
+        best = max(rates.values())
+        cells = "".join(f"{rates[n]:9.1f}" for n in CLIENTS)
+        vs_ideal = f"{best / ideal:12.2f}x" if ideal else f"{'-':>13}"
+        vs_mlflow = f"{best / mlflow_best:13.2f}x" if mlflow_best else f"{'-':>14}"
+        print(f"{name:<26}{cells} {vs_ideal} {vs_mlflow}")
+    if ideal:
+        print(
+            f"ideal = {cpus} usable CPUs x one core's decode + forward "
+            f"({one_core_ms:.2f} ms, OMP_NUM_THREADS=1) = {ideal:.1f} requests/s; "
+            "goals: best >= 0.85x ideal, >= 2x mlflow serve"
+        )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Training throughput of `odp train` against the machine's limit and a GluonCV reference.
 
     .venv/bin/python benchmarks/train_throughput.py [--network mobilenet-0.25] [--images 400]
-        [--batch 16] [--augmentation flip]
+        [--batch 16] [--augmentation flip] [--model-format gluoncv|sagemaker]
 
 Three rows, same network, input size, classes, anchors and batch, on this machine:
 
@@ -14,6 +14,10 @@ Three rows, same network, input size, classes, anchors and batch, on this machin
     CPU (OpenMP threads), (c2) the layout `odp train` chooses (``pipeline_lib.cpus``
     ``plan_cpu_training``: a replica per core on its share of the batch, gradients summed);
     the faster of the two is (c), the column the ratios divide by.
+
+``--model-format sagemaker`` runs every row on SageMaker's own graph (MXNet example/ssd's,
+``vgg-16`` or ``resnet-50``): (a) is `odp train` with ``model_format=sagemaker``, (b) and (c)
+the same loops over the same block (:class:`~pipeline_lib.sagemaker_ssd.network.SageMakerSSD`).
 
 Goals (issue 12): (a) >= 0.9x (c), (a) >= 1.3x (b), (a)'s CPU time / wall >= 0.9 x CPUs.
 The three rows run interleaved, ``--repeat`` rounds (default 3); each row reports its best
@@ -65,12 +69,11 @@ def reference_loop(rec: Path, network: str, classes: list[str], args) -> tuple[f
     from gluoncv.loss import SSDMultiBoxLoss
     from mxnet import autograd, gluon
 
-    from pipeline_lib.training.model import anchors_for, build_ssd
+    from pipeline_lib.training.model import anchors_for
     from pipeline_lib.training.transforms import train_transform
 
     mx.random.seed(0)
-    net = build_ssd(network, classes, args.image_shape)
-    net.initialize()
+    net = _network(network, classes, args, [mx.cpu()])
     anchors = anchors_for(net, args.image_shape)
     dataset = RecordFileDetection(str(rec), coord_normalized=True)
     loader = gluon.data.DataLoader(
@@ -116,13 +119,12 @@ def compute_limit(network: str, classes: list[str], args) -> tuple[float, float]
     from gluoncv.loss import SSDMultiBoxLoss
     from mxnet import autograd, gluon
 
-    from pipeline_lib.training.model import anchors_for, build_ssd
+    from pipeline_lib.training.model import anchors_for
 
     mx.random.seed(0)
     ctx = [mx.cpu(i) for i in range(args.streams)]
-    net = build_ssd(network, classes, args.image_shape)
-    n_anchors = anchors_for(_initialized(net), args.image_shape).shape[1]
-    net.initialize(ctx=ctx, force_reinit=True)
+    net = _network(network, classes, args, ctx)
+    n_anchors = anchors_for(net, args.image_shape).shape[1]
     rng = np.random.default_rng(0)
     size = (args.batch, 3, args.image_shape, args.image_shape)
     split = functools.partial(gluon.utils.split_and_load, ctx_list=ctx)
@@ -157,9 +159,17 @@ def compute_limit(network: str, classes: list[str], args) -> tuple[float, float]
     return iterations * args.batch / seconds, (_cpu_seconds() - cpu_start) / seconds
 
 
-def _initialized(net):
-    """``net`` with throw-away weights on the default CPU (to read its anchors)."""
-    net.initialize()
+def _network(network: str, classes: list[str], args, ctx: list):
+    """The network every row trains, initialised on ``ctx``: GluonCV's SSD, or SageMaker's
+    graph with ``--model-format sagemaker``."""
+    if getattr(args, "model_format", "gluoncv") == "sagemaker":
+        from pipeline_lib.training.model import build_sagemaker_ssd
+
+        return build_sagemaker_ssd(network, classes, args.image_shape, ctx, log=lambda _: None)
+    from pipeline_lib.training.model import build_ssd
+
+    net = build_ssd(network, classes, args.image_shape)
+    net.initialize(ctx=ctx)
     return net
 
 
@@ -180,6 +190,7 @@ def ours(
         "image_shape": args.image_shape,
         "num_workers": args.workers,
         "augmentation": args.augmentation,
+        "model_format": args.model_format,
     }
     channels = {"train": rec_dir, "validation": rec_dir}
     paths = prepare_ml_root(work / "ml", channels, hp, "recordio")
@@ -225,6 +236,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=available_cpus())
     parser.add_argument("--augmentation", choices=("flip", "light", "ssd"), default="flip")
     parser.add_argument(
+        "--model-format",
+        choices=("gluoncv", "sagemaker"),
+        default="gluoncv",
+        help="sagemaker: every row on SageMaker's own graph (vgg-16 or resnet-50)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of all three rows; each keeps its best"
     )
     parser.add_argument("--_run", help=argparse.SUPPRESS)
@@ -252,7 +269,8 @@ def _compare(work: Path, args: argparse.Namespace) -> None:
     names = SynthConfig(classes=args.classes, cue="shape").class_names
     (rec_dir / "class_map.json").write_text(json.dumps(dict(enumerate(names))))
     print(
-        f"{args.network} {args.image_shape}x{args.image_shape}, batch {args.batch}, "
+        f"{args.network} ({args.model_format} graph) {args.image_shape}x{args.image_shape}, "
+        f"batch {args.batch}, "
         f"augmentation {args.augmentation}, "
         f"{args.images} images, {args.epochs} epochs (first not timed), "
         f"{args.workers} data workers, {available_cpus()} usable CPUs"

@@ -402,6 +402,27 @@ def parse_class_map(raw: bytes, source: str) -> dict[int, str]:
     return out
 
 
+def parse_class_names(data: object, source: str) -> dict[int, str]:
+    """Class names a user gives for a model: a class map ``{"0": "cat", ...}``, a
+    ``categories`` list ``[{"class_id": 0, "name": "cat"}, ...]``, or a JSON object holding
+    such a list under ``categories`` (an annotation file). :class:`AnnotationError` names
+    ``source`` and the field otherwise."""
+    if _is_mapping(data) and "categories" in data:
+        data = data["categories"]
+    if isinstance(data, list):
+        return _parse_categories(data, source)
+    if not _is_mapping(data):
+        raise AnnotationError(
+            source, "<file>", 'a class map {"0": "name", ...} or a categories list', data
+        )
+    out: dict[int, str] = {}
+    for key, name in data.items():
+        if not isinstance(key, str) or not key.isdigit() or not isinstance(name, str):
+            raise AnnotationError(source, str(key), 'class id "0", "1", ... -> name', name)
+        out[check_class_id(int(key), source, str(key))] = name
+    return dict(sorted(out.items()))
+
+
 def write_class_map(path: Path, classes: Mapping[int, str]) -> None:
     Path(path).write_text(json.dumps({str(k): v for k, v in sorted(classes.items())}, indent=1))
 

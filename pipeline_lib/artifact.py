@@ -1,9 +1,18 @@
 """The one reader/writer of ``model.tar.gz``, the SageMaker model artifact.
 
-The tarball holds, flat (as SageMaker writes it): ``model_algo_1-symbol.json`` +
-``model_algo_1-0000.params`` (the inference graph), ``model_algo_1.gluon.params`` (Gluon
-weights, which seed incremental training), ``hyperparams.json`` (string values) and
-``class_map.json``. Writing those files is training's job (``training/artifacts.py``); this
+The tarball holds, flat (as SageMaker writes it), one of two formats, told apart by the
+content of ``model_algo_1-symbol.json`` (:func:`model_format`):
+
+* ``gluoncv`` (odp's first format): ``model_algo_1-symbol.json`` + ``model_algo_1-0000.params``
+  (GluonCV's SSD, exported for inference), ``model_algo_1.gluon.params`` (Gluon weights, which
+  seed incremental training), ``hyperparams.json`` (string values) and ``class_map.json``;
+* ``sagemaker`` (what SageMaker's Object Detection writes and reads): the *training* symbol
+  of MXNet example/ssd and its ``arg:``/``aux:`` weights, ``hyperparams.json``; odp adds
+  ``class_map.json`` and ``model_algo_1-inference-symbol.json`` (example/ssd's inference on
+  the same weights), which SageMaker ignores. A SageMaker job's own archive has no class
+  map: class names come from the user (:func:`read_model_config`), else ``class_<id>``.
+
+Writing those files is training's job (``training/artifacts.py``); this
 module packages a folder of them, lists and reads members, and extracts safely: members
 confined to the target folder, regular files only, at most ``ODP_MAX_ARCHIVE_MEMBERS``
 members and ``ODP_MAX_ARCHIVE_BYTES`` bytes (declared sizes checked before anything is
@@ -15,6 +24,7 @@ file. It imports neither MXNet nor MLflow.
 from __future__ import annotations
 
 import gzip
+import json
 import lzma
 import os
 import posixpath
@@ -23,15 +33,18 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import localfs, storage
 from .annotations import AnnotationError, load_json, parse_class_map
 from .gate.paths import Confined
 from .gate.rules import GateError
+from .hyperparameters import HyperparameterError, parse_value
 from .images import limit_from_env
+from .sagemaker_ssd.symbol_info import GLUONCV, SAGEMAKER, SymbolError, describe, symbol_format
 
 MODEL_FILE = "model.tar.gz"
 PREFIX = "model_algo_1"
@@ -40,6 +53,9 @@ PARAMS = f"{PREFIX}-0000.params"
 GLUON_PARAMS = f"{PREFIX}.gluon.params"
 HYPERPARAMS = "hyperparams.json"
 CLASS_MAP = "class_map.json"
+INFERENCE_SYMBOL = f"{PREFIX}-inference-symbol.json"  # odp's extra beside a SageMaker graph
+MODEL_FORMATS = (GLUONCV, SAGEMAKER)
+MAX_SYMBOL_BYTES = 32 << 20  # example/ssd's ResNet-50 training symbol is ~130 KB
 SIDE_FILES = (CLASS_MAP, HYPERPARAMS)  # the small files shown beside the tarball
 
 MAX_BYTES_ENV = "ODP_MAX_ARCHIVE_BYTES"
@@ -226,6 +242,22 @@ def hyperparameters_json(tar_path: str | Path) -> dict[str, str]:
     return _json_member(tar_path, HYPERPARAMS)
 
 
+def servable_missing(tar_path: str | Path, members: list[str]) -> list[str]:
+    """The files a servable model lacks among ``members`` (its regular files): the graph,
+    its weights and ``hyperparams.json``, and for odp's GluonCV format ``class_map.json``
+    (a SageMaker job's archive has none; its names are given or generated)."""
+    names = set(members)
+    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if n not in names]
+    if SYMBOL in names and CLASS_MAP not in names:
+        try:
+            fmt = symbol_format(json.loads(read_member(tar_path, SYMBOL)))
+        except (ValueError, RecursionError, SymbolError) as exc:
+            raise ArtifactError(f"{tar_path}: {SYMBOL} is not an MXNet symbol ({exc})") from None
+        if fmt == GLUONCV:
+            missing.append(CLASS_MAP)
+    return missing
+
+
 def copy_side_files(tar_path: str | Path, dest: Path) -> list[Path]:
     """Copy ``class_map.json``/``hyperparams.json`` (found at any folder depth) into ``dest``;
     a file already in ``dest`` is kept. :class:`ArtifactError` when the tarball is unusable."""
@@ -387,30 +419,210 @@ def check_folder(folder: Path) -> None:
             )
 
 
-def read_artifact_config(
-    model_dir: Path, source: str | os.PathLike | None = None
-) -> tuple[dict[str, str], dict[int, str]]:
-    """``(hyperparams, class_map)`` of an extracted artifact, with a clear error when
-    incomplete (``FileNotFoundError``) or unreadable (:class:`ArtifactError`); messages name
-    ``source`` (what the user gave) when the folder is a scratch extraction."""
+# ------------------------------------------------------------------ what the model is
+
+
+def _read_gated(model_dir: Path, name: str, where: object, field: str, limit: int) -> bytes:
+    """A model file read through the gate: inside the folder (no link out), a regular file
+    (a FIFO is refused, never waited on), at most ``limit`` bytes."""
+    gated = Confined(model_dir, f"{Path(model_dir).name}/")
+    try:
+        return gated.read(name, f"model artifact {where}", field, max_bytes=limit)
+    except (GateError, localfs.FileTooLargeError) as exc:
+        raise ArtifactError(str(exc)) from None
+
+
+def read_symbol(model_dir: Path, source: str | os.PathLike | None = None) -> dict:
+    """``model_algo_1-symbol.json`` of an extracted artifact, parsed (size-bounded)."""
     where = source or model_dir
-    missing = [
-        n for n in (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP) if not os.path.lexists(model_dir / n)
-    ]
+    try:
+        raw = _read_gated(Path(model_dir), SYMBOL, where, "symbol", MAX_SYMBOL_BYTES)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model artifact {where} is missing ['{SYMBOL}']") from None
+    try:
+        symbol = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {where}: {SYMBOL} is not JSON ({exc})") from None
+    if not isinstance(symbol, dict):
+        raise ArtifactError(f"model artifact {where}: {SYMBOL} is not an MXNet symbol")
+    return symbol
+
+
+def model_format(model_dir: Path, source: str | os.PathLike | None = None) -> str:
+    """``sagemaker`` or ``gluoncv``: which graph an extracted artifact holds."""
+    try:
+        return symbol_format(read_symbol(model_dir, source))
+    except SymbolError as exc:
+        raise ArtifactError(f"model artifact {source or model_dir}: {SYMBOL}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What an extracted artifact is: its format, hyperparameters (string values, with
+    ``base_network``, ``num_classes`` and ``image_shape`` always present) and class names."""
+
+    format: str
+    hyperparameters: dict[str, str]
+    classes: dict[int, str]
+    class_names: str  # where the names came from: "model", "user" or "generated"
+
+    @property
+    def base_network(self) -> str:
+        return self.hyperparameters["base_network"]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def note(self) -> str | None:
+        """The one line to tell a user whose model has no class names."""
+        if self.class_names != "generated":
+            return None
+        return (
+            f"note: the model has no class names ({CLASS_MAP}); using class_0..class_"
+            f"{self.num_classes - 1} (pass --class-map with a class map or categories)"
+        )
+
+
+def _hyperparams_of(raw: bytes, where: object) -> dict[str, str]:
+    try:
+        if len(raw) > MAX_SIDE_FILE_BYTES:
+            raise ValueError(f"above {MAX_SIDE_FILE_BYTES} bytes")
+        hp = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
+    if not isinstance(hp, dict):
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS} is not a JSON object")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in hp.items()}
+
+
+def _class_map_of(raw: bytes, where: object) -> dict[int, str]:
+    try:  # bounded: at most 10,000 entries, bounded names (annotations.parse_class_map)
+        return parse_class_map(raw, CLASS_MAP)
+    except ValueError as exc:
+        raise ArtifactError(f"model artifact {where}: {exc}") from None
+
+
+def _classes(
+    own: dict[int, str] | None,
+    given: Mapping[int, str] | None,
+    num_classes: int | None,
+    where: object,
+) -> tuple[dict[int, str], str]:
+    """The class names: the user's, else the archive's ``class_map.json``, else generated;
+    they must name exactly the ids ``0..num_classes-1`` the graph predicts."""
+    if given is not None:
+        classes, origin, source = dict(given), "user", "the class map given"
+    elif own is not None:
+        classes, origin, source = own, "model", f"{CLASS_MAP} of {where}"
+    elif num_classes is not None:
+        return {i: f"class_{i}" for i in range(num_classes)}, "generated"
+    else:
+        raise FileNotFoundError(f"model artifact {where} is missing ['{CLASS_MAP}']")
+    n = num_classes if num_classes is not None else len(classes)
+    if sorted(classes) != list(range(n)):
+        raise ArtifactError(
+            f"{source} names class ids {sorted(classes)[:10]} but the model predicts "
+            f"{n} classes (ids 0..{n - 1})"
+        )
+    return dict(sorted(classes.items())), origin
+
+
+def model_config(
+    symbol: dict,
+    hyperparams: dict[str, str],
+    class_map: dict[int, str] | None,
+    where: object,
+    class_names: Mapping[int, str] | None = None,
+) -> ModelConfig:
+    """The :class:`ModelConfig` of a model's parsed files (``class_map`` ``None`` when it has
+    none); ``class_names`` (the user's) replace the model's own. A SageMaker graph's base
+    network and class count are read from the graph and must agree with its
+    ``hyperparams.json``."""
+    hp = dict(hyperparams)
+    try:
+        fmt = symbol_format(symbol)
+        if fmt == GLUONCV:
+            classes, origin = _classes(class_map, class_names, None, where)
+            return ModelConfig(fmt, hp, classes, origin)
+        info = describe(symbol)
+    except SymbolError as exc:
+        raise ArtifactError(f"model artifact {where}: {SYMBOL}: {exc}") from None
+    for key, value in (("base_network", info.base_network), ("num_classes", info.num_classes)):
+        if key in hp and str(hp[key]).strip() != str(value):
+            raise ArtifactError(
+                f"model artifact {where}: {HYPERPARAMS} says {key}={hp[key][:40]!r} but the "
+                f"graph in {SYMBOL} is {key}={value}"
+            )
+        hp[key] = str(value)
+    hp.setdefault("image_shape", "300")  # SageMaker's default
+    try:
+        parse_value("image_shape", hp["image_shape"])
+    except HyperparameterError as exc:
+        raise ArtifactError(f"model artifact {where}: {HYPERPARAMS}: {exc}") from None
+    classes, origin = _classes(class_map, class_names, info.num_classes, where)
+    return ModelConfig(fmt, hp, classes, origin)
+
+
+def read_model_config(
+    model_dir: Path,
+    source: str | os.PathLike | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> ModelConfig:
+    """The :class:`ModelConfig` of an extracted artifact of either format, with a clear
+    error when incomplete (``FileNotFoundError``) or unusable (:class:`ArtifactError`);
+    messages name ``source`` (what the user gave) when the folder is a scratch extraction."""
+    where = source or model_dir
+    model_dir = Path(model_dir)
+    missing = [n for n in (SYMBOL, PARAMS, HYPERPARAMS) if not os.path.lexists(model_dir / n)]
     if missing:
         raise FileNotFoundError(f"model artifact {where} is missing {missing}")
-    gated = Confined(model_dir, f"{model_dir.name}/")  # inside the folder, no link out
+    symbol = read_symbol(model_dir, source)
+    limit = MAX_SIDE_FILE_BYTES + 1  # _hyperparams_of names the bound
+    hp = _hyperparams_of(
+        _read_gated(model_dir, HYPERPARAMS, where, "hyperparameters", limit), where
+    )
+    own = None
+    if os.path.lexists(model_dir / CLASS_MAP):
+        raw = _read_gated(model_dir, CLASS_MAP, where, "class map", MAX_SIDE_FILE_BYTES)
+        own = _class_map_of(raw, where)
+    return model_config(symbol, hp, own, where, class_names)
+
+
+def archive_config(
+    tar_path: str | Path, class_names: Mapping[int, str] | None = None
+) -> ModelConfig:
+    """:func:`read_model_config` of a ``model.tar.gz`` read in place (its small members
+    only, nothing extracted)."""
+    found: dict[str, bytes] = {}
+    with _open(tar_path) as tar:
+        for member in _members(tar, tar_path):
+            name = member_name(member)  # ./x is x (tar -C model -czf m.tar.gz .)
+            if member.isfile() and name in (SYMBOL, HYPERPARAMS, CLASS_MAP):
+                if name == SYMBOL and member.size > MAX_SYMBOL_BYTES:
+                    raise ArtifactError(f"{tar_path}: {SYMBOL} is above {MAX_SYMBOL_BYTES} bytes")
+                fh = tar.extractfile(member)
+                found[name] = fh.read(MAX_SYMBOL_BYTES + 1) if fh else b""
+    missing = [n for n in (SYMBOL, HYPERPARAMS) if n not in found]
+    if missing:
+        raise FileNotFoundError(f"model artifact {tar_path} is missing {missing}")
     try:
-        hp_raw = gated.read(HYPERPARAMS, f"model artifact {where}", "hyperparameters",
-                            max_bytes=MAX_SIDE_FILE_BYTES)  # fmt: skip
-        map_raw = gated.read(CLASS_MAP, f"model artifact {where}", "class map",
-                             max_bytes=MAX_SIDE_FILE_BYTES)  # fmt: skip
-        hp = load_json(hp_raw, f"model artifact {where}: {HYPERPARAMS}")
-        if not isinstance(hp, dict) or any(isinstance(v, dict | list) for v in hp.values()):
-            raise ArtifactError(
-                f"model artifact {where}: {HYPERPARAMS} is not a flat JSON object (string "
-                "values, as SageMaker writes them)"
-            )
-        return hp, parse_class_map(map_raw, f"model artifact {where}: {CLASS_MAP}")
-    except (GateError, AnnotationError, localfs.FileTooLargeError) as exc:
-        raise ArtifactError(str(exc)) from None
+        symbol = json.loads(found[SYMBOL])
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"model artifact {tar_path}: {SYMBOL} is not JSON ({exc})") from None
+    if not isinstance(symbol, dict):
+        raise ArtifactError(f"model artifact {tar_path}: {SYMBOL} is not an MXNet symbol")
+    hp = _hyperparams_of(found[HYPERPARAMS], tar_path)
+    own = _class_map_of(found[CLASS_MAP], tar_path) if CLASS_MAP in found else None
+    return model_config(symbol, hp, own, tar_path, class_names)
+
+
+def read_artifact_config(
+    model_dir: Path,
+    source: str | os.PathLike | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> tuple[dict[str, str], dict[int, str]]:
+    """``(hyperparams, class_map)`` of an extracted artifact (:func:`read_model_config`)."""
+    config = read_model_config(model_dir, source, class_names)
+    return config.hyperparameters, config.classes

@@ -263,11 +263,31 @@ def _tuning_lines(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _class_names(args: argparse.Namespace) -> dict[int, str] | None:
+    """The class names ``--class-map`` gives (a class map or categories), or ``None``."""
+    path = getattr(args, "class_map", None)
+    if not path:
+        return None
+    from .annotations import load_json, parse_class_names
+    from .artifact import MAX_SIDE_FILE_BYTES
+    from .gate.paths import read_regular
+
+    if os.path.isfile(path) and os.path.getsize(path) > MAX_SIDE_FILE_BYTES:
+        raise CliError(f"--class-map {path}: above {MAX_SIDE_FILE_BYTES} bytes")
+    return parse_class_names(load_json(read_regular(path, path), path), path)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_model
 
     result = evaluate_model(
-        args.model, args.data, args.out, metric=args.metric, iou=args.iou, overwrite=args.overwrite
+        args.model,
+        args.data,
+        args.out,
+        metric=args.metric,
+        iou=args.iou,
+        class_names=_class_names(args),
+        overwrite=args.overwrite,
     )
     if args.json:
         _print_json(result)
@@ -318,7 +338,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .registry import resolve_model_uri
 
         model = str(resolve_model_uri(model))
-    detector = Detector.load(model)
+    detector = Detector.load(model, class_names=_class_names(args))
+    if detector.note:
+        print(detector.note, file=sys.stderr)
+    if args.sagemaker_output:  # Batch Transform's layout: <input name>.out per input object
+        from .serving.transform import transform_output
+
+        if args.output is None:
+            raise CliError("--sagemaker-output: expected an OUTPUT folder", EXIT_USAGE)
+        summary = transform_output(
+            detector, args.input, args.output, options, overwrite=args.overwrite
+        )
+        print(f"{summary['images']} images -> {summary['files']} .out files in {args.output}")
+        return 0
     if args.output is None:  # stream the responses to stdout, one JSON per line
         source, _ = open_source(args.input)
         for _, file, data in source:
@@ -329,6 +361,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serving.http.config import plan_config
+    from .serving.http.server import serve
+
+    config = plan_config(
+        host=args.host,
+        port=args.port,
+        runtime=args.runtime,
+        workers=args.workers,
+        max_payload_mb=args.max_payload_mb,
+    )
+    model = args.model or str(Path(os.environ.get("ML_ROOT", "/opt/ml")) / "model")
+    if model.startswith(("models:/", "runs:/")):
+        from .registry import resolve_model_uri
+
+        model = str(resolve_model_uri(model))
+    return serve(model, config, _class_names(args))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port, 1 to 65535")
+    return value
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     from .registry import register_model
 
@@ -337,6 +405,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         name=args.name,
         metrics_path=args.metrics,
         run_name=args.run_name,
+        class_names=_class_names(args),
     )
     _print_json(info)
     return 0
@@ -547,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--metric", choices=["voc07", "voc", "coco"], default="voc07")
         p.add_argument("--iou", type=arg_float(0, 1, open_min=True), default=0.5)
         p.add_argument("--json", action="store_true")
+        if name == "evaluate":
+            p.add_argument("--class-map", help=_CLASS_MAP_HELP)
 
     p = add(
         "predict",
@@ -570,13 +641,67 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="NMS IoU threshold (default: the model's)",
     )
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
+
+    p.add_argument(
+        "--sagemaker-output",
+        action="store_true",
+        help="Batch Transform's layout: OUTPUT/<input name>.out holding the endpoint's response "
+        "(a .rec or manifest: one <name>.out, a response per record and line)",
+    )
+
+    p = add(
+        "serve",
+        cmd_serve,
+        "serve a model over HTTP as a SageMaker inference container (GET /ping, POST "
+        "/invocations and /endpoints/NAME/invocations, GET /execution-parameters)",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="model.tar.gz (local, s3://), its extracted folder, models:/NAME@ALIAS or /VERSION "
+        "(default: $ML_ROOT/model, /opt/ml/model, where SageMaker extracts the artifact)",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104  a container's server
+    p.add_argument(
+        "--port", type=_port, default=None, help="default: $SAGEMAKER_BIND_TO_PORT or 8080"
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["mxnet", "onnx"],
+        default="mxnet",
+        help="onnx: onnxruntime over the model's model.onnx (exported at start when missing)",
+    )
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: $SAGEMAKER_MODEL_SERVER_WORKERS, else one per usable "
+        "CPU); each gets CPUs / workers compute threads",
+    )
+    p.add_argument(
+        "--max-payload-mb",
+        type=_positive_int,
+        default=None,
+        help="largest request body in MB (default: $SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6, "
+        "SageMaker's)",
+    )
 
     p = add("register", cmd_register, "log a model to MLflow and register a version")
     p.add_argument("model_dir")
     p.add_argument("--name", required=True)
     p.add_argument("--metrics", help="metrics.json to log with it")
     p.add_argument("--run-name")
+    p.add_argument("--class-map", help=_CLASS_MAP_HELP)
     return parser
+
+
+_CLASS_MAP_HELP = (
+    'class names for the model: a class_map.json ({"0": "cat", ...}), a categories list '
+    "([{class_id, name}, ...]) or an annotation JSON with categories (a SageMaker job's "
+    "model.tar.gz has none: class_0.. otherwise)"
+)
 
 
 # ------------------------------------------------------------------ errors

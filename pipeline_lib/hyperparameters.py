@@ -24,6 +24,11 @@ KV_STORES = ("local", "device", "dist_sync", "dist_async", "dist_device_sync")
 #: expansion (objects keep their size); ``flip`` only flips.
 AUGMENTATIONS = ("ssd", "light", "flip")
 LR_SCHEDULES = ("step", "cosine")
+#: Which graph training builds (beyond SageMaker): ``gluoncv`` (GluonCV's SSD, every base
+#: network) or ``sagemaker`` (MXNet example/ssd's, the graph SageMaker's Object Detection
+#: trains and serves; ``vgg-16`` and ``resnet-50``). A seed model's own format wins.
+MODEL_FORMATS = ("gluoncv", "sagemaker")
+SAGEMAKER_GRAPH_BASES = ("vgg-16", "resnet-50")
 
 
 MAX_FILE_BYTES = 1 << 20  # hyperparameters.json is a few hundred bytes
@@ -92,16 +97,21 @@ class Hyperparameters:
     seed: int = 0
     num_workers: int = -1  # -1: one data worker per core
     max_runtime_seconds: int = 0  # 0: no limit
+    # the learning-rate schedule spans this many seconds (default: max_runtime_seconds);
+    # epochs becomes an upper bound (training/budget.py). 0: the schedule spans epochs.
+    time_budget_seconds: int = 0
     augmentation: str = "ssd"
     lr_schedule: str = "step"  # step: lr_scheduler_step/factor; cosine: to 0 at `epochs`
     lr_warmup_epochs: int = 0  # linear warm-up from lr/10 over these first epochs
+    model_format: str = "gluoncv"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def to_strings(self) -> dict[str, str]:
-        """All values as SageMaker-style strings (for hyperparams.json / hyperparameters.json)."""
+    def to_strings(self, sagemaker_only: bool = False) -> dict[str, str]:
+        """All values as SageMaker-style strings (for hyperparams.json / hyperparameters.json);
+        ``sagemaker_only``: only SageMaker's own names (what its jobs write)."""
         out = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name == "extra" or (sagemaker_only and f.name not in SAGEMAKER_NAMES):
                 continue
             out[f.name] = _to_string(getattr(self, f.name))
         return out
@@ -218,13 +228,17 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "seed": _int("seed", 0, MAX_SEED),
     "num_workers": _int("num_workers", -1, 64),
     "max_runtime_seconds": _int("max_runtime_seconds", 0, MAX_RUNTIME_SECONDS),
+    "time_budget_seconds": _int("time_budget_seconds", 0, MAX_RUNTIME_SECONDS),
     "augmentation": _choice("augmentation", AUGMENTATIONS),
     "lr_schedule": _choice("lr_schedule", LR_SCHEDULES),
     "lr_warmup_epochs": _int("lr_warmup_epochs", 0, MAX_EPOCHS),
+    "model_format": _choice("model_format", MODEL_FORMATS),
 }
 REQUIRED = ("num_classes", "num_training_samples")
 #: Every hyperparameter name training accepts.
 NAMES: tuple[str, ...] = tuple(_CONVERTERS)
+#: SageMaker Object Detection's own names (the rest are odp's extras).
+SAGEMAKER_NAMES: tuple[str, ...] = NAMES[: NAMES.index("early_stopping_tolerance") + 1]
 
 
 def parse(raw: Mapping[str, object]) -> Hyperparameters:
@@ -238,7 +252,15 @@ def parse(raw: Mapping[str, object]) -> Hyperparameters:
     if missing:
         raise HyperparameterError(missing[0], None, "a value: it is required")
     values = {k: _CONVERTERS[k](_scalar(k, v)) for k, v in raw.items()}
-    return Hyperparameters(**values)
+    hp = Hyperparameters(**values)
+    if hp.model_format == "sagemaker" and hp.base_network not in SAGEMAKER_GRAPH_BASES:
+        raise HyperparameterError(
+            "model_format",
+            raw["model_format"],
+            f"gluoncv for base_network={hp.base_network} (SageMaker's graph has the "
+            f"{' and '.join(SAGEMAKER_GRAPH_BASES)} bases)",
+        )
+    return hp
 
 
 def parse_value(key: str, raw: object) -> Any:

@@ -15,7 +15,11 @@ DOCKERFILES = sorted(
 
 
 def test_there_are_dockerfiles() -> None:
-    assert {p.name for p in DOCKERFILES} >= {"Dockerfile.train", "Dockerfile.airflow"}
+    assert {p.name for p in DOCKERFILES} >= {
+        "Dockerfile.train",
+        "Dockerfile.airflow",
+        "Dockerfile.serve",
+    }
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -37,3 +41,12 @@ def test_training_image_runs_as_non_root_under_tini() -> None:
     assert "USER ${UID}:${GID}" in text and "ARG UID=1000" in text
     assert "ARG VARIANT=cu117" in text and "FROM ubuntu:20.04 AS base-cpu" in text
     assert '"mxnet-${VARIANT}==1.9.1"' in text
+
+
+def test_serving_image_answers_serve_as_a_sagemaker_container() -> None:
+    text = (REPO / "docker" / "Dockerfile.serve").read_text()
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/odp-serve-entrypoint"]' in text
+    assert 'CMD ["serve"]' in text and "EXPOSE 8080" in text
+    assert "USER ${UID}:${GID}" in text and "ML_ROOT=/opt/ml" in text
+    entrypoint = (REPO / "docker" / "serve-entrypoint.sh").read_text()
+    assert 'if [ "${1:-}" = "serve" ]' in entrypoint and "exec odp serve" in entrypoint

@@ -5,6 +5,7 @@ Output folder (written atomically; a retry replaces it as a whole)::
     OUT/metrics.json        metric, overall numbers, per-class AP / ground-truth counts, images
     OUT/detections/*.json   one verbose-layout JSON per image (what ``odp map`` reads)
     OUT/pr_curves.png       precision-recall curve per class
+    OUT/confusion_matrix.png  which classes are taken for which (and for background, or missed)
     OUT/samples.png         sample images, predicted (with score) and true boxes
 
 DATA is any of the three input formats: an image+JSON dataset root (its ``validation``
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 DETECTIONS_DIR = "detections"
 PR_CURVES_FILE = "pr_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
 SAMPLES_FILE = "samples.png"
 
 
@@ -260,9 +262,12 @@ def evaluate_model(
     num_samples: int = 16,
     sample_score_threshold: float = 0.3,
     channel: str = "validation",
+    class_names: dict[int, str] | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """Evaluate ``model`` (``model.tar.gz`` or artifact folder, local or s3) on ``data``.
+    """Evaluate ``model`` (``model.tar.gz`` of either format or artifact folder, local or
+    s3) on ``data``; ``class_names`` replace the model's (a SageMaker job's archive has
+    none: then the dataset's names are used).
 
     Writes ``metrics.json``, ``detections/``, ``pr_curves.png`` and ``samples.png`` under
     ``out`` and returns the ``metrics.json`` content (``metrics`` holds ``mAP`` and, for
@@ -270,7 +275,8 @@ def evaluate_model(
     model already in memory). An existing ``out`` is refused unless it is an earlier
     evaluation and ``overwrite`` (:func:`storage.check_output`).
     """
-    from .plots import Sample, plot_pr_curves, plot_samples
+    from .confusion import confusion_matrix
+    from .plots import Sample, plot_confusion_matrix, plot_pr_curves, plot_samples
 
     started = time.monotonic()
     storage.check_output(out, overwrite=overwrite, writer="odp evaluate")
@@ -279,8 +285,11 @@ def evaluate_model(
             raise ValueError("evaluate_model needs a model path or a predictor")
         from ..inference import Predictor
 
-        predictor = Predictor.load(model)
+        predictor = Predictor.load(model, class_names=class_names)
     model_classes = dict(getattr(predictor, "classes", None) or {})
+    config = getattr(predictor, "config", None)
+    if config is not None and config.class_names == "generated":
+        model_classes = {}  # class_0.. stand-ins: the dataset's names are better
 
     single_file = str(data).endswith((".rec", ".jsonl", ".manifest"))
     with (
@@ -353,10 +362,15 @@ def evaluate_model(
                 per_class = result.per_class
             plot_pr_curves(per_class, tmp / PR_CURVES_FILE, title)
             plot_samples(samples, tmp / SAMPLES_FILE, names, sample_score_threshold)
+            confusion = confusion_matrix(
+                store.columns(), names, 0.5 if metric == "coco" else iou, sample_score_threshold
+            )
+            plot_confusion_matrix(confusion, tmp / CONFUSION_FILE)
 
             summary = result.to_dict()
             summary.update(
                 {
+                    "confusion_matrix": confusion.to_dict(),
                     "model": None if model is None else str(model),
                     "data": str(data),
                     "num_detections": int(sum(c.num_detections for c in result.per_class.values())),
@@ -367,6 +381,7 @@ def evaluate_model(
                     "files": {
                         "detections": DETECTIONS_DIR,
                         "pr_curves": PR_CURVES_FILE,
+                        "confusion_matrix": CONFUSION_FILE,
                         "samples": SAMPLES_FILE,
                     },
                 }

@@ -1,4 +1,5 @@
-"""Evaluation pictures (PNG): per-class precision-recall curves and a grid of sample images.
+"""Evaluation pictures (PNG): per-class precision-recall curves, the confusion matrix and a
+grid of sample images.
 
 Uses matplotlib's object API with the Agg renderer (no pyplot, no global backend change),
 so it is safe in workers and threads without a display.
@@ -151,6 +152,39 @@ def plot_samples(
     fig.suptitle(
         f"predictions (score >= {score_threshold:g}, coloured) and ground truth (dashed)",
         fontsize=9,
+    )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(confusion, path: str | Path) -> Path:
+    """The confusion matrix (:class:`~.confusion.ConfusionMatrix`) as a heat map, each row
+    normalised by its total (the share of a true class that went to each column) and
+    annotated with its counts."""
+    from .confusion import BACKGROUND, MISSED
+
+    counts = np.asarray(confusion.matrix, dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    rows = [*confusion.classes, BACKGROUND]
+    cols = [*confusion.classes, MISSED]
+    side = max(4.0, 0.6 * len(rows) + 2)
+    fig = Figure(figsize=(side + 1, side))
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the row")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(rows) <= 30:
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                colour = "white" if shares[i, j] > 0.5 else "black"
+                ax.text(j, i, f"{int(n)}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_title(
+        f"Confusion matrix (IoU {confusion.iou:g}, score >= {confusion.score_threshold:g})",
+        fontsize=10,
     )
     fig.tight_layout()
     return _save(fig, path)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import storage
 from ..annotations import ImageAnnotation, class_map, load_json
-from ..artifact import MAX_SIDE_FILE_BYTES, class_map_json, hyperparameters_json
+from ..artifact import GLUONCV, MAX_SIDE_FILE_BYTES, archive_config
 from .resolve import _MODELS_URI, resolve_model_uri
 
 ANNOTATION_CHANNELS = ("train_annotation", "validation_annotation")
@@ -42,6 +42,8 @@ class BaseModel:
     name: str | None = None  # registered model name and version, for models:/ URIs
     version: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    model_format: str = GLUONCV  # which graph it holds (a seed's format wins in training)
+    named: bool = True  # False: a SageMaker job's archive, whose class names are unknown
 
     @property
     def lineage(self) -> str:
@@ -97,15 +99,24 @@ def resolve_base_model(uri: str, tracking_uri: str | None = None) -> BaseModel:
     except FileNotFoundError as exc:
         raise BaseModelError(f"base_model {uri!r}: {exc}") from None
     try:
-        hp = hyperparameters_json(tar)
-        classes = {int(k): str(v) for k, v in class_map_json(tar).items()}
-        num_classes = int(hp.get("num_classes", len(classes)))
-    except (KeyError, ValueError) as exc:
+        config = archive_config(tar)
+        num_classes = int(config.hyperparameters.get("num_classes", config.num_classes))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
         raise BaseModelError(
-            f"base_model {uri!r}: not a model.tar.gz odp train wrote ({exc})"
+            f"base_model {uri!r}: not a model.tar.gz of odp train or of SageMaker's Object "
+            f"Detection ({exc})"
         ) from None
     return BaseModel(
-        uri, str(tar), str(hp.get("base_network")), num_classes, classes, name, version, metrics
+        uri,
+        str(tar),
+        str(config.hyperparameters.get("base_network")),
+        num_classes,
+        config.classes,
+        name,
+        version,
+        metrics,
+        config.format,
+        config.class_names != "generated",
     )
 
 
@@ -122,7 +133,7 @@ def check_base_model(
     ``classes`` is the dataset's class map (``None``: unknown yet, only the base network and
     ``num_classes`` are checked); ``num_classes`` defaults to ``len(classes)``. The number
     of classes must match always (as training requires); ``allow_class_change`` accepts
-    other class names.
+    other class names. A SageMaker job's archive names no classes: only their number counts.
     """
     seed = f"base_model {base.lineage}"
     if base.base_network != base_network:
@@ -136,7 +147,12 @@ def check_base_model(
             f"{seed} has num_classes={base.num_classes} but this run's data has "
             f"num_classes={wanted}; incremental training needs the same number of classes"
         )
-    if classes is not None and dict(classes) != base.classes and not allow_class_change:
+    if (
+        base.named
+        and classes is not None
+        and dict(classes) != base.classes
+        and not allow_class_change
+    ):
         raise BaseModelError(
             f"{seed} has class map {base.classes} but the dataset's is {dict(classes)}; "
             "set allow_class_change to reuse the weights of the shared class names"

@@ -115,7 +115,12 @@ def find_run(client: MlflowClient, experiment_id: str, key: str) -> tuple[str, b
     return found
 
 
-def log_pyfunc(client: MlflowClient, run_id: str, tar_path: Path) -> str:
+def log_pyfunc(
+    client: MlflowClient,
+    run_id: str,
+    tar_path: Path,
+    class_names: Mapping[int, str] | None = None,
+) -> str:
     """Log ``tar_path`` as the run's pyfunc (:mod:`pipeline_lib.serving.mlflow_model`);
     returns the LoggedModel's id. MLflow's ``log_model`` is fluent-only: the run is made
     active against this client's store for the call (:func:`.store.fluent_store`)."""
@@ -125,7 +130,9 @@ def log_pyfunc(client: MlflowClient, run_id: str, tar_path: Path) -> str:
 
     with fluent_store(client.tracking_uri):
         with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            return log_detector(tar_path, name=MODEL_ARTIFACT_PATH).model_id
+            return log_detector(
+                tar_path, name=MODEL_ARTIFACT_PATH, class_names=class_names
+            ).model_id
 
 
 def start_run(
@@ -168,6 +175,7 @@ def log_run(
     model_name: str,
     extra_artifacts: Iterable[Path] = (),
     dataset: Any = None,
+    class_names: Mapping[int, str] | None = None,
 ) -> str:
     """Fill and finish a run: a new one, or the live run ``run_id`` (whose per-epoch
     metrics arrived during training). The model is logged as a pyfunc (its id in the run
@@ -214,7 +222,7 @@ def log_run(
 
             context = InputTag("mlflow.data.context", "training")
             client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), [context])])
-        model_id = log_pyfunc(client, run_id, tar_path)
+        model_id = log_pyfunc(client, run_id, tar_path, class_names)
         client.set_tag(run_id, MODEL_ID_TAG, model_id)
     except BaseException:
         client.set_terminated(run_id, "FAILED")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import storage
-from ..artifact import CLASS_MAP, HYPERPARAMS, PARAMS, SYMBOL, ArtifactError, as_tarball
+from ..artifact import ArtifactError, as_tarball, servable_missing
 from ..artifact import check as check_archive
 from .runs import (
     IDEMPOTENCY_TAG,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-SERVABLE = (SYMBOL, PARAMS, HYPERPARAMS, CLASS_MAP)  # what the pyfunc is made of
 CANDIDATE_ALIAS = "candidate"
 CHAMPION_ALIAS = "champion"
 
@@ -174,6 +173,7 @@ def register_model(
     version_tags: Mapping[str, Any] | None = None,
     artifacts: Iterable[str | os.PathLike] = (),
     dataset: Any = None,
+    class_names: Mapping[int, str] | None = None,
 ) -> dict:
     """Log a trained model as an MLflow run and register it as a new version of ``name``.
 
@@ -201,6 +201,8 @@ def register_model(
         version_tags: tags for the model version only (e.g. ``validation_mAP``).
         artifacts: more files for the run's ``model/`` folder (a validation report, plots).
         dataset: an ``mlflow.data`` dataset logged as the run's training input.
+        class_names: class id -> name for a model without its own (a SageMaker job's
+            archive); they replace the archive's when given.
 
     Returns:
         ``{"name", "version", "run_id", "aliases", "model_uri", "source", "status",
@@ -264,12 +266,12 @@ def register_model(
             metrics_file.write_text(metrics_text)
         with as_tarball(model_dir_or_tar) as tar_path:
             # a bomb, a damaged or an unservable archive is refused, never stored
-            members = set(check_archive(tar_path))
-            missing = [n for n in SERVABLE if n not in members]
+            missing = servable_missing(tar_path, check_archive(tar_path))
             if missing:
                 raise ArtifactError(
                     f"{model_dir_or_tar}: the model has no {', '.join(missing)}: a registered "
-                    "version is a servable pyfunc (expected odp train's model.tar.gz)"
+                    "version is a servable pyfunc (expected a model.tar.gz of odp train or of "
+                    "SageMaker's Object Detection)"
                 )
             sha = sha256(tar_path)
             found = find_run(client, experiment_id, key) if key else None
@@ -289,6 +291,7 @@ def register_model(
                     model_name=name,
                     extra_artifacts=[Path(a) for a in artifacts],
                     dataset=dataset,
+                    class_names=class_names,
                 )
 
     ensure_registered_model(client, name)

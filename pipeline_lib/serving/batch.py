@@ -52,9 +52,10 @@ def _check_regular(path: str) -> None:
     os.close(fd)
 
 
-def _folder_images(folder: str) -> tuple[Source, int]:
-    """The images below a local folder, read through the gate: a symlink that leaves the
-    folder or a FIFO is refused (a file named ``.jpg`` is not trusted to be one)."""
+def folder_images(folder: str) -> tuple[Iterator[tuple[str, bytes]], int]:
+    """``(relative path, bytes)`` of the images below a local folder, sorted by path, read
+    through the gate: a symlink that leaves the folder or a FIFO is refused (a file named
+    ``.jpg`` is not trusted to be one); and how many."""
     gated = Confined(folder, f"{Path(folder).name}/")
     rels = []
     for here, dirs, files in os.walk(folder):  # symlinked folders are not followed
@@ -65,11 +66,16 @@ def _folder_images(folder: str) -> tuple[Source, int]:
 
     rels.sort()  # by relative path, as the listing of an s3:// prefix is
 
-    def read() -> Source:
+    def read() -> Iterator[tuple[str, bytes]]:
         for rel in rels:
-            yield Path(rel).stem, Path(rel).name, gated.read(rel, f"{gated.label}{rel}", "image")
+            yield rel, gated.read(rel, f"{gated.label}{rel}", "image")
 
     return read(), len(rels)
+
+
+def _folder_images(folder: str) -> tuple[Source, int]:
+    source, n = folder_images(folder)
+    return ((Path(rel).stem, Path(rel).name, data) for rel, data in source), n
 
 
 def _records(rec: str) -> Source:

@@ -3,9 +3,10 @@
 ``odp predict``, batch prediction and the MLflow pyfunc all call :class:`Detector`. It
 wraps :class:`~pipeline_lib.inference.Predictor` (the exported inference graph, with NMS)
 and adds what a request may ask for: a score threshold, fewer boxes, and another NMS IoU
-threshold. The NMS threshold is an attribute of the exported graph's ``box_nms`` node, so a
-different one is the same graph with that attribute changed, sharing the weights (exact,
-not a second NMS pass over the first one's survivors); a few such variants are cached.
+threshold. The NMS threshold is an attribute of the inference graph's NMS node (GluonCV's
+``box_nms``, SageMaker's ``MultiBoxDetection``), so a different one is the same graph with
+that attribute changed, sharing the weights (exact, not a second NMS pass over the first
+one's survivors); a few such variants are cached. Models of either format answer alike.
 """
 
 from __future__ import annotations
@@ -13,39 +14,46 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..artifact import SYMBOL, ArtifactError, model_folder
+from ..artifact import SYMBOL, ArtifactError
 from .request import MAX_DETECTIONS, PredictOptions, RequestImage, decode_request_image
 from .response import default_response, verbose_response
 
-_NMS_OP = "_contrib_box_nms"
+#: the NMS operator of each format's inference graph -> its IoU threshold attribute
+_NMS_ATTRS = {"_contrib_box_nms": "overlap_thresh", "_contrib_MultiBoxDetection": "nms_threshold"}
 _MAX_VARIANTS = 4
 
 
 class Detector:
     """A loaded model answering requests (see the module docstring)."""
 
-    def __init__(self, predictor, symbol_json: str):
+    def __init__(self, predictor, symbol: dict | str | None = None):
         self.predictor = predictor
-        self._symbol = json.loads(symbol_json)
+        if symbol is None:
+            symbol = predictor.symbol
+        self._symbol = json.loads(symbol) if isinstance(symbol, str) else symbol
         self.default_nms = _nms_threshold(self._symbol)
         self._variants: OrderedDict[float, object] = OrderedDict()
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Detector:
-        """From ``model.tar.gz`` (local or s3://), a folder holding it, or an unpacked
-        artifact folder (an MLflow pyfunc's artifacts)."""
-        from .. import storage
+    def load(
+        cls, path: str | os.PathLike, class_names: Mapping[int, str] | None = None
+    ) -> Detector:
+        """From ``model.tar.gz`` of either format (local or s3://), a folder holding it, or
+        an unpacked artifact folder (an MLflow pyfunc's artifacts); ``class_names`` replace
+        the model's own."""
         from ..inference import Predictor
 
-        predictor = Predictor.load(path)
-        with storage.local_file(path) as local, model_folder(Path(local)) as folder:
-            symbol = (folder / SYMBOL).read_text(encoding="utf-8")
-        return cls(predictor, symbol)
+        return cls(Predictor.load(path, class_names=class_names))
+
+    @property
+    def note(self) -> str | None:
+        """A line for the user about the model (its class names were generated), or None."""
+        config = getattr(self.predictor, "config", None)
+        return config.note if config is not None else None
 
     @property
     def classes(self) -> dict[int, str]:
@@ -65,8 +73,8 @@ class Detector:
 
         graph = json.loads(json.dumps(self._symbol))
         for node in graph["nodes"]:
-            if node.get("op") == _NMS_OP:
-                node.setdefault("attrs", {})["overlap_thresh"] = repr(key)
+            if node.get("op") in _NMS_ATTRS:
+                node.setdefault("attrs", {})[_NMS_ATTRS[node["op"]]] = repr(key)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = mx.gluon.SymbolBlock(
@@ -126,12 +134,14 @@ class Detector:
 
 
 def _nms_threshold(symbol: dict) -> float | None:
+    """The IoU threshold of the graph's NMS node (either format), ``None`` without one."""
     for node in symbol.get("nodes", []):
-        if node.get("op") == _NMS_OP:
+        attr = _NMS_ATTRS.get(node.get("op"))
+        if attr is not None:
             try:
-                return float(node.get("attrs", {}).get("overlap_thresh", "nan"))
+                return float(node.get("attrs", {}).get(attr, "nan"))
             except ValueError:
-                raise ArtifactError(f"{SYMBOL}: box_nms has an unreadable overlap_thresh") from None
+                raise ArtifactError(f"{SYMBOL}: {node['op']} has an unreadable {attr}") from None
     return None
 
 

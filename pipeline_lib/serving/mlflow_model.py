@@ -1,8 +1,11 @@
 """Logging a trained ``model.tar.gz`` as an MLflow pyfunc (MLflow 3 ``LoggedModel``).
 
-The pyfunc's artifacts are the inference export (``model_algo_1-symbol.json`` +
-``-0000.params``), ``class_map.json``, ``hyperparams.json`` and the original
-``model.tar.gz`` (so the SageMaker-layout artifact is always recoverable, and
+The pyfunc's artifacts are the model's graph (``model_algo_1-symbol.json`` +
+``-0000.params``: odp's GluonCV inference export, or SageMaker's training graph, which the
+pyfunc runs as example/ssd infers), ``class_map.json`` (the archive's, the class names the
+user gave, or ``class_<id>`` for a SageMaker job's archive, which has none),
+``hyperparams.json`` and the original ``model.tar.gz`` (so the SageMaker-layout artifact is
+always recoverable, and
 :func:`~pipeline_lib.registry.resolve_model_uri` finds it in any registered version). The
 signature has one ``binary`` column ``image`` and the request parameters; the input example
 is a small JPEG. Serving needs the ``odp`` package installed (the training image has it).
@@ -15,11 +18,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..artifact import CLASS_MAP, HYPERPARAMS, MODEL_FILE, PARAMS, SYMBOL, extract
+from ..annotations import write_class_map
+from ..artifact import (
+    CLASS_MAP,
+    HYPERPARAMS,
+    MODEL_FILE,
+    PARAMS,
+    SYMBOL,
+    extract,
+    read_model_config,
+)
 from .pyfunc import IMAGE_COLUMN
 from .request import ACCEPT_DEFAULT, MAX_DETECTIONS
 
@@ -71,14 +83,19 @@ def pip_requirements() -> list[str]:
 
 
 @contextlib.contextmanager
-def _pyfunc_kwargs(tar_path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+def _pyfunc_kwargs(
+    tar_path: str | os.PathLike, class_names: Mapping[int, str] | None = None
+) -> Iterator[dict[str, Any]]:
     """What ``log_model``/``save_model`` take for ``tar_path`` (files in a scratch folder
-    that lives as long as the block)."""
+    that lives as long as the block); ``class_names`` replace the model's."""
     from .detector import _nms_threshold
     from .pyfunc import DetectorModel
 
     with tempfile.TemporaryDirectory(prefix="odp-pyfunc-") as tmp:
         folder = extract(tar_path, Path(tmp) / "export")
+        config = read_model_config(folder, tar_path, class_names)
+        if config.class_names != "model":
+            write_class_map(folder / CLASS_MAP, config.classes)
         nms = _nms_threshold(json.loads((folder / SYMBOL).read_text(encoding="utf-8")))
         tar = Path(tar_path)
         if tar.name != MODEL_FILE:  # keep the SageMaker file name beside it
@@ -100,20 +117,28 @@ def _pyfunc_kwargs(tar_path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 
 def log_detector(
-    tar_path: str | os.PathLike, *, tags: dict[str, str] | None = None, name: str = NAME
+    tar_path: str | os.PathLike,
+    *,
+    tags: dict[str, str] | None = None,
+    name: str = NAME,
+    class_names: Mapping[int, str] | None = None,
 ) -> Any:
     """Log ``tar_path`` as a pyfunc into the active run; returns MLflow's ``ModelInfo``
     (``model_id``, ``model_uri``)."""
     import mlflow.pyfunc
 
-    with _pyfunc_kwargs(tar_path) as kwargs:
+    with _pyfunc_kwargs(tar_path, class_names) as kwargs:
         return mlflow.pyfunc.log_model(name=name, tags=tags, **kwargs)
 
 
-def save_detector(tar_path: str | os.PathLike, path: str | os.PathLike) -> Path:
+def save_detector(
+    tar_path: str | os.PathLike,
+    path: str | os.PathLike,
+    class_names: Mapping[int, str] | None = None,
+) -> Path:
     """Write the pyfunc of ``tar_path`` into the new folder ``path`` (no tracking store)."""
     import mlflow.pyfunc
 
-    with _pyfunc_kwargs(tar_path) as kwargs:
+    with _pyfunc_kwargs(tar_path, class_names) as kwargs:
         mlflow.pyfunc.save_model(str(path), **kwargs)
     return Path(path)

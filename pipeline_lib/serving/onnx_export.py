@@ -2,7 +2,10 @@
 
 The network runs in ``onnxruntime``; its ``box_nms`` (which ONNX has no exact equivalent of)
 and the slice after it run in numpy (:mod:`pipeline_lib.serving.onnx_runtime`), with the
-attributes written into the file's metadata. Opset 13: the newest MXNet 1.9's exporter
+attributes written into the file's metadata. For SageMaker's graph the file ends at the
+class probabilities and box offsets, with the anchors as a constant output, and numpy runs
+``MultiBoxDetection`` (:mod:`pipeline_lib.sagemaker_ssd.detection`) — what SageMaker's own
+users cannot export: its training graph's ``MultiBoxTarget`` has no ONNX form. Opset 13: the newest MXNet 1.9's exporter
 translates to (it would otherwise stamp the installed onnx's newest opset on opset-13 nodes).
 A graph that normalises its input itself (:func:`~pipeline_lib.preprocessing.takes_pixels`)
 keeps doing so in ONNX: its input is then ``(N, S, S, 3)`` uint8 pixels.
@@ -15,7 +18,7 @@ import os
 import warnings
 from pathlib import Path
 
-from ..artifact import PARAMS, SYMBOL, ArtifactError, model_folder, read_artifact_config
+from ..artifact import PARAMS, SAGEMAKER, SYMBOL, ArtifactError, model_folder, read_model_config
 from ..hyperparameters import parse_value
 from ..preprocessing import takes_pixels
 from .onnx_runtime import METADATA_KEY, NmsParams
@@ -99,35 +102,50 @@ def _match_batchnorms(nodes: list[dict], params: dict) -> None:
                 params[name] = mx.nd.array(arr, dtype=arr.dtype)
 
 
-def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write ``out`` (an ONNX file) from ``model`` (``model.tar.gz``, a folder holding it, or
-    an unpacked artifact folder)."""
+def export_onnx(
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    class_names: dict[int, str] | None = None,
+) -> Path:
+    """Write ``out`` (an ONNX file) from ``model`` (``model.tar.gz`` of either format, a
+    folder holding it, or an unpacked artifact folder); ``class_names`` replace the
+    model's."""
     import mxnet as mx
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    from onnx import TensorProto, helper
 
     from .. import storage
 
     with storage.local_file(model) as local, model_folder(Path(local)) as folder:
-        hp, classes = read_artifact_config(folder, model)
+        config = read_model_config(folder, model, class_names)
         symbol_json = (folder / SYMBOL).read_text(encoding="utf-8")
         saved = mx.nd.load(str(folder / PARAMS))
-    size = parse_value("image_shape", hp.get("image_shape", "300"))
-    graph_json = json.loads(symbol_json)
-    nodes = graph_json["nodes"]
-    index, nms = _nms_params(nodes, model)
-    source = nodes[index]["inputs"][0]
-    head = nodes[source[0]]["name"] + "_output"
-    sym = mx.sym.load_json(symbol_json).get_internals()[head]
-    params = {k.split(":", 1)[1]: v for k, v in saved.items()}
-    _match_batchnorms(nodes, params)
-    if takes_pixels(graph_json):
-        shape, in_type = (size, size, 3), TensorProto.UINT8
+    size = parse_value("image_shape", config.hyperparameters.get("image_shape", "300"))
+    params = {k.split(":", 1)[-1]: v for k, v in saved.items()}
+    if config.format == SAGEMAKER:
+        graph, meta = _sagemaker_graph(symbol_json, params, size, model)
     else:
-        shape, in_type = (3, size, size), TensorProto.FLOAT
+        graph, meta = _gluoncv_graph(symbol_json, params, size, model)
+    from onnx import helper
+
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    meta = {
+        **meta,
+        "image_shape": size,
+        "classes": {str(k): v for k, v in config.classes.items()},
+    }
+    helper.set_model_props(onnx_model, {METADATA_KEY: json.dumps(meta)})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(onnx_model.SerializeToString())
+    return out
+
+
+def _convert(sym, params: dict, shape: tuple, in_type):
+    """MXNet's exporter on ``sym`` (dynamic batch)."""
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = MXNetGraph().create_onnx_graph_proto(
+        return MXNetGraph().create_onnx_graph_proto(
             sym,
             params,
             in_shapes=[(1, *shape)],
@@ -136,17 +154,57 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike) -> Path:
             dynamic=True,
             dynamic_input_shapes=[(None, *shape)],
         )
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    meta = {
-        "nms": nms.to_json(),
-        "image_shape": size,
-        "classes": {str(k): v for k, v in classes.items()},
-    }
-    helper.set_model_props(onnx_model, {METADATA_KEY: json.dumps(meta)})
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(onnx_model.SerializeToString())
-    return out
+
+
+def _gluoncv_graph(symbol_json: str, params: dict, size: int, model: object):
+    """odp's GluonCV export up to its ``box_nms``; the NMS attributes as metadata."""
+    import mxnet as mx
+    from onnx import TensorProto
+
+    graph_json = json.loads(symbol_json)
+    nodes = graph_json["nodes"]
+    index, nms = _nms_params(nodes, model)
+    source = nodes[index]["inputs"][0]
+    head = nodes[source[0]]["name"] + "_output"
+    sym = mx.sym.load_json(symbol_json).get_internals()[head]
+    _match_batchnorms(nodes, params)
+    if takes_pixels(graph_json):
+        shape, in_type = (size, size, 3), TensorProto.UINT8
+    else:
+        shape, in_type = (3, size, size), TensorProto.FLOAT
+    return _convert(sym, params, shape, in_type), {"nms": nms.to_json()}
+
+
+def _sagemaker_graph(symbol_json: str, params: dict, size: int, model: object):
+    """SageMaker's graph behind the pixel input, up to its class probabilities and box
+    offsets; its anchors (fixed for the input size) as a constant output; the
+    ``MultiBoxDetection`` attributes as metadata (numpy decodes and suppresses)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ..sagemaker_ssd.detection import MultiBoxParams
+    from ..sagemaker_ssd.graph import (
+        MEAN_NAME,
+        anchors_for,
+        load_symbol,
+        mean_pixels,
+        scores_symbol,
+    )
+
+    saved = load_symbol(symbol_json)
+    detection = [n for n in json.loads(symbol_json)["nodes"] if n.get("name") == "detection"]
+    attrs = detection[0].get("attrs", {}) if detection else {}
+    multibox = MultiBoxParams(nms_threshold=float(attrs.get("nms_threshold", "0.45")), nms_topk=400)
+    graph_json = json.loads(symbol_json)
+    _match_batchnorms(graph_json["nodes"], params)
+    params = {**params, MEAN_NAME: mean_pixels()}
+    graph = _convert(scores_symbol(saved), params, (size, size, 3), TensorProto.UINT8)
+    anchors = anchors_for(saved, size)
+    graph.initializer.append(numpy_helper.from_array(anchors, "odp_anchors_value"))
+    graph.node.append(helper.make_node("Identity", ["odp_anchors_value"], ["anchors"]))
+    graph.output.append(
+        helper.make_tensor_value_info("anchors", TensorProto.FLOAT, list(anchors.shape))
+    )
+    return graph, {"format": SAGEMAKER, "multibox": multibox.to_json()}
 
 
 __all__ = ["OPSET", "export_onnx"]

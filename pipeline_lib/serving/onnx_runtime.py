@@ -7,12 +7,16 @@ rows kept after it, ``image_shape`` and the class map in its metadata. Its input
 pixels when the model normalises them itself, else the normalised batch (an export of an
 older model): the file's input type says which. :func:`box_nms`
 reproduces MXNet 1.9's ``_contrib_box_nms`` (corner boxes, per class unless
-``force_suppress``), so the detections equal the MXNet graph's. Nothing here imports MXNet:
-a serving image needs ``onnxruntime``, numpy and OpenCV only.
+``force_suppress``), so the detections equal the MXNet graph's. A SageMaker-format model's
+file ends at the class probabilities and box offsets, with the anchors as a third output;
+its ``MultiBoxDetection`` runs in numpy (:func:`~pipeline_lib.sagemaker_ssd.detection.
+multibox_detection`). Nothing here imports MXNet: a serving image needs ``onnxruntime``,
+numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ import numpy as np
 
 from ..artifact import ArtifactError
 from ..preprocessing import detections_in_pixels, normalized_batch, pixel_batch
+from ..sagemaker_ssd.detection import MultiBoxParams, multibox_detection
 
 METADATA_KEY = "odp"
 
@@ -92,20 +97,32 @@ class OnnxPredictor:
     session: object
     image_shape: int
     classes: dict[int, str]
-    nms: NmsParams
+    nms: NmsParams | None
     pixels_in: bool = False  # the input is uint8 pixels (the graph normalises them)
+    multibox: MultiBoxParams | None = None  # SageMaker's graph: MultiBoxDetection in numpy
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> OnnxPredictor:
-        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`."""
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxPredictor:
+        """From an ONNX file written by :func:`~pipeline_lib.serving.onnx_export.export_onnx`
+        (``threads``: onnxruntime's intra-op threads; ``None``: its default, every core)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             meta = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-            nms = NmsParams(**meta["nms"])
+            nms = NmsParams(**meta["nms"]) if "nms" in meta else None
+            multibox = None
+            if "multibox" in meta:
+                fields = dict(meta["multibox"])
+                fields["variances"] = tuple(fields["variances"])
+                multibox = MultiBoxParams(**fields)
+            elif nms is None:
+                raise KeyError("nms")
             classes = {int(k): str(v) for k, v in meta["classes"].items()}
             image_shape = int(meta["image_shape"])
             pixels_in = session.get_inputs()[0].type == "tensor(uint8)"
@@ -114,21 +131,47 @@ class OnnxPredictor:
         except Exception as exc:  # onnxruntime's own errors share no base class
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ArtifactError(f"{path}: the ONNX model cannot be loaded: {first}") from None
-        return cls(session, image_shape, classes, nms, pixels_in)
+        return cls(session, image_shape, classes, nms, pixels_in, multibox)
 
     def raw(self, batch: np.ndarray) -> np.ndarray:
         """The network's pre-NMS rows for its input batch (pixels or normalised)."""
         return self.session.run(None, {"data": batch})[0]
 
-    def predict_arrays(self, images: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    @property
+    def default_nms(self) -> float:
+        """The exported model's NMS IoU threshold."""
+        if self.multibox is not None:
+            return self.multibox.nms_threshold
+        return self.nms.overlap_thresh
+
+    def _detect(self, batch: np.ndarray, nms_threshold: float | None = None) -> np.ndarray:
+        """``(N, K, 6)`` rows after NMS (at ``nms_threshold``, else the model's), boxes in
+        input pixels."""
+        if self.multibox is None:
+            nms = self.nms
+            if nms_threshold is not None:
+                nms = dataclasses.replace(nms, overlap_thresh=nms_threshold)
+            return box_nms(self.raw(batch), nms)
+        multibox = self.multibox
+        if nms_threshold is not None:
+            multibox = dataclasses.replace(multibox, nms_threshold=nms_threshold)
+        cls_prob, loc_pred, anchors = self.session.run(None, {"data": batch})
+        rows = multibox_detection(cls_prob, loc_pred, anchors, multibox)
+        rows[..., 2:] *= np.float32(self.image_shape)
+        return rows
+
+    def predict_arrays(
+        self, images: list[np.ndarray], batch_size: int = 16, nms_threshold: float | None = None
+    ) -> list[np.ndarray]:
         """Detections per image, as :meth:`Predictor.predict_arrays
-        <pipeline_lib.inference.Predictor.predict_arrays>` returns them."""
+        <pipeline_lib.inference.Predictor.predict_arrays>` returns them (``nms_threshold``:
+        another NMS IoU threshold than the exported graph's)."""
         out: list[np.ndarray] = []
         size = self.image_shape
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepare = pixel_batch if self.pixels_in else normalized_batch
-            result = box_nms(self.raw(prepare(chunk, size)), self.nms)
+            result = self._detect(prepare(chunk, size), nms_threshold)
             for i, img in enumerate(chunk):
                 h, w = img.shape[:2]
                 r = result[i]

@@ -5,10 +5,14 @@
 * ``application/json;annotation=1``: the image+JSON annotation layout (``image_size``,
   ``annotations`` with ``class_id, score, left, top, width, height`` in pixels) plus the
   class names as ``categories``: the detection-file layout ``odp map`` reads.
+
+:func:`response_body` is the one encoding of either as bytes: what ``odp serve`` answers and
+``odp predict --sagemaker-output`` writes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -32,3 +36,8 @@ def verbose_response(
         **detections_json(np.asarray(detections).reshape(-1, 6), width, height),
         "categories": [{"class_id": k, "name": v} for k, v in sorted(classes.items())],
     }
+
+
+def response_body(response: Mapping) -> bytes:
+    """The HTTP body of one response: compact JSON, UTF-8 (one line)."""
+    return json.dumps(response, separators=(",", ":")).encode()

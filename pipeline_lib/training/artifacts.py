@@ -1,11 +1,19 @@
 """Export of a trained network into the model artifact's files (training's side of it).
 
-``model/`` gets the hybridized network with NMS (loadable with ``SymbolBlock.imports``
-without any training code), the Gluon weights (to seed incremental training),
-``hyperparams.json`` (the merged configuration, string values) and ``class_map.json``.
-The exported graph begins with the input normalisation (:class:`PixelInput`), so serving
-only decodes and resizes. Packaging, reading and extracting ``model.tar.gz`` live in
-:mod:`pipeline_lib.artifact`.
+``gluoncv``: ``model/`` gets the hybridized network with NMS (loadable with
+``SymbolBlock.imports`` without any training code), the Gluon weights (to seed incremental
+training), ``hyperparams.json`` (the merged configuration, string values) and
+``class_map.json``. The exported graph begins with the input normalisation
+(:class:`PixelInput`), so serving only decodes and resizes.
+
+``sagemaker``: what a SageMaker Object Detection job writes, so SageMaker can host or
+fine-tune it: example/ssd's training symbol for the base, input size and classes, the
+weights as ``arg:``/``aux:`` of that symbol, ``hyperparams.json`` with SageMaker's own
+names; beside them odp's extras, which SageMaker ignores: ``class_map.json`` and
+``model_algo_1-inference-symbol.json`` (example/ssd's inference on the same weights, for
+MXNet users: ``SymbolBlock.imports(it, ["data"], "model_algo_1-0000.params")``).
+
+Packaging, reading and extracting ``model.tar.gz`` live in :mod:`pipeline_lib.artifact`.
 """
 
 from __future__ import annotations
@@ -16,7 +24,15 @@ from pathlib import Path
 import mxnet as mx
 
 from ..annotations import write_class_map
-from ..artifact import CLASS_MAP, GLUON_PARAMS, HYPERPARAMS, PREFIX
+from ..artifact import (
+    CLASS_MAP,
+    GLUON_PARAMS,
+    HYPERPARAMS,
+    INFERENCE_SYMBOL,
+    PARAMS,
+    PREFIX,
+    SYMBOL,
+)
 from ..hyperparameters import Hyperparameters
 from ..preprocessing import MEAN, PIXEL_INPUT_PREFIX, STD
 
@@ -54,4 +70,32 @@ def export_model(net, model_dir: Path, hp: Hyperparameters, classes: dict[int, s
     exported(mx.nd.zeros((1, hp.image_shape, hp.image_shape, 3), dtype="uint8", ctx=ctx))
     exported.export(str(model_dir / PREFIX), epoch=0)
     (model_dir / HYPERPARAMS).write_text(json.dumps(hp.to_strings(), indent=1))
+    write_class_map(model_dir / CLASS_MAP, classes)
+
+
+def export_sagemaker_model(
+    net, model_dir: Path, hp: Hyperparameters, classes: dict[int, str]
+) -> None:
+    """Write SageMaker's artifact files for ``net`` (a
+    :class:`~pipeline_lib.sagemaker_ssd.network.SageMakerSSD`) into ``model_dir``."""
+    from ..sagemaker_ssd.graph import detection_symbol, training_symbol
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    symbol = training_symbol(
+        hp.base_network, hp.image_shape, len(classes), nms_threshold=hp.nms_threshold
+    )
+    args = set(symbol.list_arguments()) - {"data", "label"}
+    aux = set(symbol.list_auxiliary_states())
+    params = net.body.collect_params()
+    if set(params.keys()) != args | aux:  # the network and the symbol are built alike
+        raise RuntimeError("the trained network's parameters differ from the training symbol's")
+    weights = {
+        f"{'aux' if name in aux else 'arg'}:{name}": p.data().as_in_context(mx.cpu())
+        for name, p in params.items()
+    }
+    symbol.save(str(model_dir / SYMBOL))
+    mx.nd.save(str(model_dir / PARAMS), weights)
+    detection_symbol(symbol, hp.nms_threshold).save(str(model_dir / INFERENCE_SYMBOL))
+    (model_dir / HYPERPARAMS).write_text(json.dumps(hp.to_strings(sagemaker_only=True), indent=1))
     write_class_map(model_dir / CLASS_MAP, classes)

@@ -32,6 +32,8 @@ class LoopState:
     learning_rate: float = 0.0
     initial_map: float | None = None  # mAP of the seed model (incremental training)
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)  # each epoch's wall time
+    spent_seconds: float = 0.0  # of the time budget, at the last checkpoint
 
 
 class Checkpointer:

@@ -2,8 +2,9 @@
 
 Shaped like torchvision's ``references/detection/engine.py``: set-up lives in
 ``entrypoint.py``, the per-epoch work here. ``fit`` owns the epoch loop, the learning-rate
-steps, early stopping, the checkpoint cadence (the best weights whenever the validation mAP
-improves, the resume point after every epoch) and stopping (SIGTERM, ``max_runtime_seconds``).
+steps (over ``epochs``, or over the epochs a time budget leaves: :mod:`.budget`), early
+stopping, the checkpoint cadence (the best weights whenever the validation mAP improves, the
+resume point after every epoch) and stopping (SIGTERM, ``max_runtime_seconds``).
 The per-batch work follows GluonCV's ``scripts/detection/ssd/train_ssd.py`` (targets computed
 in data workers, SSDMultiBoxLoss, VOC07 mAP on validation) and fails fast on a non-finite
 loss. Stopping requests (``stopping.Stopper``) are honoured between batches.
@@ -24,6 +25,7 @@ from mxnet import autograd, gluon
 
 from ..cpus import available_cpus
 from ..hyperparameters import Hyperparameters
+from .budget import TimeBudget
 from .checkpoints import Checkpointer, LoopState
 from .errors import TrainingError
 from .metrics_log import MetricLogger
@@ -49,6 +51,7 @@ class FitConfig:
     log_interval: int = 20  # batches between loss lines
     lr_schedule: str = "step"
     lr_warmup_epochs: int = 0
+    budget: TimeBudget | None = None  # the schedule spans the epochs it leaves
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters, log_interval: int) -> FitConfig:
@@ -66,18 +69,22 @@ class FitConfig:
             lr_warmup_epochs=hp.lr_warmup_epochs,
         )
 
-    def learning_rate_at(self, epoch: int) -> float:
+    def learning_rate_at(self, epoch: int, total: int | None = None) -> float:
         """The learning rate of an epoch: a linear warm-up from a tenth of it over the first
         ``lr_warmup_epochs``, then ``step`` (times the factor once for every step epoch
-        reached) or ``cosine`` (half a cosine from the rate to 0 at ``epochs``)."""
+        reached) or ``cosine`` (half a cosine from the rate to 0 at the last epoch).
+        ``total``: the epochs the run trains in all when a time budget sets them (the step
+        epochs scale with it); else ``epochs``."""
+        total = total or self.epochs
         if epoch < self.lr_warmup_epochs:
             return self.learning_rate * (0.1 + 0.9 * epoch / self.lr_warmup_epochs)
         if self.lr_schedule == "cosine":
-            span = max(1, self.epochs - self.lr_warmup_epochs)
+            span = max(1, total - self.lr_warmup_epochs)
             done = (epoch - self.lr_warmup_epochs) / span
             return self.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+        scale = total / self.epochs
         return self.learning_rate * self.lr_scheduler_factor ** sum(
-            1 for s in self.lr_scheduler_step if epoch >= s
+            1 for s in self.lr_scheduler_step if epoch >= s * scale
         )
 
 
@@ -113,7 +120,8 @@ class FitInputs:
 @dataclass
 class FitResult:
     """How ``fit`` ended: ``completed``, ``early_stopped``, ``pruned`` (``after_epoch`` said
-    so), ``max_runtime_reached`` or ``interrupted`` (a signal: the resume point was saved),
+    so), ``time_budget_reached`` (the budget left no room for another epoch),
+    ``max_runtime_reached`` or ``interrupted`` (a signal: the resume point was saved),
     and the loop state then."""
 
     status: str
@@ -156,7 +164,12 @@ def fit(inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = F
         _measure_seed(inputs, state)
     try:
         for epoch in range(start_epoch, config.epochs):
-            ended = _train_and_validate(inputs, config, state, epoch)
+            total = config.epochs
+            if config.budget is not None:
+                total = config.budget.planned_epochs(epoch, state.epoch_seconds)
+                if epoch >= total:
+                    return _budget_spent(inputs, config.budget, config.epochs, state)
+            ended = _train_and_validate(inputs, config, state, epoch, total)
             if ended:
                 return ended
             reason = inputs.stop_check()
@@ -169,6 +182,17 @@ def fit(inputs: FitInputs, config: FitConfig, state: LoopState, seeded: bool = F
     return FitResult("completed", state)
 
 
+def _budget_spent(
+    inputs: FitInputs, budget: TimeBudget, epochs: int, state: LoopState
+) -> FitResult:
+    """The time budget leaves no room for another epoch: training ends normally."""
+    inputs.log.info(
+        f"stopping: the time budget ({budget.seconds:g} s, {budget.spent():.0f} s spent) "
+        f"leaves no room for another epoch after {state.epoch + 1} of at most {epochs}"
+    )
+    return FitResult("time_budget_reached", state, "time budget")
+
+
 def _measure_seed(inputs: FitInputs, state: LoopState) -> None:
     state.initial_map, _ = evaluate(inputs.net, inputs.val_data, inputs.ctx, inputs.class_names)
     inputs.log.info(f"validation mAP of the seed model before training: {state.initial_map:.4f}")
@@ -178,11 +202,13 @@ def _measure_seed(inputs: FitInputs, state: LoopState) -> None:
 
 
 def _train_and_validate(
-    inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int
+    inputs: FitInputs, config: FitConfig, state: LoopState, epoch: int, total: int
 ) -> FitResult | None:
-    """One epoch: train, validate, log, checkpoint; the result when the run ends here
-    (early stopping, or pruned by ``after_epoch``)."""
-    lr = config.learning_rate_at(epoch)
+    """One epoch of ``total``: train, validate, log, checkpoint; the result when the run
+    ends here (early stopping, or pruned by ``after_epoch``)."""
+    clock = config.budget.clock if config.budget is not None else time.monotonic
+    started = clock()
+    lr = config.learning_rate_at(epoch, total)
     inputs.trainer.set_learning_rate(lr)
     stats = train_one_epoch(inputs, epoch, config.log_interval)
     val_map, _per_class = evaluate(inputs.net, inputs.val_data, inputs.ctx, inputs.class_names)
@@ -200,8 +226,13 @@ def _train_and_validate(
     state.history.append(record)
     log.epoch_end(record)
     state.epoch, state.learning_rate = epoch, lr
+    state.epoch_seconds.append(clock() - started)
+    if config.budget is not None:
+        state.spent_seconds = config.budget.spent()
     inputs.checkpointer.save(inputs.net, inputs.trainer, state)
-    log.progress(epoch + 1, config.epochs)
+    if config.budget is not None:  # the epochs that now look like they fit
+        total = config.budget.planned_epochs(epoch + 1, state.epoch_seconds)
+    log.progress(epoch + 1, max(total, epoch + 1))
     if inputs.after_epoch is not None:
         reason = inputs.after_epoch(epoch, val_map)
         if reason:

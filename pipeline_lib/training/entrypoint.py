@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifact import HYPERPARAMS as HYPERPARAMS_FILE
-from ..artifact import ArtifactError, error_summary
+from ..artifact import SAGEMAKER, ArtifactError, error_summary
 from ..cpus import STREAMS_VARIABLE, CpuPlan, apply_cpu_plan, available_cpus, plan_cpu_training
-from ..hyperparameters import HyperparameterError, Hyperparameters, parse_value
+from ..hyperparameters import (
+    SAGEMAKER_GRAPH_BASES,
+    HyperparameterError,
+    Hyperparameters,
+    parse_value,
+)
+from ..hyperparameters import replace as replace_hp
 from ..workers import follow_parent
 from .contract import JobConfig, MLPaths, read_config
 from .errors import (
@@ -41,7 +47,7 @@ from .stopping import Stopper, StopRequested
 
 if TYPE_CHECKING:
     from .distributed.cluster import Cluster
-    from .engine import FitInputs, FitResult
+    from .engine import FitConfig, FitInputs, FitResult
     from .metrics_log import MetricLogger
 
 
@@ -112,6 +118,7 @@ class _Training:
         self.started = time.monotonic()
         self.cluster: Cluster | None = None  # when resourceconfig.json lists several hosts
         self.log: MetricLogger | None = None
+        self.model_format = "gluoncv"  # the graph trained: hyperparameter, or the seed's
 
     def run(self) -> int:
         """contract -> config -> data -> model -> fit -> artifact; returns the exit code."""
@@ -124,8 +131,11 @@ class _Training:
         net, seeded = self._model(setup, data)
         inputs, state = self._fit_inputs(setup, data, net)
         log_interval = max(1, min(20, len(data.train) // setup.hp.mini_batch_size // 2))
+        config = self._budgeted(
+            FitConfig.from_hyperparameters(setup.hp, log_interval), setup, state
+        )
         self.stopper.start_saving()
-        result = fit(inputs, FitConfig.from_hyperparameters(setup.hp, log_interval), state, seeded)
+        result = fit(inputs, config, state, seeded)
         self._write_model(setup, data.classes, inputs, result)
         return self._report(result, setup.log)
 
@@ -245,14 +255,37 @@ class _Training:
     # ---------------------------------------------------------------- model
 
     def _model(self, setup: _Setup, data: _Data) -> tuple[Any, bool]:
-        """The SSD network, initialised (ImageNet base, or the ``model`` channel's weights);
-        True when seeded from the ``model`` channel."""
-        from .model import build_ssd, fetch_pretrained, find_pretrained, mxnet_home
+        """The SSD network of the job's format (GluonCV's or SageMaker's graph; a seed
+        model's own format wins), initialised (ImageNet base, or the ``model`` channel's
+        weights); True when seeded from the ``model`` channel."""
+        from .model import build_sagemaker_ssd, build_ssd, fetch_pretrained, mxnet_home
 
         hp, log = setup.hp, setup.log
+        self.model_format = self._seed_format(hp.model_format, log) or hp.model_format
         home = mxnet_home()
         if hp.use_pretrained_model:
-            fetch_pretrained(hp.base_network, home)
+            fetch_pretrained(hp.base_network, home, self.model_format)
+        if self.model_format == SAGEMAKER:
+            if hp.base_network not in SAGEMAKER_GRAPH_BASES:
+                raise TrainingError(
+                    f"the model channel holds SageMaker's graph, which has no base_network="
+                    f"{hp.base_network}: use {' or '.join(SAGEMAKER_GRAPH_BASES)}"
+                )
+            log.info(f"model_format=sagemaker: SageMaker's {hp.base_network} SSD (example/ssd)")
+            net = build_sagemaker_ssd(
+                hp.base_network,
+                data.names,
+                hp.image_shape,
+                setup.ctx,
+                pretrained_base=bool(hp.use_pretrained_model),
+                mxnet_home=home,
+                nms_thresh=hp.nms_threshold,
+                log=log.info,
+            )
+            return net, self._seed(net, hp, data.classes, setup.ctx)
+        if hp.use_pretrained_model:
+            from .model import find_pretrained
+
             log.info(f"ImageNet base weights: {find_pretrained(hp.base_network, home)}")
         net = build_ssd(
             hp.base_network,
@@ -262,10 +295,30 @@ class _Training:
             mxnet_home=home,
             nms_thresh=hp.nms_threshold,
         )
-        return net, self._initialize(net, hp, data.classes, setup.ctx)
+        self._initialize(net, setup.ctx)
+        return net, self._seed(net, hp, data.classes, setup.ctx)
 
-    def _initialize(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> bool:
-        """Initialise weights; seed them from the ``model`` channel when present."""
+    def _seed_format(self, wanted: str, log: MetricLogger) -> str | None:
+        """The format of the ``model`` channel's model, when there is one; it wins over
+        the ``model_format`` hyperparameter (said in the log when they differ)."""
+        from ..artifact import model_folder, model_format
+
+        channel = self.paths.channel("model")
+        if not channel.exists() or not any(channel.iterdir()):
+            return None
+        try:
+            with model_folder(channel) as model_dir:
+                found = model_format(model_dir, channel)
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"model channel {channel}: {exc}") from None
+        if found != wanted:
+            log.info(
+                f"the model channel holds a {found}-format model: training model_format={found}"
+            )
+        return found
+
+    def _initialize(self, net, ctx) -> None:
+        """Initialise a GluonCV network's weights."""
         import mxnet as mx
 
         with warnings.catch_warnings():
@@ -275,6 +328,9 @@ class _Training:
                 mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2), ctx=ctx
             )
             net.initialize(ctx=ctx)
+
+    def _seed(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> bool:
+        """Seed the weights from the ``model`` channel when it holds a model."""
         seed_dir = self.paths.channel("model")
         if not seed_dir.exists() or not any(seed_dir.iterdir()):
             return False
@@ -284,21 +340,59 @@ class _Training:
 
     def _load_seed(self, net, hp: Hyperparameters, classes: dict[int, str], ctx) -> None:
         """Load the ``model`` channel's weights (incremental training)."""
-        from ..artifact import GLUON_PARAMS, model_folder, read_artifact_config
+        from ..artifact import GLUON_PARAMS, PARAMS, model_folder, read_model_config
 
         channel = self.paths.channel("model")
         try:
             with model_folder(channel) as model_dir:
-                seed_hp, seed_classes = read_artifact_config(model_dir, channel)
+                seed = read_model_config(model_dir, channel)
+                named = seed.class_names != "generated"
+                _check_seed(
+                    seed.hyperparameters, seed.classes, hp, classes, self.allow_class_change, named
+                )
+                if seed.format == SAGEMAKER:
+                    self._load_sagemaker_weights(
+                        net, model_dir / PARAMS, seed.classes, classes, named
+                    )
+                    return
                 if not (model_dir / GLUON_PARAMS).is_file():
                     raise ArtifactError(
                         f"model channel {channel} has no {GLUON_PARAMS} (the Gluon weights that "
                         "odp train writes into model.tar.gz); it cannot seed training"
                     )
-                _check_seed(seed_hp, seed_classes, hp, classes, self.allow_class_change)
-                self._load_weights(net, model_dir / GLUON_PARAMS, seed_classes, classes, ctx)
+                self._load_weights(net, model_dir / GLUON_PARAMS, seed.classes, classes, ctx)
         except FileNotFoundError as exc:  # an incomplete archive is a bad archive
             raise ArtifactError(f"model channel {channel}: {exc}") from None
+
+    def _load_sagemaker_weights(
+        self, net, params: Path, seed_classes: dict[int, str], classes: dict[int, str], named: bool
+    ) -> None:
+        """A SageMaker graph's ``arg:``/``aux:`` weights into the network, every one the
+        graph has, of its shape; with another class map, each class predictor's rows follow
+        the class names (shared names keep their weights, new ones start fresh)."""
+        from ..inference import load_weights
+        from ..sagemaker_ssd.network import remap_class_rows
+
+        channel = self.paths.channel("model")
+        weights = load_weights(params, f"model channel {channel}")
+        body = net.body.collect_params()
+        missing = [n for n in body.keys() if n not in weights]
+        if missing:
+            raise ArtifactError(
+                f"model channel {channel}: {params.name} lacks {len(missing)} of the network's "
+                f"{len(body.keys())} weights (first: {missing[:3]})"
+            )
+        for name, param in body.items():
+            if tuple(weights[name].shape) != tuple(param.shape):
+                raise ArtifactError(
+                    f"model channel {channel}: {params.name}: {name} has shape "
+                    f"{tuple(weights[name].shape)}, the network's is {tuple(param.shape)}"
+                )
+        if named and seed_classes != classes:
+            weights, shared = remap_class_rows(body, weights, seed_classes, classes)
+            print(f"class map changed: reused weights for {sorted(shared)}", flush=True)
+        for name, param in body.items():
+            param.set_data(weights[name].astype(param.dtype))
 
     def _load_weights(self, net, params: Path, seed_classes, classes, ctx) -> None:
         import mxnet as mx
@@ -353,6 +447,25 @@ class _Training:
         inputs.after_epoch = TrialReporter.from_env(setup.log.info)  # a tuning trial's pruner
         return inputs, state
 
+    def _budgeted(self, config: FitConfig, setup: _Setup, state) -> FitConfig:
+        """``config`` with the job's time budget (``time_budget_seconds``, else
+        ``max_runtime_seconds``), continued from a resumed job's loop state."""
+        import dataclasses
+
+        from .budget import TimeBudget
+
+        hp = setup.hp
+        seconds = hp.time_budget_seconds or hp.max_runtime_seconds
+        if not seconds:
+            return config
+        budget = TimeBudget(seconds, hp.epochs, self.started, state.spent_seconds)
+        setup.log.info(
+            f"time budget: the learning-rate schedule spans {seconds} s ({budget.reserve:.0f} s "
+            f"kept for the export), at most {hp.epochs} epochs"
+            + (f"; {state.spent_seconds:.0f} s spent before" if state.spent_seconds else "")
+        )
+        return dataclasses.replace(config, budget=budget)
+
     def _resume(self, setup: _Setup, net, trainer) -> tuple[Any, Any]:
         """The checkpointer and the loop state of its last checkpoint (a fresh one if none)."""
         from .checkpoints import Checkpointer, LoopState
@@ -401,7 +514,7 @@ class _Training:
         self, setup: _Setup, classes: dict[int, str], inputs: FitInputs, result: FitResult
     ) -> None:
         """The best model to ``model/`` and ``output/metrics.json`` (the chief host only)."""
-        from .artifacts import export_model
+        from .artifacts import export_model, export_sagemaker_model
         from .engine import evaluate
 
         net, state = inputs.net, result.state
@@ -414,7 +527,11 @@ class _Training:
         else:  # stopped before any validation: measure what we have
             state.best_map, _ = evaluate(net, inputs.val_data, inputs.ctx, inputs.class_names)
             state.best_epoch = state.epoch
-        export_model(net, self.paths.model, setup.hp, classes)
+        if self.model_format == SAGEMAKER:
+            hp = replace_hp(setup.hp, model_format=SAGEMAKER)
+            export_sagemaker_model(net, self.paths.model, hp, classes)
+        else:
+            export_model(net, self.paths.model, setup.hp, classes)
         summary = {
             "status": result.status,
             "validation:mAP": state.best_map,
@@ -483,8 +600,11 @@ def _check_seed(
     hp: Hyperparameters,
     classes: dict[int, str],
     allow_class_change: bool,
+    named: bool = True,
 ) -> None:
-    """Refuse a seed model that does not fit the job (base network, classes)."""
+    """Refuse a seed model that does not fit the job (base network, classes); ``named``:
+    the seed names its classes (a SageMaker job's archive does not: only their number
+    counts)."""
     if seed_hp.get("base_network") != hp.base_network:
         raise TrainingError(
             f"model channel holds a {seed_hp.get('base_network')} model but "
@@ -499,7 +619,7 @@ def _check_seed(
             f"model channel holds a model with num_classes={seed_hp.get('num_classes')} but "
             f"num_classes={hp.num_classes}; they must match for incremental training"
         )
-    if seed_classes != classes and not allow_class_change:
+    if named and seed_classes != classes and not allow_class_change:
         raise TrainingError(
             f"class map of the seed model {seed_classes} differs from the data's {classes}; "
             "pass --allow-class-change to reuse weights for shared class names"

@@ -1,4 +1,5 @@
-"""SSD networks for each base network and input size, built with GluonCV.
+"""SSD networks for each base network and input size: GluonCV's (``model_format=gluoncv``)
+and SageMaker's own graph (``sagemaker``: :mod:`pipeline_lib.sagemaker_ssd`).
 
 Anchor sizes and steps follow GluonCV's presets for 300 and 512 and scale linearly for
 other sizes. Pretrained ImageNet weights are only ever read from a local cache folder
@@ -17,6 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
+
+from ..sagemaker_ssd.pretrained import (
+    PretrainedWeightsInvalid,
+    PretrainedWeightsMissing,
+    checkpoint_name,
+    find_checkpoint,
+    load_checkpoint,
+)
 
 RATIOS_6 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
 SIZES_300 = [21, 45, 99, 153, 207, 261, 315]
@@ -42,14 +51,6 @@ BASES: dict[str, BaseSpec] = {
 }
 
 
-class PretrainedWeightsMissing(FileNotFoundError):
-    """ImageNet weights were asked for but are not in the local cache."""
-
-
-class PretrainedWeightsInvalid(ValueError):
-    """The cached weights file does not fit the base network."""
-
-
 def pretrained_root(mxnet_home: str | Path) -> Path:
     """Folder holding ``<name>-<hash>.params`` files (the MXNet model-store layout)."""
     return Path(mxnet_home) / "models"
@@ -62,14 +63,17 @@ def mxnet_home() -> str:
     return os.environ.get("MXNET_HOME") or str(load_settings().mxnet_home)
 
 
-def fetch_pretrained(base_network: str, mxnet_home: str) -> None:
+def fetch_pretrained(base_network: str, mxnet_home: str, model_format: str = "gluoncv") -> None:
     """Copy pretrained weights from ODP_PRETRAINED_URI (s3:// or a folder) into the cache."""
     uri = os.environ.get("ODP_PRETRAINED_URI")
     if not uri:
         return
     from .. import storage
 
-    name = BASES[base_network].gluon_name
+    if model_format == "sagemaker":
+        name = checkpoint_name(base_network)
+    else:
+        name = BASES[base_network].gluon_name
     for file_uri in storage.list_files(uri):
         base = file_uri.rsplit("/", 1)[-1]
         if base.startswith(f"{name}-") and base.endswith(".params"):
@@ -202,3 +206,38 @@ def anchors_for(net: mx.gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:
     with mx.autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, image_shape, image_shape)))
     return anchors
+
+
+def build_sagemaker_ssd(
+    base_network: str,
+    classes: list[str],
+    image_shape: int,
+    ctx: list,
+    *,
+    pretrained_base: bool = False,
+    mxnet_home: str | Path | None = None,
+    nms_thresh: float = 0.45,
+    log=print,
+):
+    """SageMaker's SSD (:class:`~pipeline_lib.sagemaker_ssd.network.SageMakerSSD`),
+    initialised on ``ctx`` as example/ssd initialises it, its base network from MXNet's
+    symbolic ImageNet checkpoint when ``pretrained_base``."""
+    from ..sagemaker_ssd.network import SageMakerSSD
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = SageMakerSSD(base_network, classes, image_shape, nms_thresh)
+    except mx.base.MXNetError as exc:
+        first = (str(exc).strip().splitlines() or ["?"])[0][:300]
+        raise ValueError(
+            f"SageMaker's {base_network} SSD cannot be built at image_shape={image_shape}: {first}"
+        ) from None
+    net.initialize_weights(ctx)
+    if pretrained_base:
+        if mxnet_home is None:
+            raise ValueError("pretrained_base needs mxnet_home")
+        path = find_checkpoint(base_network, pretrained_root(mxnet_home))
+        count = load_checkpoint(path, net.body.collect_params())
+        log(f"ImageNet base weights: {path} ({count} arrays)")
+    return net

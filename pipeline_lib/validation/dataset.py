@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .images import ImageInfo
+from .labels import LabelStats
 from .records import ParsedRecord
 from .report import Finding, finding
 
@@ -86,6 +87,7 @@ class Aggregator:
         self.tables = tables
         self.image_rows: list[tuple] = []
         self.box_rows: list[tuple] = []
+        self.labels = LabelStats(channels)  # labels.png
 
     def add(self, r: ItemResult) -> None:
         """Fold one item in (call in a deterministic order for reproducible reports)."""
@@ -106,6 +108,7 @@ class Aggregator:
                     use.files.append((r.source, r.record))
             for b in p.boxes:
                 self._classes[b[0]].per_channel[ch] += 1
+            self.labels.add(ch, p.boxes, p.width, p.height)
             if p.categories:
                 self._add_categories(p.categories, (r.source, r.record))
         if r.info is not None and r.image is not None:

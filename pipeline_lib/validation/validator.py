@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import storage
 from .dataset import Aggregator
 from .image_json import is_image_json_root, validate_image_json
+from .labels import LABELS_FILE
 from .options import UnusableInputError, ValidationOptions
 from .report import ValidationReport
 
@@ -69,7 +70,8 @@ def validate(
     """Validate a dataset (image+JSON root, RecordIO ``.rec`` or augmented manifest).
 
     Every problem is reported in one pass. ``report_dir`` (local or s3://) receives
-    ``report.json``, ``summary.txt`` and, with Great Expectations on, ``data_docs/``.
+    ``report.json``, ``summary.txt``, ``labels.png`` (class counts per split, box sizes,
+    aspect ratios and centres) and, with Great Expectations on, ``data_docs/``.
     Raises :class:`UnusableInputError` when ``data`` is missing or not a dataset.
     """
     opts = options or ValidationOptions()
@@ -109,6 +111,8 @@ def validate(
     report.seconds = time.perf_counter() - start
     if report_dir:
         report.write(report_dir)
+        with storage.atomic_write(storage.join(report_dir, LABELS_FILE)) as tmp:
+            agg.labels.plot(tmp, agg.class_names())
     return report
 
 

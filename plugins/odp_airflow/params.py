@@ -11,7 +11,7 @@ import os
 
 from airflow.sdk import Param
 
-from pipeline_lib.hyperparameters import BASE_NETWORKS, OPTIMIZERS
+from pipeline_lib.hyperparameters import BASE_NETWORKS, MODEL_FORMATS, OPTIMIZERS
 
 
 def default_dataset_uri() -> str:
@@ -104,6 +104,15 @@ def model_params() -> dict[str, Param]:
             description="SSD backbone: vgg-16 and resnet-50 as SageMaker; mobilenets for CPU.",
         ),
         "image_shape": Param(300, type="integer", enum=[300, 384, 512], title="Image size"),
+        "model_format": Param(
+            "gluoncv",
+            type="string",
+            enum=list(MODEL_FORMATS),
+            title="Model format",
+            description="gluoncv: GluonCV's SSD (every base network). sagemaker: SageMaker's "
+            "own graph (MXNet example/ssd; vgg-16 and resnet-50), a model.tar.gz SageMaker "
+            "hosts and fine-tunes. A base_model's own format wins.",
+        ),
         "use_pretrained_model": Param(
             False,
             type="boolean",

@@ -29,6 +29,7 @@ HYPERPARAMETER_PARAMS = (
     "image_shape",
     "use_pretrained_model",
     "optimizer",
+    "model_format",
 )
 
 
@@ -402,7 +403,7 @@ def evaluate_trained(
 
 def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str) -> dict | None:
     from pipeline_lib import storage
-    from pipeline_lib.artifact import class_map_json
+    from pipeline_lib.artifact import archive_config
     from pipeline_lib.evaluation.evaluate import evaluate_model
     from pipeline_lib.registry import get_champion, resolve_model_uri
 
@@ -412,7 +413,7 @@ def _evaluate_champion(inputs: dict[str, Any], trained: dict[str, Any], out: str
         return None
     champion_tar = resolve_model_uri(f"models:/{inputs['model_name']}@champion")
     with storage.local_file(trained["model_uri"]) as candidate_tar:
-        same_classes = class_map_json(champion_tar) == class_map_json(candidate_tar)
+        same_classes = archive_config(champion_tar).classes == archive_config(candidate_tar).classes
     if not same_classes:
         log.info("champion v%s has another class map: not compared", champion["version"])
         return {"version": champion["version"], "comparable": False}

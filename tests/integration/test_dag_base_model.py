@@ -71,3 +71,40 @@ def test_a_run_seeded_from_the_champion_starts_at_its_map(dag_env, learned_model
     assert any(f.endswith(".png") for f in files), files
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_run_seeded_with_a_sagemaker_jobs_archive(dag_env, training_data, tmp_path, capfd):
+    """A SageMaker Object Detection job's model.tar.gz as base_model: refused in the first
+    task when its base network is not the run's; else the run starts at its mAP and writes
+    SageMaker's format (the seed's format wins)."""
+    import sagemaker_models
+
+    from pipeline_lib.artifact import SAGEMAKER, archive_config
+    from pipeline_lib.evaluation.evaluate import evaluate_model
+
+    odp_home = dag_env
+    tar = sagemaker_models.write_artifact(tmp_path / "job", "resnet-50", 300, 2, seed=6)
+    conf = small_conf(training_data, "from-sagemaker", base_model=str(tar), base_network="vgg-16")
+    dagrun = load_dag().test(run_conf=conf)
+    states = task_states(dagrun)
+    assert states["resolve_inputs"] == "failed" and tries(dagrun)["resolve_inputs"] == 1
+    captured = capfd.readouterr()
+    assert "is a resnet-50 model but this run's base_network is vgg-16" in (
+        captured.out + captured.err
+    )
+
+    conf = {**conf, "base_network": "resnet-50", "epochs": 1, "mini_batch_size": 8}
+    dagrun = load_dag().test(run_conf=conf)
+    assert str(dagrun.state) == "success", task_states(dagrun)
+    (run_dir,) = [
+        d
+        for d in (odp_home.artifact_root / "runs" / "object_detection_training").iterdir()
+        if (d / "train").exists()
+    ]
+    metrics = json.loads((run_dir / "train" / "ml" / "output" / "metrics.json").read_text())
+    seed = evaluate_model(tar, training_data, tmp_path / "seed-eval")
+    assert metrics["initial_validation:mAP"] == pytest.approx(seed["metrics"]["mAP"], abs=0.02)
+    (written,) = run_dir.glob("train/**/model.tar.gz")
+    config = archive_config(written)
+    assert config.format == SAGEMAKER and config.base_network == "resnet-50"
+    assert config.classes == {0: "circle", 1: "square"}

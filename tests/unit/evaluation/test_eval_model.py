@@ -57,8 +57,13 @@ def test_evaluate_model_writes_everything(dataset: Path, tmp_path: Path) -> None
     assert r["classes_without_ground_truth"] == ["never_in_data"]
     assert sum(c["num_gt"] for c in r["per_class"]) > 0
     assert len(list((out / "detections").glob("*.json"))) == n
-    for png in ("pr_curves.png", "samples.png"):
+    for png in ("pr_curves.png", "samples.png", "confusion_matrix.png"):
         assert (out / png).read_bytes()[:8] == PNG
+    confusion = r["confusion_matrix"]
+    assert confusion["rows"][-1] == "background" and confusion["columns"][-1] == "missed"
+    # every object is counted once: found (as some class) or missed
+    counted = sum(sum(row) for row in confusion["matrix"][:-1])
+    assert counted == sum(c["num_gt"] for c in r["per_class"])
     # the detection files reproduce the same number through `odp map`
     again = evaluate_detection_files(dataset, out / "detections")
     assert again["metrics"]["mAP"] == pytest.approx(r["metrics"]["mAP"], abs=1e-12)

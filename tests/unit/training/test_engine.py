@@ -417,3 +417,61 @@ def test_time_a_loader_waits_for_the_compute_is_not_counted_as_waiting_for_data(
     stats = engine.train_one_epoch(_epoch_inputs(net, trainer, _BusyLoader()), epoch=0)
     assert stats.samples == 6 and stats.seconds >= 0.6
     assert stats.data_wait_seconds < 0.3  # 0.6 s of fetching, all of it the compute's
+
+
+class _Clock:
+    """A clock each fake epoch moves forward by ``step`` seconds."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, _epoch) -> None:
+        self.now += self.step
+
+
+def _budgeted_fit(monkeypatch, clock: _Clock, state: LoopState, spent_before: float = 0.0):
+    from pipeline_lib.training.budget import TimeBudget
+
+    inputs = _inputs(monkeypatch, [0.1 * i for i in range(1, 50)], epoch_hook=clock.tick)
+    budget = TimeBudget(100, 50, started=clock(), spent_before=spent_before, clock=clock)
+    config = FitConfig(epochs=50, learning_rate=0.1, lr_schedule="cosine", budget=budget)
+    return inputs, fit(inputs, config, state)
+
+
+def test_a_time_budget_lays_the_schedule_over_the_epochs_that_fit(monkeypatch):
+    # 10 s per epoch, 100 s of budget, 10 s kept for the export: 9 epochs, not 50
+    inputs, result = _budgeted_fit(monkeypatch, _Clock(10.0), LoopState(learning_rate=0.1))
+    assert result.status == "time_budget_reached" and result.state.epoch == 8
+    rates = inputs.trainer.rates
+    assert rates[0] == pytest.approx(0.1)  # nothing measured yet: the schedule's start
+    # from the first measured epoch on, the cosine ends at the ninth epoch
+    want = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 9)) for e in range(1, 9)]
+    assert rates[1:] == pytest.approx(want)
+    assert result.state.spent_seconds == pytest.approx(90.0)  # + the reserve: inside 100 s
+    assert result.state.epoch_seconds == [10.0] * 9
+    assert any(
+        "leaves no room for another epoch after 9 of at most 50" in x for x in inputs.log.lines
+    )
+
+
+def test_a_resumed_budgeted_run_continues_its_schedule(monkeypatch):
+    _, whole = _budgeted_fit(monkeypatch, _Clock(10.0), LoopState(learning_rate=0.1))
+    # killed after epoch 4 (50 s spent), resumed by a new process whose clock starts anew
+    state = LoopState(epoch=4, learning_rate=0.1, epoch_seconds=[10.0] * 5, spent_seconds=50.0)
+    inputs, result = _budgeted_fit(monkeypatch, _Clock(10.0), state, spent_before=50.0)
+    assert result.status == "time_budget_reached" and result.state.epoch == 8
+    assert inputs.trainer.rates == pytest.approx(
+        [0.1 * 0.5 * (1 + math.cos(math.pi * e / 9)) for e in range(5, 9)]
+    )
+    assert result.state.spent_seconds == pytest.approx(whole.state.spent_seconds)
+
+
+def test_step_epochs_scale_with_the_budgeted_length():
+    config = FitConfig(epochs=40, learning_rate=0.1, lr_scheduler_step=(20, 30))
+    # a budget that leaves 20 epochs: the steps fall at 10 and 15
+    assert [config.learning_rate_at(e, 20) for e in (9, 10, 14, 15)] == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001]
+    )

@@ -103,6 +103,22 @@ def test_max_runtime_stops_cleanly_with_a_model(tmp_path, dataset):
     assert (paths.model / "model_algo_1-0000.params").exists()
 
 
+def test_a_time_budget_ends_the_job_inside_it_with_a_model(tmp_path, dataset):
+    import time
+
+    paths = _layout(tmp_path, dataset, epochs=500, time_budget_seconds=30, lr_schedule="cosine")
+    started = time.monotonic()
+    assert run_training(str(paths.root)) == 0
+    elapsed = time.monotonic() - started
+    metrics = json.loads((paths.output / "metrics.json").read_text())
+    assert metrics["status"] == "time_budget_reached", metrics["status"]
+    assert 2 <= metrics["epochs_completed"] < 500
+    assert elapsed < 30 + 5, elapsed  # the reserve covered the export (slack: set-up noise)
+    rates = [e["learning_rate"] for e in metrics["epochs"]]
+    assert rates[-1] < rates[0] / 2  # the cosine was laid over the epochs that fit
+    assert (paths.model / "model_algo_1-0000.params").exists()
+
+
 def test_incremental_training_checks_base_network(tmp_path, dataset):
     first = _layout(tmp_path / "a", dataset, epochs=1)
     assert run_training(str(first.root)) == 0
