@@ -175,7 +175,7 @@ def test_client_mistakes_are_4xx_with_one_line(app: InferenceApp, jpeg: bytes) -
     cases = [
         (_post(app, b""), 400, "body: empty"),
         (_post(app, b"not an image at all"), 400, "expected JPEG or PNG"),
-        (_post(app, jpeg[: len(jpeg) // 3]), 400, "cannot be decoded"),
+        (_post(app, jpeg[: len(jpeg) // 3]), 400, "truncated [I002 image.truncated]"),
         (_post(app, gray, "image/png"), 400, "grayscale image: expected a 3-channel"),
         (_post(app, rgba, "image/png"), 400, "4-channel"),
         (_post(app, png_bomb(10_000), "image/png"), 400, "above the limit"),

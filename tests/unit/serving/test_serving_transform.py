@@ -40,11 +40,12 @@ def test_images_keep_their_paths(detector: Detector, training_data: Path, tmp_pa
     for rel, image in ((images[0].name, images[0]), (f"sub/{images[1].name}", images[1])):
         body = (tmp_path / "out" / f"{rel}.out").read_bytes()
         assert body == response_body(detector.predict([image.read_bytes()], options)[0])
-    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == sorted(
+    outs = (p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != ".odp-complete")
+    assert sorted(p.name for p in outs) == sorted(
         [f"{images[0].name}.out", f"{images[1].name}.out"]
     )
     transform_output(detector, images[2], tmp_path / "one")  # a single image
-    assert [p.name for p in (tmp_path / "one").iterdir()] == [f"{images[2].name}.out"]
+    assert [p.name for p in (tmp_path / "one").glob("[!.]*")] == [f"{images[2].name}.out"]
 
 
 def test_records_are_lines_of_one_out_file(
@@ -62,7 +63,7 @@ def test_records_are_lines_of_one_out_file(
     data = [(training_data / "validation" / name).read_bytes() for name in order]
     expected = [response_body(r) for r in detector.predict(data)]
     transform_output(detector, copy / "val.jsonl", tmp_path / "m")
-    assert [p.name for p in (tmp_path / "m").iterdir()] == ["val.jsonl.out"]
+    assert [p.name for p in (tmp_path / "m").glob("[!.]*")] == ["val.jsonl.out"]
     assert (tmp_path / "m" / "val.jsonl.out").read_bytes() == b"".join(e + b"\n" for e in expected)
 
     convert_to_recordio(training_data, tmp_path / "val", channel="validation", progress=False)
@@ -96,7 +97,7 @@ def test_the_cli_flag(tiny_model: Path, training_data: Path, tmp_path: Path, cap
     assert main([*argv, "--sagemaker-output"]) == 0
     n = len(_images(training_data))
     assert f"{n} images -> {n} .out files" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.glob("[!.]*")) == sorted(  # .odp-complete: the marker
         f"{p.name}.out" for p in _images(training_data)
     )
     assert main(argv[:3] + ["--sagemaker-output"]) == 2  # no OUTPUT folder
