@@ -24,7 +24,9 @@ def test_demo_summary(odp_home, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["demo-summary", "--model-name", "odp-demo"]) == 1
     model = tmp_path / "model"
     model.mkdir()
-    (model / "model_algo_1-symbol.json").write_text(json.dumps({"nodes": [], "heads": []}))  # a (GluonCV-format) stand-in
+    (model / "model_algo_1-symbol.json").write_text(
+        json.dumps({"nodes": [], "heads": []})
+    )  # a (GluonCV-format) stand-in
     for name in ("model_algo_1-0000.params", "hyperparams.json", "class_map.json"):
         (model / name).write_text("{}")  # stand-ins: registration needs the files, not a network
     started = time.time() - 1
