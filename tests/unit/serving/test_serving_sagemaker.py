@@ -236,3 +236,36 @@ def test_a_broken_sagemaker_archive_is_one_line_and_exit_1(
     assert len(lines) == 1 and lines[0].startswith("odp predict: error: "), lines
     assert message in lines[0]
     assert "Traceback" not in result.stderr and not result.stdout
+
+
+def test_odp_serves_a_sagemaker_model_in_both_runtimes(
+    sagemaker_tar: Path, images: Path, tmp_path: Path
+) -> None:
+    """`odp serve`'s app answers a SageMaker job's archive as `odp predict` does, and its
+    ONNX runtime (MultiBoxDetection in numpy) the same within float rounding, another NMS
+    threshold included."""
+    from serve_helpers import call_wsgi
+
+    from pipeline_lib.serving.http.app import InferenceApp
+    from pipeline_lib.serving.onnx_detector import OnnxDetector
+    from pipeline_lib.serving.onnx_export import export_onnx
+
+    jpeg = sorted(images.iterdir())[0].read_bytes()
+    headers = {
+        "Content-Type": "image/jpeg",
+        "X-Amzn-SageMaker-Custom-Attributes": "nms_threshold=0.3",
+    }
+    mxnet = Detector.load(sagemaker_tar)
+    want = mxnet.predict([jpeg], PredictOptions(nms_threshold=0.3))[0]["prediction"]
+    status, _, body = call_wsgi(
+        InferenceApp(mxnet, max_payload_bytes=1 << 22), "POST", "/invocations", jpeg, headers
+    )
+    assert status == 200 and json.loads(body)["prediction"] == want
+    onnx = OnnxDetector.load(export_onnx(sagemaker_tar, tmp_path / "model.onnx"), threads=1)
+    status, _, body = call_wsgi(
+        InferenceApp(onnx, max_payload_bytes=1 << 22), "POST", "/invocations", jpeg, headers
+    )
+    got = np.array(json.loads(body)["prediction"])
+    assert status == 200 and got.shape == np.array(want).shape
+    assert np.array_equal(got[:, 0], np.array(want)[:, 0])
+    np.testing.assert_allclose(got[:, 1:], np.array(want)[:, 1:], atol=1e-4)
