@@ -171,10 +171,11 @@ def test_the_onnx_export_of_a_sagemaker_model_detects_as_mxnet_does(
     for ours, theirs, image in zip(onnx.predict_arrays(pixels), mxnet_rows, pixels, strict=True):
         h, w = image.shape[:2]
         assert len(ours) == len(theirs) > 0
-        assert np.array_equal(ours[:, 0], theirs[:, 0])
-        np.testing.assert_allclose(ours[:, 1], theirs[:, 1], atol=1e-4)
-        scale = np.array([w, h, w, h])
-        np.testing.assert_allclose(ours[:, 2:] / scale, theirs[:, 2:] / scale, atol=1e-4)
+        scale = np.array([1, 1, w, h, w, h])
+        # the same rows; two of a class whose scores agree to float rounding may swap places
+        for row in ours / scale:
+            assert np.abs(theirs / scale - row).max(axis=1).min() < 1e-4, row
+        np.testing.assert_allclose(ours[:, 1], theirs[:, 1], atol=1e-4)  # the same ranking
 
 
 # --------------------------------------------------------------------------- hostile archives
