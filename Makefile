@@ -59,7 +59,11 @@ DEMO_CONF ?= {"dataset_uri": "$(DEMO_DATA)", "model_name": "$(DEMO_MODEL)", \
 # `make test-unit` leaves out the slow tests marked `integration`.
 PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 900
-PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) --durations=30
+# Two test processes, a test file each at a time (pytest-xdist): the suite waits on servers,
+# sleeps and subprocesses as much as it computes (measured on 2 cores: 32 -> 23 minutes).
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest --timeout=$(PYTEST_TIMEOUT) --durations=30 -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: help venv airflow-init demo test test-unit ui urls lint format clean-local FORCE
 

@@ -58,11 +58,15 @@ def _hp(**over) -> dict:
 
 
 def _train(ml_root: Path) -> subprocess.CompletedProcess:
+    # the CPU layout odp train plans itself (an in-process `odp` command of another test may
+    # have set OMP_NUM_THREADS in this process, which training would respect)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "ODP_CPU_STREAMS")}
     result = subprocess.run(  # noqa: S603  our own CLI, argv built by this test
         [*ODP, "train", "--ml-root", str(ml_root)],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
