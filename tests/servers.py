@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
@@ -14,6 +15,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_scheduler_port() -> int:
+    """A free port on 127.0.0.1 below Linux's ephemeral range (32768 and up).
+
+    ps-lite's server nodes take ports the kernel hands out (bind to 0); a scheduler port
+    taken from that same range can be handed to a server of the same run before the
+    scheduler binds it, and the hosts then register with that server. The kernel never
+    hands out ports below the range that way.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bool:

@@ -10,13 +10,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from servers import free_port, free_scheduler_port
 from training_job import channels, hyperparameters
 
 from pipeline_lib.training.contract import prepare_ml_root
@@ -37,12 +37,6 @@ ARTIFACT = {
 @pytest.fixture
 def dataset(training_data):
     return training_data  # 16 train, 4 validation images
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _roots(tmp_path: Path, dataset: Path, **over) -> list[Path]:
@@ -74,7 +68,7 @@ class _Hosts:
             **os.environ,
             "TMPDIR": str(self.scratch),
             "ODP_DIST_HOST_ADDRESSES": "127.0.0.1",
-            "DMLC_PS_ROOT_PORT": str(free_port()),
+            "DMLC_PS_ROOT_PORT": str(free_scheduler_port()),
             "ODP_DIST_WATCH_PORT": str(free_port()),
             "ODP_DIST_START_TIMEOUT": "120",
             "OMP_NUM_THREADS": "1",
@@ -101,7 +95,7 @@ class _Hosts:
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"distributed run did not finish within {timeout}s:\n{self.output()}")
-        if retry_bind and any(codes) and "bind failed" in self.output():
+        if retry_bind and any(codes) and re.search(r"bind failed|is_scheduler_", self.output()):
             # free_port() only finds a port that was free a moment ago; another process may
             # take it before the scheduler binds it. Not what the test is about: new ports.
             self._start()

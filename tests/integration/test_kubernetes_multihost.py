@@ -25,7 +25,7 @@ import pytest
 from k8s_fake import FakeKubernetes
 from kubernetes import client as k8s
 from kubernetes.config.kube_config import KubeConfigLoader
-from servers import free_port
+from servers import free_port, free_scheduler_port
 from training_job import CHANNELS, hyperparameters
 
 from odp_airflow.kubernetes.pods import PodPlan
@@ -70,7 +70,7 @@ def pods(tmp_path, training_data):
         }
         network = {  # the cluster's DNS and ports, on one machine
             "ODP_DIST_HOST_ADDRESSES": "127.0.0.1",
-            "DMLC_PS_ROOT_PORT": str(free_port()),
+            "DMLC_PS_ROOT_PORT": str(free_scheduler_port()),
             "ODP_DIST_WATCH_PORT": str(free_port()),
         }
         entry = {IMAGE: [sys.executable, "-m", "pipeline_lib.cli", "train"]}
