@@ -20,6 +20,7 @@ by SageMaker.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
@@ -33,6 +34,18 @@ from .layout import MEAN_PIXELS, NMS_TOPK, VARIANCES
 
 _LR_MULT_2 = re.compile(r"_(loc|cls)_pred_conv_bias$")  # example/ssd's __lr_mult__ 2.0
 _CLS_PRED = re.compile(r"_cls_pred_conv_(weight|bias)$")
+
+
+def _pixel_convolutions(heads: mx.sym.Symbol) -> list[str]:
+    """Kernel names of the convolutions that read the graph's ``data`` input directly."""
+    graph = json.loads(heads.tojson())
+    nodes = graph["nodes"]
+    data = {i for i, node in enumerate(nodes) if node["op"] == "null" and node["name"] == "data"}
+    kernels = []
+    for node in nodes:
+        if node["op"] == "Convolution" and node["inputs"] and node["inputs"][0][0] in data:
+            kernels.append(nodes[node["inputs"][1][0]]["name"])
+    return kernels
 
 
 class SageMakerSSD(gluon.HybridBlock):
@@ -51,6 +64,7 @@ class SageMakerSSD(gluon.HybridBlock):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.body = gluon.SymbolBlock(heads, mx.sym.var("data"))
+        self._pixel_kernels = _pixel_convolutions(heads)
         for name, param in self.body.collect_params().items():
             param.shape = shapes[name]  # known now: weights can be loaded before a forward
         # GluonCV-normalised input -> pixels minus example/ssd's mean pixels
@@ -87,6 +101,13 @@ class SageMakerSSD(gluon.HybridBlock):
                 param.initialize(
                     mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2), ctx=ctx
                 )
+        # The graph reads pixels minus the mean (spread ~58), not normalised input (spread
+        # ~1): Xavier's scale on the convolution that reads them starts VGG's logits in the
+        # hundreds and training from scratch diverges within a few batches. Dividing that
+        # kernel by the pixel spread starts it where a normalised-input network starts.
+        # (Pretrained base weights, loaded after this, were trained on pixels: untouched.)
+        for name in self._pixel_kernels:
+            params[name].set_data(params[name].data() / float(STD.mean()))
         self.collect_params(f"{self.prefix}.*").initialize(ctx=ctx)
 
     def hybrid_forward(self, F, x, gain, shift):  # noqa: N803  Gluon's signature

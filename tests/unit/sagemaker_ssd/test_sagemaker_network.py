@@ -119,3 +119,15 @@ def test_a_missing_or_foreign_checkpoint_is_one_clear_error(
     mx.nd.save(str(tmp_path / "resnet-50-0000.params"), {"arg:conv0_weight": mx.nd.zeros((2, 2))})
     with pytest.raises(PretrainedWeightsInvalid, match="parameters are missing"):
         load_checkpoint(find_checkpoint("resnet-50", tmp_path), net.body.collect_params())
+
+
+def test_vgg_from_scratch_starts_on_the_scale_of_a_normalised_input_network() -> None:
+    """The graph reads pixels minus the mean (spread ~58); with plain Xavier on the first
+    convolution VGG's logits start in the hundreds and training diverges in a few batches."""
+    block = SageMakerSSD("vgg-16", ["a", "b"], 300)
+    block.initialize_weights(mx.cpu())
+    batch = mx.nd.random.normal(shape=(1, 3, 300, 300))  # normalised, as the engine feeds it
+    with autograd.train_mode():
+        cls_preds, box_preds, _ = block(batch)
+    assert float(cls_preds.abs().mean().asscalar()) < 10.0
+    assert float(box_preds.abs().max().asscalar()) < 100.0
