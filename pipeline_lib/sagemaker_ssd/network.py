@@ -20,7 +20,6 @@ by SageMaker.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 
@@ -33,19 +32,8 @@ from .graph import network_heads
 from .layout import MEAN_PIXELS, NMS_TOPK, VARIANCES
 
 _LR_MULT_2 = re.compile(r"_(loc|cls)_pred_conv_bias$")  # example/ssd's __lr_mult__ 2.0
+_PREDICTOR = re.compile(r"_(loc|cls)_pred_conv_weight$")
 _CLS_PRED = re.compile(r"_cls_pred_conv_(weight|bias)$")
-
-
-def _pixel_convolutions(heads: mx.sym.Symbol) -> list[str]:
-    """Kernel names of the convolutions that read the graph's ``data`` input directly."""
-    graph = json.loads(heads.tojson())
-    nodes = graph["nodes"]
-    data = {i for i, node in enumerate(nodes) if node["op"] == "null" and node["name"] == "data"}
-    kernels = []
-    for node in nodes:
-        if node["op"] == "Convolution" and node["inputs"] and node["inputs"][0][0] in data:
-            kernels.append(nodes[node["inputs"][1][0]]["name"])
-    return kernels
 
 
 class SageMakerSSD(gluon.HybridBlock):
@@ -64,7 +52,6 @@ class SageMakerSSD(gluon.HybridBlock):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.body = gluon.SymbolBlock(heads, mx.sym.var("data"))
-        self._pixel_kernels = _pixel_convolutions(heads)
         for name, param in self.body.collect_params().items():
             param.shape = shapes[name]  # known now: weights can be loaded before a forward
         # GluonCV-normalised input -> pixels minus example/ssd's mean pixels
@@ -86,9 +73,11 @@ class SageMakerSSD(gluon.HybridBlock):
         self.nms_thresh, self.nms_topk = nms_thresh, nms_topk
 
     def initialize_weights(self, ctx) -> None:
-        """example/ssd's initialisation: the L2-normalisation scale at 20, biases 0,
-        BatchNorm at identity, Xavier for the convolution kernels (as odp's GluonCV
-        networks are initialised)."""
+        """As odp's GluonCV networks are initialised: the L2-normalisation scale at 20,
+        biases 0, BatchNorm at identity, Xavier (gaussian, fan-out) for the network's
+        kernels, and GluonCV's predictor initialisation (Xavier, uniform, average fan) for
+        the class and box predictors. (example/ssd's fan-out Xavier on the predictors starts
+        the logits ~8x larger, and SGD from scratch diverges within a few batches.)"""
         params = self.body.collect_params()
         for name, param in params.items():
             if name.endswith("_scale"):
@@ -97,17 +86,12 @@ class SageMakerSSD(gluon.HybridBlock):
                 param.initialize(mx.init.Zero(), ctx=ctx)
             elif name.endswith(("_gamma", "_moving_var")):
                 param.initialize(mx.init.One(), ctx=ctx)
+            elif _PREDICTOR.search(name):
+                param.initialize(mx.init.Xavier(magnitude=2), ctx=ctx)
             else:
                 param.initialize(
                     mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2), ctx=ctx
                 )
-        # The graph reads pixels minus the mean (spread ~58), not normalised input (spread
-        # ~1): Xavier's scale on the convolution that reads them starts VGG's logits in the
-        # hundreds and training from scratch diverges within a few batches. Dividing that
-        # kernel by the pixel spread starts it where a normalised-input network starts.
-        # (Pretrained base weights, loaded after this, were trained on pixels: untouched.)
-        for name in self._pixel_kernels:
-            params[name].set_data(params[name].data() / float(STD.mean()))
         self.collect_params(f"{self.prefix}.*").initialize(ctx=ctx)
 
     def hybrid_forward(self, F, x, gain, shift):  # noqa: N803  Gluon's signature

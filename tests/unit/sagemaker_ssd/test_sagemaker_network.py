@@ -121,13 +121,18 @@ def test_a_missing_or_foreign_checkpoint_is_one_clear_error(
         load_checkpoint(find_checkpoint("resnet-50", tmp_path), net.body.collect_params())
 
 
-def test_vgg_from_scratch_starts_on_the_scale_of_a_normalised_input_network() -> None:
-    """The graph reads pixels minus the mean (spread ~58); with plain Xavier on the first
-    convolution VGG's logits start in the hundreds and training diverges in a few batches."""
-    block = SageMakerSSD("vgg-16", ["a", "b"], 300)
-    block.initialize_weights(mx.cpu())
+def test_vgg_from_scratch_starts_on_the_scale_of_odps_gluoncv_network() -> None:
+    """example/ssd's fan-out Xavier on the predictors starts the logits ~8x larger than
+    GluonCV's and SGD from scratch diverged (NaN at batch 5 of the throughput benchmark)."""
+    from pipeline_lib.training.model import build_ssd
+
+    mx.random.seed(1)
+    ours = SageMakerSSD("vgg-16", ["a", "b"], 300)
+    ours.initialize_weights(mx.cpu())
+    theirs = build_ssd("vgg-16", ["a", "b"], 300)
+    theirs.initialize()
     batch = mx.nd.random.normal(shape=(1, 3, 300, 300))  # normalised, as the engine feeds it
     with autograd.train_mode():
-        cls_preds, box_preds, _ = block(batch)
-    assert float(cls_preds.abs().mean().asscalar()) < 10.0
-    assert float(box_preds.abs().max().asscalar()) < 100.0
+        ours_cls = ours(batch)[0].abs().mean().asscalar()
+        theirs_cls = theirs(batch)[0].abs().mean().asscalar()
+    assert 0.5 < float(ours_cls) / float(theirs_cls) < 2.0, (ours_cls, theirs_cls)
